@@ -1,0 +1,187 @@
+"""The store protocol: the async contract every session store implements, and the records it holds.
+
+This module does no I/O and imports no driver. A store is an async context manager; its methods are coroutines.
+"Missing" is ``None`` (or ``False`` / an empty list), never an exception; any failure of the backend is raised as
+:class:`~asgi_session.StoreError`, never swallowed.
+
+Times are floats in seconds since the Unix epoch, as read from the manager's clock: stores never read a clock
+themselves (``delete_expired`` is given ``now``), so tests can drive time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "KeyRecord",
+    "Rotation",
+    "SessionRecord",
+    "SessionStore",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRecord:
+    """One session as the store keeps it.
+
+    Attributes:
+        handle: the session handle (random, globally unique; the primary key).
+        user_id: the session's user.
+        tenant_id: the session's tenant (``"public"`` by default).
+        refresh_hash: the hash of the current refresh token's hash (``sha256(sha256(token))``); never the token.
+        previous_refresh_hash: the same hash of the refresh token the last rotation replaced, or ``None``.
+        rotated_at: when the last rotation happened, or ``None`` before the first.
+        session_data: data kept only server side (JSON-serialisable mapping).
+        access_token_payload: the custom claims put into every access token (JSON-serialisable mapping).
+        created_at: when the session was created.
+        last_seen: when the session was last refreshed (or created).
+        expires_at: when the session expires unless refreshed (already capped by ``absolute_expires_at``).
+        absolute_expires_at: the absolute end of the session that no refresh extends, or ``None``.
+        user_agent: the ``User-Agent`` of the request that created the session, when known.
+        ip: the client address of the request that created the session, when known.
+    """
+
+    handle: str
+    user_id: str
+    tenant_id: str
+    refresh_hash: str
+    previous_refresh_hash: str | None = None
+    rotated_at: float | None = None
+    session_data: Mapping[str, Any]
+    access_token_payload: Mapping[str, Any]
+    created_at: float
+    last_seen: float
+    expires_at: float
+    absolute_expires_at: float | None = None
+    user_agent: str | None = None
+    ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rotation:
+    """An atomic refresh-token rotation: a compare-and-swap of ``refresh_hash``.
+
+    The store applies it only if the stored ``refresh_hash`` still equals ``expected_refresh_hash``; then it sets
+    ``refresh_hash = new_refresh_hash``, ``previous_refresh_hash = expected_refresh_hash``, and the three times.
+
+    Attributes:
+        handle: the session to rotate.
+        expected_refresh_hash: the hash the caller read; the swap happens only if it is still current.
+        new_refresh_hash: the hash of the new refresh token.
+        rotated_at: the rotation time.
+        last_seen: the new last-seen time.
+        expires_at: the new (slid) expiry.
+    """
+
+    handle: str
+    expected_refresh_hash: str
+    new_refresh_hash: str
+    rotated_at: float
+    last_seen: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRecord:
+    """A key shared by every process using the store (a signing key, or the refresh-token MAC key).
+
+    Attributes:
+        kid: the key id (unique; the primary key).
+        algorithm: ``"ES256"``, ``"RS256"``, ``"EdDSA"`` for signing keys; ``"refresh-mac"`` for the MAC key.
+        private_key: the key material (PKCS#8 PEM for signing keys, base64 for the MAC key).
+        created_at: when it was created.
+        signs_from: when it starts signing (it is published, and verifies, from ``created_at``).
+        expires_at: when it may be deleted: every token it signed has expired by then; ``None`` for never.
+    """
+
+    kid: str
+    algorithm: str
+    private_key: str
+    created_at: float
+    signs_from: float
+    expires_at: float | None = None
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """The async contract of a session store.
+
+    Implementations: :class:`~asgi_session.stores.MemoryStore`, :class:`~asgi_session.stores.SQLiteStore`,
+    ``RedisStore`` and ``PostgresStore``. Run :mod:`asgi_session.testing`'s conformance suite against your own.
+    Every method may raise :class:`~asgi_session.StoreError`; nothing else escapes.
+    """
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Calling it on an open store does nothing."""
+        ...
+
+    async def close(self) -> None:
+        """Release every connection. Calling it on a closed store does nothing."""
+        ...
+
+    async def __aenter__(self) -> SessionStore: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def create(self, record: SessionRecord) -> None:
+        """Insert a new session. A handle that already exists raises ``StoreError``."""
+        ...
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        """Return the session with this handle (expired or not), or ``None``."""
+        ...
+
+    async def rotate(self, rotation: Rotation) -> bool:
+        """Apply a rotation atomically; return whether the stored hash matched and the swap happened."""
+        ...
+
+    async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
+        """Replace the session data; return whether the session exists."""
+        ...
+
+    async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
+        """Replace the stored custom access-token claims; return whether the session exists."""
+        ...
+
+    async def touch(self, handle: str, last_seen: float) -> bool:
+        """Set the last-seen time; return whether the session exists."""
+        ...
+
+    async def delete(self, handles: Sequence[str]) -> list[str]:
+        """Delete these sessions; return the handles that existed and were deleted (idempotent)."""
+        ...
+
+    async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
+        """Return the user's sessions in one tenant, or in every tenant when ``tenant_id`` is ``None``.
+
+        Expired sessions not yet deleted are included; ordered by ``created_at`` then ``handle``.
+        """
+        ...
+
+    async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
+        """Delete the user's sessions in one tenant, or in every tenant; return the deleted handles."""
+        ...
+
+    async def delete_expired(self, now: float) -> int:
+        """Delete sessions with ``expires_at <= now``; return how many were deleted."""
+        ...
+
+    async def get_keys(self) -> list[KeyRecord]:
+        """Return every stored key, ordered by ``signs_from`` then ``kid``."""
+        ...
+
+    async def add_key(self, key: KeyRecord) -> bool:
+        """Insert a key unless one with its ``kid`` exists; return whether it was inserted."""
+        ...
+
+    async def delete_keys(self, kids: Sequence[str]) -> int:
+        """Delete these keys; return how many existed."""
+        ...

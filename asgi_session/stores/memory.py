@@ -1,0 +1,168 @@
+"""MemoryStore: the reference implementation of the store protocol, kept in one process's memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import StoreError
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+
+__all__ = ["MemoryStore"]
+
+
+def _json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy through JSON, as a persistent store would, so callers never share mutable state with us."""
+    try:
+        copied = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"session data is not JSON-serialisable: {exc}") from exc
+    if not isinstance(copied, dict):
+        raise StoreError("session data must be a JSON object")
+    return copied
+
+
+def _copy(record: SessionRecord) -> SessionRecord:
+    return dataclasses.replace(
+        record,
+        session_data=_json_copy(record.session_data),
+        access_token_payload=_json_copy(record.access_token_payload),
+    )
+
+
+class MemoryStore(SessionStore):
+    """Sessions and keys in a dict. For tests and single-process development: nothing survives a restart.
+
+    Every method is atomic with respect to other tasks on the same event loop (none awaits mid-way).
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, SessionRecord] = {}
+        self._keys: dict[str, KeyRecord] = {}
+        self._open = False
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(sessions={len(self._sessions)})"
+
+    async def open(self) -> None:
+        """Mark the store open (there is nothing to connect to)."""
+        self._open = True
+
+    async def close(self) -> None:
+        """Mark the store closed; the data stays, so reopening sees it."""
+        self._open = False
+
+    async def __aenter__(self) -> MemoryStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def create(self, record: SessionRecord) -> None:
+        """Insert a new session; a duplicate handle raises ``StoreError``."""
+        if record.handle in self._sessions:
+            raise StoreError("a session with this handle already exists")
+        self._sessions[record.handle] = _copy(record)
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        """Return the session or ``None``."""
+        record = self._sessions.get(handle)
+        return None if record is None else _copy(record)
+
+    async def rotate(self, rotation: Rotation) -> bool:
+        """Compare-and-swap the refresh hash."""
+        record = self._sessions.get(rotation.handle)
+        if record is None or record.refresh_hash != rotation.expected_refresh_hash:
+            return False
+        self._sessions[rotation.handle] = dataclasses.replace(
+            record,
+            refresh_hash=rotation.new_refresh_hash,
+            previous_refresh_hash=rotation.expected_refresh_hash,
+            rotated_at=rotation.rotated_at,
+            last_seen=rotation.last_seen,
+            expires_at=rotation.expires_at,
+        )
+        return True
+
+    async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
+        """Replace the session data."""
+        record = self._sessions.get(handle)
+        if record is None:
+            return False
+        self._sessions[handle] = dataclasses.replace(record, session_data=_json_copy(data))
+        return True
+
+    async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
+        """Replace the stored custom claims."""
+        record = self._sessions.get(handle)
+        if record is None:
+            return False
+        self._sessions[handle] = dataclasses.replace(record, access_token_payload=_json_copy(payload))
+        return True
+
+    async def touch(self, handle: str, last_seen: float) -> bool:
+        """Set the last-seen time."""
+        record = self._sessions.get(handle)
+        if record is None:
+            return False
+        self._sessions[handle] = dataclasses.replace(record, last_seen=last_seen)
+        return True
+
+    async def delete(self, handles: Sequence[str]) -> list[str]:
+        """Delete sessions; return those that existed."""
+        deleted: list[str] = []
+        for handle in dict.fromkeys(handles):
+            if self._sessions.pop(handle, None) is not None:
+                deleted.append(handle)
+        return deleted
+
+    def _of_user(self, user_id: str, tenant_id: str | None) -> list[SessionRecord]:
+        found = [
+            record
+            for record in self._sessions.values()
+            if record.user_id == user_id and (tenant_id is None or record.tenant_id == tenant_id)
+        ]
+        found.sort(key=lambda record: (record.created_at, record.handle))
+        return found
+
+    async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
+        """Return the user's sessions, oldest first."""
+        return [_copy(record) for record in self._of_user(user_id, tenant_id)]
+
+    async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
+        """Delete the user's sessions; return their handles."""
+        handles = [record.handle for record in self._of_user(user_id, tenant_id)]
+        for handle in handles:
+            del self._sessions[handle]
+        return handles
+
+    async def delete_expired(self, now: float) -> int:
+        """Delete sessions whose expiry has passed."""
+        expired = [handle for handle, record in self._sessions.items() if record.expires_at <= now]
+        for handle in expired:
+            del self._sessions[handle]
+        return len(expired)
+
+    async def get_keys(self) -> list[KeyRecord]:
+        """Return every key, ordered by ``signs_from`` then ``kid``."""
+        return sorted(self._keys.values(), key=lambda key: (key.signs_from, key.kid))
+
+    async def add_key(self, key: KeyRecord) -> bool:
+        """Insert a key unless its kid exists."""
+        if key.kid in self._keys:
+            return False
+        self._keys[key.kid] = key
+        return True
+
+    async def delete_keys(self, kids: Sequence[str]) -> int:
+        """Delete keys; return how many existed."""
+        return sum(1 for kid in dict.fromkeys(kids) if self._keys.pop(kid, None) is not None)
