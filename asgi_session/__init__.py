@@ -1,1 +1,42 @@
-"""asgi-session."""
+"""asgi-session: revocable server-side sessions for any ASGI app, speaking the SuperTokens session protocol.
+
+The public names are re-exported here; everything else is an implementation detail. Importing this package never
+imports a web framework or an optional store driver.
+"""
+
+from __future__ import annotations
+
+from ._clock import Clock, SystemClock
+from .config import SessionConfig
+from .exceptions import (
+    ConfigurationError,
+    InvalidClaimsError,
+    InvalidPayloadError,
+    SessionError,
+    StoreError,
+    TokenTheftDetectedError,
+    TryRefreshTokenError,
+    UnauthorisedError,
+)
+from .manager import SessionManager
+from .session import Session, SessionInformation
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Clock",
+    "ConfigurationError",
+    "InvalidClaimsError",
+    "InvalidPayloadError",
+    "Session",
+    "SessionConfig",
+    "SessionError",
+    "SessionInformation",
+    "SessionManager",
+    "StoreError",
+    "SystemClock",
+    "TokenTheftDetectedError",
+    "TryRefreshTokenError",
+    "UnauthorisedError",
+    "__version__",
+]

@@ -82,7 +82,7 @@ class SessionConfig:
     older_cookie_domain: str | None = None
     cookie_secure: bool = True
     cookie_same_site: SameSite = "lax"
-    token_transfer_method: TransferMethod = "any"
+    token_transfer_method: TransferMethod = "any"  # noqa: S105 - not a password
     anti_csrf: AntiCsrfMode | None = None
     access_token_blacklisting: bool = False
     session_expired_status_code: int = 401
@@ -168,8 +168,7 @@ class SessionConfig:
     def _check_http(self) -> None:
         if not isinstance(self.api_base_path, str) or not _BASE_PATH.match(self.api_base_path):
             raise ConfigurationError(
-                f"api_base_path must start with '/' and not end with '/' (e.g. '/auth'), got "
-                f"{self.api_base_path!r}"
+                f"api_base_path must start with '/' and not end with '/' (e.g. '/auth'), got {self.api_base_path!r}"
             )
         if self.cookie_same_site not in _SAME_SITE:
             raise ConfigurationError(
@@ -203,6 +202,9 @@ class SessionConfig:
             raise ConfigurationError("verified_token_cache_size must be an int >= 0 (0 disables the cache)")
         if not isinstance(self.max_token_length, int) or self.max_token_length < 256:
             raise ConfigurationError("max_token_length must be an int >= 256")
-        for name, domain in (("cookie_domain", self.cookie_domain), ("older_cookie_domain", self.older_cookie_domain)):
+        for name, domain in (
+            ("cookie_domain", self.cookie_domain),
+            ("older_cookie_domain", self.older_cookie_domain),
+        ):
             if domain is not None and (not domain or any(c in domain for c in ";, \t\r\n")):
                 raise ConfigurationError(f"{name} must be None or a bare domain such as 'example.com'")

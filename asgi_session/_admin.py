@@ -1,0 +1,237 @@
+"""The offline session-administration half of SessionManager: revoke, list, inspect and update by handle.
+
+Kept apart from ``manager.py`` (which creates, verifies and refreshes tokens) so each module has one job.
+:class:`SessionAdmin` is a base class of :class:`~asgi_session.SessionManager`, not used on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import InvalidPayloadError, UnauthorisedError
+from .session import Session, SessionInformation
+from .stores.base import SessionRecord
+from .tokens import check_custom_payload, sign_access_token
+
+if TYPE_CHECKING:
+    from ._clock import Clock
+    from .config import SessionConfig
+    from .keys import KeyRing
+    from .stores.base import SessionStore
+    from .tokens import VerifiedTokenCache
+
+__all__ = ["SessionAdmin"]
+
+logger = logging.getLogger("asgi_session")
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def session_information(record: SessionRecord) -> SessionInformation:
+    """Return the public view of a stored session."""
+    return SessionInformation(
+        session_handle=record.handle,
+        user_id=record.user_id,
+        tenant_id=record.tenant_id,
+        session_data_in_database=dict(record.session_data),
+        custom_claims_in_access_token_payload=dict(record.access_token_payload),
+        time_created=_ms(record.created_at),
+        expiry=_ms(record.expires_at),
+        last_seen=_ms(record.last_seen),
+        user_agent=record.user_agent,
+        ip=record.ip,
+    )
+
+
+def merge_payload(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Shallow-merge ``patch`` into ``current``; a ``None`` value deletes the key. Protected claims refused."""
+    if not isinstance(patch, Mapping):
+        raise InvalidPayloadError("the payload patch must be a mapping")
+    check_custom_payload({key: None for key in patch})  # names only: refuses protected and non-string keys
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return check_custom_payload(merged)
+
+
+class SessionAdmin:
+    """Revocation, listing and per-handle updates; every method works without a request.
+
+    A store failure raises :class:`~asgi_session.StoreError`; no method reports a success it did not achieve.
+    """
+
+    store: SessionStore
+    config: SessionConfig
+    clock: Clock
+    keys: KeyRing
+    _cache: VerifiedTokenCache
+
+    async def open(self) -> None:  # pragma: no cover - implemented by SessionManager
+        """Open the store (implemented by the manager)."""
+        raise NotImplementedError
+
+    async def verify_access_token(  # pragma: no cover - implemented by SessionManager
+        self, access_token: str, *, allow_expired: bool = False
+    ) -> dict[str, Any]:
+        """Verify an access token (implemented by the manager)."""
+        raise NotImplementedError
+
+    def _claims(  # pragma: no cover - implemented by SessionManager
+        self,
+        record: SessionRecord,
+        *,
+        exp: int,
+        refresh_hash1: str,
+        parent_hash1: str | None,
+        anti_csrf: str | None,
+        payload: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _live(self, handle: str) -> SessionRecord | None:
+        record = await self.store.get(handle)
+        if record is None or record.expires_at <= self.clock.now():
+            return None
+        return record
+
+    async def revoke_session(self, session_handle: str) -> bool:
+        """Revoke one session by handle; return whether it existed."""
+        await self.open()
+        deleted = await self.store.delete([session_handle])
+        self._cache.discard_session(session_handle)
+        if deleted:
+            logger.info("asgi_session: revoked session %s", session_handle)
+        return bool(deleted)
+
+    async def revoke_multiple_sessions(self, session_handles: Sequence[str]) -> list[str]:
+        """Revoke several sessions; return the handles that existed and were revoked."""
+        await self.open()
+        deleted = await self.store.delete(list(session_handles))
+        for handle in deleted:
+            self._cache.discard_session(handle)
+        if deleted:
+            logger.info("asgi_session: revoked %d sessions", len(deleted))
+        return deleted
+
+    async def revoke_all_sessions_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
+        """Revoke every session of a user, in one tenant or (``tenant_id=None``) in every tenant.
+
+        Returns:
+            The handles actually revoked (sessions already expired but not yet cleaned up are included).
+        """
+        await self.open()
+        deleted = await self.store.delete_for_user(user_id, tenant_id)
+        for handle in deleted:
+            self._cache.discard_session(handle)
+        logger.info(
+            "asgi_session: revoked all %d sessions of user %s (tenant %s)",
+            len(deleted),
+            user_id,
+            "*" if tenant_id is None else tenant_id,
+        )
+        return deleted
+
+    async def get_all_session_handles_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
+        """Return the handles of a user's unexpired sessions, in one tenant or in every tenant."""
+        return [info.session_handle for info in await self.get_sessions_for_user(user_id, tenant_id)]
+
+    async def get_sessions_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionInformation]:
+        """Return a user's unexpired sessions with created, last-seen, expiry, user agent and IP, oldest first."""
+        await self.open()
+        now = self.clock.now()
+        records = await self.store.list_for_user(user_id, tenant_id)
+        return [session_information(r) for r in records if r.expires_at > now]
+
+    async def get_session_information(self, session_handle: str) -> SessionInformation | None:
+        """Return what the store knows of a session, or ``None`` once it is revoked or expired."""
+        await self.open()
+        record = await self._live(session_handle)
+        return None if record is None else session_information(record)
+
+    async def update_session_data_in_database(self, session_handle: str, data: Mapping[str, Any]) -> bool:
+        """Replace a session's server-side data; return whether the session exists."""
+        await self.open()
+        checked = check_custom_payload(data) if data else {}
+        if await self._live(session_handle) is None:
+            return False
+        return await self.store.update_session_data(session_handle, checked)
+
+    async def merge_into_access_token_payload(self, session_handle: str, patch: Mapping[str, Any]) -> bool:
+        """Merge ``patch`` into the stored custom claims (``None`` deletes a key); return whether it exists.
+
+        Access tokens already issued keep their claims; the change appears at the next refresh (or at once for
+        a request-bound :meth:`Session.merge_into_access_token_payload`).
+        """
+        await self.open()
+        record = await self._live(session_handle)
+        if record is None:
+            return False
+        merged = merge_payload(record.access_token_payload, patch)
+        return await self.store.update_access_token_payload(session_handle, merged)
+
+    async def regenerate_access_token(
+        self, access_token: str, new_payload: Mapping[str, Any] | None = None
+    ) -> Session | None:
+        """Re-sign an access token with the same expiry and, when given, new custom claims (also stored).
+
+        Returns:
+            The session with the new token (``access_and_front_token_updated`` is true), the session with the
+            old token when it has already expired (only the stored payload changes), or ``None`` when the
+            session no longer exists.
+
+        Raises:
+            TryRefreshTokenError: the token is not a valid token of ours (expiry aside).
+        """
+        await self.open()
+        claims = await self.verify_access_token(access_token, allow_expired=True)
+        record = await self._live(claims["sessionHandle"])
+        if record is None:
+            return None
+        payload = record.access_token_payload
+        if new_payload is not None:
+            payload = check_custom_payload(new_payload)
+            if not await self.store.update_access_token_payload(record.handle, payload):
+                return None
+        if claims["exp"] <= self.clock.now():
+            return Session(self, access_token=access_token, claims=claims)  # type: ignore[arg-type]
+        new_claims = self._claims(
+            record,
+            exp=claims["exp"],
+            refresh_hash1=claims["refreshTokenHash1"],
+            parent_hash1=claims["parentRefreshTokenHash1"],
+            anti_csrf=claims["antiCsrfToken"],
+            payload=payload,
+        )
+        token = sign_access_token(new_claims, await self.keys.signing_key())
+        return Session(self, access_token=token, claims=new_claims, updated=True)  # type: ignore[arg-type]
+
+    async def _merge_and_reissue(self, session: Session, patch: Mapping[str, Any]) -> None:
+        await self.open()
+        record = await self._live(session.handle)
+        if record is None:
+            raise UnauthorisedError("session does not exist anymore", handle=session.handle)
+        merged = merge_payload(record.access_token_payload, patch)
+        regenerated = await self.regenerate_access_token(session.access_token, merged)
+        if regenerated is None:
+            raise UnauthorisedError("session does not exist anymore", handle=session.handle)
+        session._replace_access_token(regenerated.access_token, regenerated.get_access_token_payload())
+
+    async def delete_expired_sessions(self) -> int:
+        """Delete every expired session from the store; return how many were deleted."""
+        await self.open()
+        deleted = await self.store.delete_expired(self.clock.now())
+        if deleted:
+            logger.info("asgi_session: deleted %d expired sessions", deleted)
+        return deleted
+
+    async def get_jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Return the JWKS document (public keys that may still verify a live token)."""
+        await self.open()
+        return self.keys.jwks()

@@ -1,0 +1,337 @@
+"""The signing-key ring: keys shared through the store, rotated on schedule, published as a JWKS.
+
+Every process that shares a store signs and verifies with the same keys, because the keys live in the store:
+the first process to need a key creates it (``add_key`` is insert-if-absent) and every process re-reads the ring.
+
+Rotation publishes before it signs: a new key is written ``key_publish_ahead`` before it starts signing, so every
+worker has seen it (they re-read the ring at least that often while signing, and on an unknown ``kid``) before a
+token signed with it arrives. A key is kept until every token it could have signed has expired, then deleted.
+
+The refresh-token MAC key (used to authenticate refresh tokens and derive their children) lives in the same ring.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import anyio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from ._clock import Clock
+from .config import SessionConfig
+from .exceptions import StoreError
+from .stores.base import KeyRecord, SessionStore
+
+__all__ = ["KeyRing", "SigningKey", "VerificationKey"]
+
+logger = logging.getLogger("asgi_session")
+
+AsymmetricPrivateKey: TypeAlias = "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey"
+PrivateKey: TypeAlias = "AsymmetricPrivateKey | bytes"
+PublicKey: TypeAlias = "ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | bytes"
+
+REFRESH_MAC_KID = "refresh-mac"
+_REFRESH_MAC_ALGORITHM = "refresh-mac"
+_KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Safety margin added to a key's lifetime for clock differences between workers.
+_KEY_SLACK_SECONDS = 60.0
+# An unknown kid makes us re-read the ring at most this often, so hostile kids cannot hammer the store.
+_UNKNOWN_KID_RELOAD_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A key that verifies tokens: its ``kid``, its one pinned algorithm, and the prepared public key."""
+
+    kid: str
+    algorithm: str
+    public_key: PublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """The key that signs new tokens now: ``kid``, algorithm and the prepared private key."""
+
+    kid: str
+    algorithm: str
+    private_key: PrivateKey
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _int_b64url(value: int) -> str:
+    return _b64url(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def _generate_pem(algorithm: str) -> str:
+    private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    if algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif algorithm == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    else:  # pragma: no cover - config validation makes this unreachable
+        raise ValueError(f"cannot generate a key for {algorithm!r}")
+    return private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+
+
+def _load_private(
+    record: KeyRecord,
+) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(record.private_key.encode("ascii"), password=None)
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise StoreError(f"signing key {record.kid!r} in the store is corrupt") from exc
+    expected: dict[str, type[Any]] = {
+        "ES256": ec.EllipticCurvePrivateKey,
+        "RS256": rsa.RSAPrivateKey,
+        "EdDSA": ed25519.Ed25519PrivateKey,
+    }
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)) or (
+        not isinstance(key, expected[record.algorithm])
+    ):
+        raise StoreError(f"signing key {record.kid!r} in the store does not match its algorithm")
+    return key
+
+
+def public_jwk(key: VerificationKey) -> dict[str, str]:
+    """Return the public JWK (RFC 7517) of an asymmetric verification key."""
+    public = key.public_key
+    jwk: dict[str, str]
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        numbers = public.public_numbers()
+        jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64url(numbers.x.to_bytes(32, "big")),
+            "y": _b64url(numbers.y.to_bytes(32, "big")),
+        }
+    elif isinstance(public, rsa.RSAPublicKey):
+        rsa_numbers = public.public_numbers()
+        jwk = {"kty": "RSA", "n": _int_b64url(rsa_numbers.n), "e": _int_b64url(rsa_numbers.e)}
+    elif isinstance(public, ed25519.Ed25519PublicKey):
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
+    else:
+        raise ValueError("symmetric keys are never published")
+    return {**jwk, "kid": key.kid, "alg": key.algorithm, "use": "sig"}
+
+
+class KeyRing:
+    """The signing keys and the refresh-token MAC key, loaded from and persisted in the store.
+
+    Args:
+        store: the session store that holds the keys.
+        config: the session configuration (algorithm, rotation interval, validity).
+        clock: the time source.
+    """
+
+    def __init__(self, store: SessionStore, config: SessionConfig, clock: Clock) -> None:
+        self._store = store
+        self._config = config
+        self._clock = clock
+        self._records: list[KeyRecord] = []
+        self._verification: dict[str, VerificationKey] = {}
+        self._private: dict[str, AsymmetricPrivateKey] = {}
+        self._refresh_mac: bytes | None = None
+        self._loaded_at = float("-inf")
+        self._unknown_kid_reload_at = float("-inf")
+        self._lock = anyio.Lock()
+        secret = config.signing_secret_bytes
+        self._hs256: SigningKey | None = None
+        if secret is not None:
+            kid = "s-" + hmac.new(secret, b"asgi-session kid", hashlib.sha256).hexdigest()[:16]
+            self._hs256 = SigningKey(kid, "HS256", secret)
+            self._verification[kid] = VerificationKey(kid, "HS256", secret)
+
+    @property
+    def refresh_mac_key(self) -> bytes:
+        """The 256-bit key that authenticates refresh tokens (loaded by :meth:`load`)."""
+        if self._refresh_mac is None:
+            raise RuntimeError("the key ring is not loaded; open the SessionManager first")
+        return self._refresh_mac
+
+    def verification_key(self, kid: str) -> VerificationKey | None:
+        """Return the verification key for ``kid`` from memory (never from the network), or ``None``."""
+        return self._verification.get(kid)
+
+    async def load(self) -> None:
+        """Read the ring from the store, creating the MAC key and a signing key when missing."""
+        async with self._lock:
+            await self._reload()
+            if self._refresh_mac is None:
+                record = KeyRecord(
+                    kid=REFRESH_MAC_KID,
+                    algorithm=_REFRESH_MAC_ALGORITHM,
+                    private_key=base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
+                    created_at=self._clock.now(),
+                    signs_from=self._clock.now(),
+                )
+                await self._store.add_key(record)  # first writer wins; everyone then reads the winner
+                await self._reload()
+            if self._refresh_mac is None:
+                raise StoreError("the store did not keep the refresh-token MAC key")
+            await self._rotate_if_due()
+
+    async def reload_for_unknown_kid(self, kid: str) -> bool:
+        """Re-read the ring because a token named an unknown ``kid``; rate-limited. Return whether it is known now."""
+        if not _KID_PATTERN.fullmatch(kid):
+            return False
+        now = self._clock.now()
+        if now - self._unknown_kid_reload_at < _UNKNOWN_KID_RELOAD_SECONDS:
+            return kid in self._verification
+        self._unknown_kid_reload_at = now
+        async with self._lock:
+            await self._reload()
+        return kid in self._verification
+
+    async def signing_key(self) -> SigningKey:
+        """Return the key that signs now, rotating (and re-reading the ring) when due."""
+        if self._hs256 is not None:
+            return self._hs256
+        now = self._clock.now()
+        reload_every = max(1.0, self._config.key_publish_ahead.total_seconds() / 2)
+        signer = self._current_signer(now)
+        if signer is None or now - self._loaded_at >= reload_every or self._rotation_due(signer, now):
+            async with self._lock:
+                await self._reload()
+                await self._rotate_if_due()
+            signer = self._current_signer(self._clock.now())
+        if signer is None:  # pragma: no cover - _rotate_if_due always leaves a signer
+            raise StoreError("no signing key is available")
+        return SigningKey(signer.kid, signer.algorithm, self._private[signer.kid])
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Return the JWKS document: every published asymmetric key that may still verify a live token."""
+        keys = [
+            public_jwk(self._verification[record.kid]) for record in self._records if record.kid in self._verification
+        ]
+        return {"keys": keys}
+
+    def jwks_max_age(self) -> int:
+        """Seconds a client may cache the JWKS: until the next key is due to be published (at least 1)."""
+        now = self._clock.now()
+        signer = self._current_signer(now)
+        if signer is None or self._hs256 is not None:
+            return 60
+        due = signer.signs_from + self._config.key_rotation_interval.total_seconds()
+        due -= self._config.key_publish_ahead.total_seconds()
+        return max(1, int(due - now))
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _signing_records(self) -> list[KeyRecord]:
+        return [r for r in self._records if r.algorithm == self._config.signing_algorithm]
+
+    def _can_sign(self, record: KeyRecord, now: float) -> bool:
+        if record.signs_from > now:
+            return False
+        if record.expires_at is None:
+            return True
+        return now + self._config.access_token_validity.total_seconds() <= record.expires_at
+
+    def _current_signer(self, now: float) -> KeyRecord | None:
+        usable = [r for r in self._signing_records() if self._can_sign(r, now) and r.kid in self._private]
+        return usable[-1] if usable else None  # records are ordered by (signs_from, kid)
+
+    def _rotation_due(self, signer: KeyRecord, now: float) -> bool:
+        interval = self._config.key_rotation_interval.total_seconds()
+        ahead = self._config.key_publish_ahead.total_seconds()
+        pending = any(r.signs_from > now for r in self._signing_records())
+        return not pending and now >= signer.signs_from + interval - ahead
+
+    async def _rotate_if_due(self) -> None:
+        if self._hs256 is not None:
+            return
+        now = self._clock.now()
+        signer = self._current_signer(now)
+        interval = self._config.key_rotation_interval.total_seconds()
+        if signer is None:
+            signs_from = now
+        elif self._rotation_due(signer, now):
+            signs_from = max(now + self._config.key_publish_ahead.total_seconds(), signer.signs_from + interval)
+        else:
+            return
+        expires_at = (
+            signs_from
+            + interval
+            + self._config.key_publish_ahead.total_seconds()
+            + self._config.access_token_validity.total_seconds()
+            + _KEY_SLACK_SECONDS
+        )
+        algorithm = self._config.signing_algorithm
+        pem = await anyio.to_thread.run_sync(_generate_pem, algorithm)
+        record = KeyRecord(
+            kid=f"d-{int(now * 1000)}-{secrets.token_hex(4)}",
+            algorithm=algorithm,
+            private_key=pem,
+            created_at=now,
+            signs_from=signs_from,
+            expires_at=expires_at,
+        )
+        await self._store.add_key(record)
+        logger.info(
+            "asgi_session: published signing key %s (%s), signing from %.0f",
+            record.kid,
+            algorithm,
+            signs_from,
+        )
+        await self._reload()
+
+    async def _reload(self) -> None:
+        now = self._clock.now()
+        records = await self._store.get_keys()
+        expired = [r.kid for r in records if r.expires_at is not None and r.expires_at <= now]
+        if expired:
+            await self._store.delete_keys(expired)
+        live = [r for r in records if r.kid not in expired]
+        verification: dict[str, VerificationKey] = {}
+        private: dict[str, AsymmetricPrivateKey] = {}
+        for record in live:
+            if record.algorithm == _REFRESH_MAC_ALGORITHM:
+                if record.kid == REFRESH_MAC_KID:
+                    self._refresh_mac = base64.b64decode(record.private_key)
+                continue
+            if record.algorithm not in ("ES256", "RS256", "EdDSA"):
+                continue
+            cached = self._private.get(record.kid)
+            key = cached if cached is not None else _load_private(record)
+            private[record.kid] = key
+            verification[record.kid] = VerificationKey(record.kid, record.algorithm, key.public_key())
+        secret = self._config.signing_secret_bytes
+        if self._hs256 is not None and secret is not None:
+            verification[self._hs256.kid] = VerificationKey(self._hs256.kid, "HS256", secret)
+        self._records = [r for r in live if r.kid in verification]
+        self._verification = verification
+        self._private = private
+        self._loaded_at = now
+
+    def describe(self) -> Mapping[str, Any]:
+        """Return a summary of the ring (kids, algorithms, times) for the CLI and logs; no key material."""
+        return {
+            "signing_algorithm": self._config.signing_algorithm,
+            "keys": [
+                {
+                    "kid": r.kid,
+                    "algorithm": r.algorithm,
+                    "created_at": r.created_at,
+                    "signs_from": r.signs_from,
+                    "expires_at": r.expires_at,
+                }
+                for r in self._records
+            ],
+        }

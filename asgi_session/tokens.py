@@ -1,0 +1,320 @@
+"""Access tokens (signed JWTs) and refresh tokens (opaque, MAC-authenticated); the only module importing ``jwt``.
+
+Verification is strict and cheap. It caps the length before any decoding, accepts only base64url segments, reads
+a header that may hold nothing but ``alg``, ``typ``, ``kid`` and ``version`` (so ``jku``, ``jwk``, ``x5u``, ``x5c``
+and ``crit`` are refused, and no header ever causes a network call), looks the ``kid`` up in the in-memory ring,
+pins the algorithm to that key's, checks the signature with the prepared key (PyJWT's algorithm objects, without
+PyJWT's per-call key preparation), and only then parses the claims, requiring each with its type. Every failure,
+whatever raised it, becomes :class:`~asgi_session.TryRefreshTokenError`.
+
+Refresh tokens are ``<handle>.<body>.<tag>``: 256 random bits (or bits derived from the parent), bound to their
+session handle by an HMAC tag. The store keeps only ``sha256(sha256(token))``. A child token is derived from its
+parent with the MAC key, so presenting the same parent twice yields the same child: retries, lost responses and
+concurrent tabs all end up on one chain.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jwt.algorithms import Algorithm, get_default_algorithms
+
+from .exceptions import InvalidPayloadError, TryRefreshTokenError
+from .keys import SigningKey, VerificationKey
+
+__all__ = [
+    "PROTECTED_CLAIMS",
+    "UnknownKeyError",
+    "VerifiedTokenCache",
+    "anti_csrf_token_for",
+    "check_custom_payload",
+    "child_refresh_token",
+    "decode_access_token",
+    "front_token",
+    "mint_refresh_token",
+    "refresh_token_handle",
+    "sha256_hex",
+    "sign_access_token",
+    "stored_refresh_hash",
+]
+
+PROTECTED_CLAIMS = frozenset(
+    {
+        "sub",
+        "exp",
+        "iat",
+        "iss",
+        "tId",
+        "rsub",
+        "sessionHandle",
+        "refreshTokenHash1",
+        "parentRefreshTokenHash1",
+        "antiCsrfToken",
+    }
+)
+_HEADER_KEYS = frozenset({"alg", "typ", "kid", "version"})
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_ALGORITHMS: dict[str, Algorithm] = {
+    name: algorithm
+    for name, algorithm in get_default_algorithms().items()
+    if name in ("ES256", "RS256", "EdDSA", "HS256")
+}
+_REFRESH_TOKEN = re.compile(r"([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{22})")
+_REFRESH_TOKEN_MAX = 128
+
+
+class UnknownKeyError(TryRefreshTokenError):
+    """The token names a ``kid`` the ring does not hold (the caller may re-read the ring once and retry)."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__("unknown signing key")
+        self.kid = kid
+
+
+def sha256_hex(value: str) -> str:
+    """Return the hex SHA-256 of a string (``refreshTokenHash1`` of a refresh token)."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def stored_refresh_hash(refresh_token: str) -> str:
+    """Return what the store keeps for a refresh token: ``sha256(sha256(token))``."""
+    return sha256_hex(sha256_hex(refresh_token))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(segment: str) -> bytes:
+    if not _SEGMENT.fullmatch(segment):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _compact_json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def check_custom_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate custom access-token claims: a JSON object with string keys and no protected claim.
+
+    Raises:
+        InvalidPayloadError: naming the first protected or invalid key.
+    """
+    if payload is None:
+        return {}
+    if not isinstance(payload, Mapping):
+        raise InvalidPayloadError("access_token_payload must be a mapping")
+    for key in payload:
+        if not isinstance(key, str):
+            raise InvalidPayloadError(f"access_token_payload keys must be strings, got {key!r}", key=str(key))
+        if key in PROTECTED_CLAIMS:
+            raise InvalidPayloadError(
+                f"access_token_payload may not set the protected claim {key!r}; choose another name",
+                key=key,
+            )
+    try:
+        return json.loads(_compact_json(payload))  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayloadError(f"access_token_payload is not JSON-serialisable: {exc}") from exc
+
+
+def sign_access_token(claims: Mapping[str, Any], key: SigningKey) -> str:
+    """Sign the claims as a compact JWT with ``key`` (header: alg, typ, kid, version 5)."""
+    header = {"alg": key.algorithm, "typ": "JWT", "kid": key.kid, "version": "5"}
+    signing_input = _b64url(_compact_json(header)) + "." + _b64url(_compact_json(claims))
+    signature = _ALGORITHMS[key.algorithm].sign(signing_input.encode("ascii"), key.private_key)
+    return signing_input + "." + _b64url(signature)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_claims(claims: dict[str, Any], issuer: str) -> None:
+    for name in ("sub", "tId", "rsub", "sessionHandle", "refreshTokenHash1", "iss"):
+        value = claims.get(name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"claim {name} missing or not a non-empty string")
+    for name in ("exp", "iat"):
+        if not _is_int(claims.get(name)):
+            raise ValueError(f"claim {name} missing or not an integer")
+    for name in ("parentRefreshTokenHash1", "antiCsrfToken"):
+        if name not in claims or not (claims[name] is None or isinstance(claims[name], str)):
+            raise ValueError(f"claim {name} missing or not a string or null")
+    if not hmac.compare_digest(claims["iss"].encode("utf-8"), issuer.encode("utf-8")):
+        raise ValueError("wrong issuer")
+    if claims["rsub"] != claims["sub"]:
+        raise ValueError("rsub differs from sub")
+
+
+def decode_access_token(
+    token: str,
+    *,
+    lookup: Callable[[str], VerificationKey | None],
+    issuer: str,
+    now: float,
+    max_length: int,
+    allow_expired: bool = False,
+) -> dict[str, Any]:
+    """Verify an access token and return its claims.
+
+    Args:
+        token: the compact JWT.
+        lookup: returns the verification key for a ``kid`` (in memory; never a network call).
+        issuer: the exact ``iss`` required.
+        now: the current time (seconds since the epoch); the token is valid while ``now < exp``.
+        max_length: tokens longer than this are refused before any decoding.
+        allow_expired: accept an expired but otherwise valid token (for re-issuing with the same expiry).
+
+    Raises:
+        UnknownKeyError: the ``kid`` is not in the ring (a subclass of ``TryRefreshTokenError``).
+        TryRefreshTokenError: for every other failure.
+    """
+    try:
+        if not isinstance(token, str) or len(token) > max_length:
+            raise ValueError("token too long or not a string")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise ValueError("not three segments")
+        header_segment, payload_segment, signature_segment = parts
+        header = _json_object(_b64url_decode(header_segment))
+        if not header.keys() <= _HEADER_KEYS:
+            raise ValueError("unsupported header parameter")
+        kid, alg = header.get("kid"), header.get("alg")
+        if not isinstance(kid, str) or not isinstance(alg, str):
+            raise ValueError("kid and alg must be strings")
+        if header.get("typ", "JWT") != "JWT" or not isinstance(header.get("version", "5"), str):
+            raise ValueError("bad typ or version")
+        key = lookup(kid)
+        if key is None:
+            raise UnknownKeyError(kid)
+        if alg != key.algorithm:
+            raise ValueError("algorithm does not match the key")
+        signature = _b64url_decode(signature_segment)
+        signing_input = (header_segment + "." + payload_segment).encode("ascii")
+        if not _ALGORITHMS[key.algorithm].verify(signing_input, key.public_key, signature):
+            raise ValueError("bad signature")
+        claims = _json_object(_b64url_decode(payload_segment))
+        _check_claims(claims, issuer)
+        if not allow_expired and not now < claims["exp"]:
+            raise ValueError("expired")
+    except TryRefreshTokenError:
+        raise
+    except Exception as exc:
+        raise TryRefreshTokenError("invalid access token") from exc
+    return claims
+
+
+class VerifiedTokenCache:
+    """A bounded map from exact token strings to their verified claims, honouring ``exp``.
+
+    Eviction is first-in-first-out when full; an entry is dropped when found expired. ``size=0`` disables it.
+    """
+
+    __slots__ = ("_entries", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[str, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str, now: float) -> dict[str, Any] | None:
+        """Return the cached claims of a still-unexpired token, or ``None``."""
+        claims = self._entries.get(token)
+        if claims is None:
+            return None
+        if now < claims["exp"]:
+            return claims
+        self._entries.pop(token, None)
+        return None
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        """Remember a verified token's claims."""
+        if self._size <= 0:
+            return
+        if len(self._entries) >= self._size and token not in self._entries:
+            self._entries.pop(next(iter(self._entries)), None)
+        self._entries[token] = claims
+
+    def discard_session(self, handle: str) -> None:
+        """Forget every cached token of one session (after a local revoke)."""
+        for token in [t for t, c in self._entries.items() if c.get("sessionHandle") == handle]:
+            self._entries.pop(token, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
+
+def _tag(mac_key: bytes, handle: str, body: str) -> str:
+    digest = hmac.new(mac_key, f"rt1|{handle}|{body}".encode("ascii"), hashlib.sha256).digest()
+    return _b64url(digest[:16])
+
+
+def _assemble(mac_key: bytes, handle: str, body: str) -> str:
+    return f"{handle}.{body}.{_tag(mac_key, handle, body)}"
+
+
+def mint_refresh_token(mac_key: bytes, handle: str) -> str:
+    """Return a new refresh token for a session: 256 random bits bound to ``handle``."""
+    return _assemble(mac_key, handle, _b64url(secrets.token_bytes(32)))
+
+
+def refresh_token_handle(mac_key: bytes, refresh_token: str) -> str | None:
+    """Return the handle of an authentic refresh token, or ``None`` for anything we did not issue."""
+    if not isinstance(refresh_token, str) or len(refresh_token) > _REFRESH_TOKEN_MAX:
+        return None
+    match = _REFRESH_TOKEN.fullmatch(refresh_token)
+    if match is None:
+        return None
+    handle, body, tag = match.groups()
+    if not hmac.compare_digest(tag, _tag(mac_key, handle, body)):
+        return None
+    return handle
+
+
+def child_refresh_token(mac_key: bytes, parent: str) -> str:
+    """Return the child of an authentic refresh token: deterministic, so a replayed parent gets the same child."""
+    handle, body, _ = parent.split(".")
+    derived = hmac.new(mac_key, f"rt1-child|{body}".encode("ascii"), hashlib.sha256).digest()
+    return _assemble(mac_key, handle, _b64url(derived))
+
+
+def anti_csrf_token_for(mac_key: bytes, refresh_token: str) -> str:
+    """Return the anti-CSRF token bound to a refresh token (and so to its session)."""
+    body = refresh_token.split(".")[1]
+    return _b64url(hmac.new(mac_key, f"csrf|{body}".encode("ascii"), hashlib.sha256).digest()[:24])
+
+
+def front_token(user_id: str, access_token_expiry_ms: int, payload: Mapping[str, Any]) -> str:
+    """Return the ``front-token`` header value: base64 of ``{"uid", "ate", "up"}`` (standard, padded)."""
+    data = {"uid": user_id, "ate": access_token_expiry_ms, "up": dict(payload)}
+    return base64.b64encode(json.dumps(data, separators=(",", ":")).encode("utf-8")).decode("ascii")
