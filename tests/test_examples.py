@@ -1,0 +1,42 @@
+"""Every example file runs, and does what it says."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asgi_session import SessionManager
+from asgi_session.stores import store_from_url
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_offline_revoke_example(tmp_path: Path) -> None:
+    namespace = runpy.run_path(str(EXAMPLES / "offline_revoke.py"))
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    revoked = await namespace["main"](url)
+    assert len(revoked["one"]) == 1
+    assert len(revoked["acme"]) == 2
+    assert len(revoked["all"]) == 1
+    async with SessionManager(store=store_from_url(url)) as manager:
+        assert await manager.get_all_session_handles_for_user("alice") == []
+
+
+def test_offline_revoke_example_runs_as_a_script(tmp_path: Path) -> None:
+    result = subprocess.run(  # noqa: S603 - our own example, with our own interpreter
+        [sys.executable, str(EXAMPLES / "offline_revoke.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "alice now has 0 sessions" in result.stdout
+    assert "refused on its very next use" in result.stdout
