@@ -35,7 +35,7 @@ def test_frozen_and_keyword_only() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.issuer = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
-        SessionConfig("/auth")  # type: ignore[misc]
+        SessionConfig("/auth")  # type: ignore[call-arg]
 
 
 def test_anti_csrf_default_is_derived_from_same_site() -> None:

@@ -1,0 +1,414 @@
+"""SQLiteStore: the default session store, one SQLite file reached through aiosqlite.
+
+Concurrency model. The store holds one aiosqlite connection in autocommit mode (``isolation_level=None``). aiosqlite
+runs every call on the connection's own worker thread, one at a time, in the order they were queued. Every operation
+of the store is exactly one SQL statement (a read, a conditional ``UPDATE`` checked by its row count, or a
+``... RETURNING`` statement), so it costs one round trip to that thread and SQLite makes it atomic on its own. Because
+no operation spans two statements, no transaction ever interleaves with another on the connection, and tasks sharing
+the store need no lock. The one explicit transaction is the schema set-up in :meth:`SQLiteStore.open`, which
+finishes before the store accepts any operation.
+
+Several processes (or several ``SQLiteStore`` objects) may share one file: WAL lets readers run beside a writer, and
+a writer waits up to ``busy_timeout`` for the write lock before failing with :class:`~asgi_session.StoreError`. A
+single write statement in autocommit mode asks for the write lock as it starts, so the wait never ends in the "busy
+snapshot" error that a read-then-write transaction can hit.
+
+Cancellation. Cancelling a task that awaits an operation does not stop the statement: it was already handed to
+aiosqlite's thread and completes there (its result is dropped). A cancelled ``create`` may therefore have inserted
+its row, as if the response had been lost after the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+import anyio
+
+from ..exceptions import ConfigurationError, StoreError
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+
+__all__ = ["SQLiteStore"]
+
+_T = TypeVar("_T")
+
+# Schema steps: _MIGRATIONS[n] takes a database from version n to n + 1 (kept in ``PRAGMA user_version``). A later
+# version appends a step; ``open`` applies every step past the file's version in one ``BEGIN IMMEDIATE`` transaction.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE sessions (
+            handle TEXT PRIMARY KEY NOT NULL,
+            user_id TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            refresh_hash TEXT NOT NULL,
+            previous_refresh_hash TEXT,
+            rotated_at REAL,
+            session_data TEXT NOT NULL,
+            access_token_payload TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            absolute_expires_at REAL,
+            user_agent TEXT,
+            ip TEXT
+        )""",
+        "CREATE INDEX sessions_user_tenant ON sessions (user_id, tenant_id)",
+        "CREATE INDEX sessions_tenant ON sessions (tenant_id)",
+        "CREATE INDEX sessions_expires_at ON sessions (expires_at)",
+        """CREATE TABLE keys (
+            kid TEXT PRIMARY KEY NOT NULL,
+            algorithm TEXT NOT NULL,
+            private_key TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            signs_from REAL NOT NULL,
+            expires_at REAL
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_MIN_SQLITE = (3, 35)  # RETURNING
+_CHUNK = 500  # handles per ``IN (...)``: far below SQLite's bound-parameter limit
+
+# The columns are named after the record fields; a field added to a record needs a migration step adding its column.
+_FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
+_JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
+_KEY_FIELDS = tuple(field.name for field in dataclasses.fields(KeyRecord))
+_COLUMNS = ", ".join(_FIELDS)
+_KEY_COLUMNS = ", ".join(_KEY_FIELDS)
+
+# Only constant column lists are formatted into these statements (hence the S608 waivers); every value is bound.
+_PLACES = ", ".join("?" * len(_FIELDS))
+_INSERT = f"INSERT INTO sessions ({_COLUMNS}) VALUES ({_PLACES}) ON CONFLICT(handle) DO NOTHING"  # noqa: S608
+_GET = f"SELECT {_COLUMNS} FROM sessions WHERE handle = ?"  # noqa: S608
+_ROTATE = (
+    "UPDATE sessions SET refresh_hash = ?, previous_refresh_hash = ?, rotated_at = ?, last_seen = ?, expires_at = ? "
+    "WHERE handle = ? AND refresh_hash = ?"
+)
+_LIST_USER = f"SELECT {_COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at, handle"  # noqa: S608
+_LIST_USER_TENANT = f"SELECT {_COLUMNS} FROM sessions WHERE user_id = ? AND tenant_id = ? ORDER BY created_at, handle"  # noqa: S608
+_DELETE_USER = "DELETE FROM sessions WHERE user_id = ? RETURNING handle, created_at"
+_DELETE_USER_TENANT = "DELETE FROM sessions WHERE user_id = ? AND tenant_id = ? RETURNING handle, created_at"
+_GET_KEYS = f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY signs_from, kid"  # noqa: S608
+_ADD_KEY = f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kid) DO NOTHING"  # noqa: S608
+
+# What the driver may raise: sqlite3 errors, aiosqlite's ValueError on a closed connection, UnicodeEncodeError (a
+# ValueError) for an unencodable string, OverflowError for an out-of-range integer, OSError from the file system.
+_DRIVER_ERRORS = (sqlite3.Error, ValueError, OverflowError, OSError)
+
+_NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
+
+
+def _store_error(operation: str, exc: BaseException) -> StoreError:
+    """Wrap a driver error, naming the operation.
+
+    SQLite's messages never quote bound values (hashes, data); a UnicodeError's would, so only its type is kept.
+    """
+    detail = type(exc).__name__ if isinstance(exc, UnicodeError) else f"{type(exc).__name__}: {exc}"
+    return StoreError(f"SQLite store: {operation} failed ({detail})")
+
+
+def _dump(value: Mapping[str, Any], what: str) -> str:
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
+    if not text.startswith("{"):
+        raise StoreError(f"{what} must be a JSON object")
+    return text
+
+
+def _load(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"the stored {what} is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise StoreError(f"the stored {what} is not a JSON object")
+    return value
+
+
+def _to_row(record: SessionRecord) -> list[Any]:
+    values = ((name, getattr(record, name)) for name in _FIELDS)
+    return [_dump(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value for name, value in values]
+
+
+def _to_record(row: sqlite3.Row) -> SessionRecord:
+    values = dict(zip(_FIELDS, row, strict=True))
+    for name, what in _JSON_FIELDS.items():
+        values[name] = _load(values[name], what)
+    return SessionRecord(**values)
+
+
+def _chunks(items: Sequence[str]) -> list[list[str]]:
+    unique = list(dict.fromkeys(items))
+    return [unique[start : start + _CHUNK] for start in range(0, len(unique), _CHUNK)]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class SQLiteStore(SessionStore):
+    """Sessions and keys in one SQLite file, shared safely by every process that opens it.
+
+    Each operation is one SQL statement on one autocommit connection (one round trip to aiosqlite's thread). The
+    file uses WAL; ``":memory:"`` gives a private database that is lost on close.
+
+    Args:
+        path: the database file (created if missing), or ``":memory:"``.
+        busy_timeout: seconds a statement waits for another connection's lock before raising
+            :class:`~asgi_session.StoreError`.
+        synchronous: SQLite's durability mode. ``"NORMAL"`` (the default) never corrupts the file in WAL mode but
+            may lose the last commits on power loss; ``"FULL"`` syncs every commit to disk.
+
+    Raises:
+        ConfigurationError: a setting is invalid, or the SQLite library is older than 3.35.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    ) -> None:
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise ConfigurationError(
+                "SQLiteStore needs SQLite 3.35 or newer (for RETURNING); this Python uses SQLite "
+                f"{sqlite3.sqlite_version}. Upgrade Python or its SQLite library, or use another store."
+            )
+        number = isinstance(busy_timeout, (int, float)) and not isinstance(busy_timeout, bool)
+        if not number or not 0 <= busy_timeout < math.inf:  # also refuses NaN
+            raise ConfigurationError("busy_timeout must be a finite number of seconds >= 0, e.g. 5.0")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigurationError('synchronous must be "NORMAL" or "FULL"')
+        self._path = os.fspath(path)
+        self._busy_ms = min(round(busy_timeout * 1000), 2**31 - 1)  # SQLite takes a 32-bit count of milliseconds
+        self._synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._lifecycle = anyio.Lock()  # serialises open() and close(), never the operations
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+    async def open(self) -> None:
+        """Connect, set the PRAGMAs, and create or migrate the schema. Does nothing if already open.
+
+        Raises:
+            StoreError: the file cannot be opened or configured, or its schema is newer than this code knows.
+        """
+        async with self._lifecycle:
+            if self._db is not None:
+                return
+            try:
+                # Shielded: a cancellation here would strand the connection's worker thread.
+                with anyio.CancelScope(shield=True):
+                    db = await aiosqlite.connect(self._path, isolation_level=None, timeout=self._busy_ms / 1000)
+            except _DRIVER_ERRORS as exc:
+                raise _store_error(f"opening {self._path!r}", exc) from exc
+            try:
+                await self._configure(db)
+                await self._migrate(db)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    # The original error is the one worth reporting.
+                    with contextlib.suppress(*_DRIVER_ERRORS):
+                        await db.close()
+                raise
+            self._db = db
+
+    async def _configure(self, db: aiosqlite.Connection) -> None:
+        operation = f"configuring {self._path!r}"
+        try:
+            # execute_fetchall: this PRAGMA returns a row, and a statement left unread would stay active.
+            await db.execute_fetchall(f"PRAGMA busy_timeout = {self._busy_ms}")
+            if self._path != ":memory:":
+                rows = await db.execute_fetchall("PRAGMA journal_mode = WAL")
+                mode = next(iter(rows))[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"could not put {self._path!r} in WAL mode (got {mode!r})")
+            await db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            await db.execute("PRAGMA foreign_keys = ON")
+        except _DRIVER_ERRORS as exc:
+            raise _store_error(operation, exc) from exc
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        operation = f"creating the schema of {self._path!r}"
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = await db.execute_fetchall("PRAGMA user_version")
+                version = int(next(iter(rows))[0])
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self._path!r} has schema version {version}, newer than this asgi-session supports "
+                        f"({SCHEMA_VERSION}); upgrade asgi-session"
+                    )
+                for step in _MIGRATIONS[version:]:
+                    for statement in step:
+                        await db.execute(statement)
+                if version != SCHEMA_VERSION:
+                    await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                await db.execute("COMMIT")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    # Fails only if BEGIN itself failed or the connection is gone: nothing to undo.
+                    with contextlib.suppress(*_DRIVER_ERRORS):
+                        await db.execute("ROLLBACK")
+                raise
+        except _DRIVER_ERRORS as exc:
+            raise _store_error(operation, exc) from exc
+
+    async def close(self) -> None:
+        """Close the connection and stop its worker thread. Does nothing if already closed.
+
+        Operations already queued complete first; later ones raise ``StoreError``.
+        """
+        async with self._lifecycle:
+            db, self._db = self._db, None
+            if db is None:
+                return
+            with anyio.CancelScope(shield=True):
+                try:
+                    await db.close()
+                except _DRIVER_ERRORS as exc:
+                    raise _store_error("closing", exc) from exc
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _call(self, operation: str, run: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        db = self._db
+        if db is None:
+            raise StoreError(_NOT_OPEN)
+        try:
+            return await run(db)
+        except _DRIVER_ERRORS as exc:
+            raise _store_error(operation, exc) from exc
+
+    async def _fetch(self, operation: str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run one ``SELECT`` or ``... RETURNING`` statement: one round trip."""
+        rows = await self._call(operation, lambda db: db.execute_fetchall(sql, params))
+        return list(rows)
+
+    async def _change(self, operation: str, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement and return how many rows it changed: one round trip."""
+
+        async def run(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(sql, params)
+            return cursor.rowcount
+
+        return await self._call(operation, run)
+
+    async def create(self, record: SessionRecord) -> None:
+        """Insert a new session.
+
+        Raises:
+            StoreError: the handle exists, the data is not a JSON object, or the database failed.
+        """
+        if await self._change("create", _INSERT, _to_row(record)) == 0:
+            raise StoreError("a session with this handle already exists")
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        """Return the session (expired or not) or ``None``."""
+        rows = await self._fetch("get", _GET, (handle,))
+        return _to_record(rows[0]) if rows else None
+
+    async def rotate(self, rotation: Rotation) -> bool:
+        """Compare-and-swap the refresh hash: a conditional ``UPDATE`` checked by its row count."""
+        params = (
+            rotation.new_refresh_hash,
+            rotation.expected_refresh_hash,
+            rotation.rotated_at,
+            rotation.last_seen,
+            rotation.expires_at,
+            rotation.handle,
+            rotation.expected_refresh_hash,
+        )
+        return await self._change("rotate", _ROTATE, params) > 0
+
+    async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
+        """Replace the session data; return whether the session exists."""
+        sql = "UPDATE sessions SET session_data = ? WHERE handle = ?"
+        params = (_dump(data, "session data"), handle)
+        return await self._change("update_session_data", sql, params) > 0
+
+    async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
+        """Replace the stored custom claims; return whether the session exists."""
+        sql = "UPDATE sessions SET access_token_payload = ? WHERE handle = ?"
+        params = (_dump(payload, "access-token payload"), handle)
+        return await self._change("update_access_token_payload", sql, params) > 0
+
+    async def touch(self, handle: str, last_seen: float) -> bool:
+        """Set the last-seen time; return whether the session exists."""
+        sql = "UPDATE sessions SET last_seen = ? WHERE handle = ?"
+        return await self._change("touch", sql, (last_seen, handle)) > 0
+
+    async def delete(self, handles: Sequence[str]) -> list[str]:
+        """Delete sessions; return those that existed, in the order given.
+
+        One ``DELETE ... RETURNING`` per 500 distinct handles; each chunk is atomic on its own.
+        """
+        deleted: set[str] = set()
+        for chunk in _chunks(handles):
+            sql = f"DELETE FROM sessions WHERE handle IN ({_marks(len(chunk))}) RETURNING handle"  # noqa: S608
+            deleted.update(row[0] for row in await self._fetch("delete", sql, chunk))
+        return [handle for handle in dict.fromkeys(handles) if handle in deleted]
+
+    async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
+        """Return the user's sessions in one tenant or all, by ``created_at`` then ``handle``."""
+        if tenant_id is None:
+            rows = await self._fetch("list_for_user", _LIST_USER, (user_id,))
+        else:
+            rows = await self._fetch("list_for_user", _LIST_USER_TENANT, (user_id, tenant_id))
+        return [_to_record(row) for row in rows]
+
+    async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
+        """Delete the user's sessions in one tenant or all; return their handles, oldest first."""
+        if tenant_id is None:
+            rows = await self._fetch("delete_for_user", _DELETE_USER, (user_id,))
+        else:
+            rows = await self._fetch("delete_for_user", _DELETE_USER_TENANT, (user_id, tenant_id))
+        # RETURNING gives no order; sort as list_for_user does.
+        return [handle for _, handle in sorted((row[1], row[0]) for row in rows)]
+
+    async def delete_expired(self, now: float) -> int:
+        """Delete sessions with ``expires_at <= now``; return how many."""
+        sql = "DELETE FROM sessions WHERE expires_at <= ?"
+        return await self._change("delete_expired", sql, (now,))
+
+    async def get_keys(self) -> list[KeyRecord]:
+        """Return every key, ordered by ``signs_from`` then ``kid``."""
+        rows = await self._fetch("get_keys", _GET_KEYS)
+        return [KeyRecord(**dict(zip(_KEY_FIELDS, row, strict=True))) for row in rows]
+
+    async def add_key(self, key: KeyRecord) -> bool:
+        """Insert a key unless its kid exists; return whether it was inserted."""
+        params = [getattr(key, name) for name in _KEY_FIELDS]
+        return await self._change("add_key", _ADD_KEY, params) > 0
+
+    async def delete_keys(self, kids: Sequence[str]) -> int:
+        """Delete keys; return how many existed (one statement per 500 distinct kids)."""
+        count = 0
+        for chunk in _chunks(kids):
+            sql = f"DELETE FROM keys WHERE kid IN ({_marks(len(chunk))})"  # noqa: S608
+            count += await self._change("delete_keys", sql, chunk)
+        return count
