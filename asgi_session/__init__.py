@@ -18,7 +18,9 @@ from .exceptions import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
+from ._context import create_new_session, get_session
 from .manager import SessionManager
+from .middleware import SessionMiddleware
 from .session import Session, SessionInformation
 
 __version__ = "0.1.0.dev0"
@@ -33,10 +35,13 @@ __all__ = [
     "SessionError",
     "SessionInformation",
     "SessionManager",
+    "SessionMiddleware",
     "StoreError",
     "SystemClock",
     "TokenTheftDetectedError",
     "TryRefreshTokenError",
     "UnauthorisedError",
     "__version__",
+    "create_new_session",
+    "get_session",
 ]

@@ -82,7 +82,7 @@ class SessionConfig:
     older_cookie_domain: str | None = None
     cookie_secure: bool = True
     cookie_same_site: SameSite = "lax"
-    token_transfer_method: TransferMethod = "any"  # noqa: S105 - not a password
+    token_transfer_method: TransferMethod = "any"
     anti_csrf: AntiCsrfMode | None = None
     access_token_blacklisting: bool = False
     session_expired_status_code: int = 401

@@ -263,6 +263,15 @@ class SessionManager(SessionAdmin):
             )
             raise TryRefreshTokenError("anti-csrf check failed")
 
+    async def check_session_in_store(self, session: Session) -> None:
+        """Require the session to still exist (unrevoked, unexpired) in the store.
+
+        Raises:
+            UnauthorisedError: it was revoked or has expired.
+            StoreError: the store failed.
+        """
+        await self._check_database(session.get_access_token_payload())
+
     async def _check_database(self, claims: Mapping[str, Any]) -> None:
         record = await self.store.get(claims["sessionHandle"])
         if (

@@ -1,0 +1,204 @@
+"""The per-request session state the middleware keeps in the scope, and the request-bound helpers.
+
+``get_session`` and ``create_new_session`` accept a Starlette/FastAPI request, a Quart request (anything with a
+``scope`` attribute) or a raw ASGI scope.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._asgi import Scope, header_value
+from .exceptions import (
+    ConfigurationError,
+    SessionError,
+    TryRefreshTokenError,
+    UnauthorisedError,
+)
+from .transport import ResponseChanges, TokenSource, new_session_method, request_has_token_cookies
+
+if TYPE_CHECKING:
+    from .manager import SessionManager
+    from .session import Session
+
+__all__ = ["CONTEXT_KEY", "SCOPE_KEY", "RequestContext", "create_new_session", "get_session"]
+
+SCOPE_KEY = "asgi_session"
+CONTEXT_KEY = "asgi_session.context"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class RequestContext:
+    """What the middleware knows about one request's session, and the token changes for its response."""
+
+    __slots__ = ("db_checked", "error", "manager", "scope", "session", "source")
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        scope: Scope,
+        source: TokenSource,
+        session: Session | None,
+        error: SessionError | None,
+        *,
+        db_checked: bool,
+    ) -> None:
+        self.manager = manager
+        self.scope = scope
+        self.source = source
+        self.session = session
+        self.error = error
+        self.db_checked = db_checked
+        if session is not None:
+            session.transfer_method = source.method
+
+    def response_changes(self) -> ResponseChanges:
+        """The headers this response must carry for the session's state (new tokens, or clearing)."""
+        changes = ResponseChanges(self.manager.config)
+        session = self.session
+        if session is None:
+            return changes
+        if session.revoked:
+            changes.clear_tokens(session.transfer_method)  # type: ignore[arg-type]
+        elif session.access_and_front_token_updated:
+            method = session.transfer_method or "cookie"
+            changes.set_tokens(
+                method,  # type: ignore[arg-type]
+                now=self.manager.clock.now(),
+                access_token=session.access_token,
+                front_token=session.get_front_token(),
+                refresh_token=session.refresh_token,
+                refresh_expiry=session.refresh_token_expiry,
+                anti_csrf_token=session.anti_csrf_token,
+                clear_cookies_first=method == "header" and request_has_token_cookies(self.scope),
+            )
+        return changes
+
+
+def _scope_of(request_or_scope: Any) -> Scope:
+    if isinstance(request_or_scope, Mapping):
+        return request_or_scope  # type: ignore[return-value]
+    scope = getattr(request_or_scope, "scope", None)
+    if not isinstance(scope, Mapping):
+        raise TypeError("expected a Starlette/FastAPI/Quart request or an ASGI scope")
+    return scope  # type: ignore[return-value]
+
+
+def context_of(request_or_scope: Any) -> RequestContext:
+    """Return the middleware's context for a request.
+
+    Raises:
+        ConfigurationError: the request did not pass through ``SessionMiddleware``.
+    """
+    context = _scope_of(request_or_scope).get(CONTEXT_KEY)
+    if not isinstance(context, RequestContext):
+        raise ConfigurationError(
+            "no session context on this request: wrap the ASGI app in asgi_session.SessionMiddleware "
+            "(e.g. Starlette(middleware=[Middleware(SessionMiddleware, manager=manager)]))"
+        )
+    return context
+
+
+def check_anti_csrf(context: RequestContext, session: Session, anti_csrf_check: bool | None) -> None:
+    """Apply the configured anti-CSRF check to a cookie-authenticated request.
+
+    Raises:
+        TryRefreshTokenError: the check failed.
+    """
+    scope = context.scope
+    method = str(scope.get("method", "GET")).upper()
+    check = anti_csrf_check if anti_csrf_check is not None else method not in _SAFE_METHODS
+    if not check or context.source.method != "cookie":
+        return
+    mode = context.manager.config.anti_csrf_mode
+    if mode == "VIA_CUSTOM_HEADER":
+        if header_value(scope, b"rid") is None:
+            raise TryRefreshTokenError("anti-csrf check failed: the rid header is missing")
+    elif mode == "VIA_TOKEN":
+        expected = session.get_access_token_payload().get("antiCsrfToken")
+        given = header_value(scope, b"anti-csrf")
+        if (
+            not isinstance(expected, str)
+            or given is None
+            or not hmac.compare_digest(given.encode("latin-1"), expected.encode("latin-1"))
+        ):
+            raise TryRefreshTokenError("anti-csrf check failed: the anti-csrf header does not match")
+
+
+async def get_session(
+    request_or_scope: Any,
+    session_required: bool = False,
+    check_database: bool | None = None,
+    anti_csrf_check: bool | None = None,
+) -> Session | None:
+    """Return the request's verified session, or ``None`` when there is none and it is not required.
+
+    Args:
+        request_or_scope: a Starlette/FastAPI request, a Quart request, or an ASGI scope.
+        session_required: raise ``UnauthorisedError`` instead of returning ``None``.
+        check_database: also check the store (the session must not be revoked); default: the config's
+            ``access_token_blacklisting``.
+        anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
+            cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+
+    Raises:
+        TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
+        UnauthorisedError: no session while required, or (with the database check) the session was revoked.
+        StoreError: the store failed during the database check.
+        ConfigurationError: ``SessionMiddleware`` is not installed.
+    """
+    context = context_of(request_or_scope)
+    if context.error is not None:
+        raise context.error
+    session = context.session
+    if session is None or session.revoked:
+        if session_required:
+            raise UnauthorisedError("no session", clear_tokens=False)
+        return None
+    if session.refresh_token is not None:  # created in this request: nothing to check
+        return session
+    check_anti_csrf(context, session, anti_csrf_check)
+    manager = context.manager
+    wanted = check_database if check_database is not None else manager.config.access_token_blacklisting
+    if wanted and not context.db_checked:
+        await manager.check_session_in_store(session)
+        context.db_checked = True
+    return session
+
+
+async def create_new_session(
+    request_or_scope: Any,
+    user_id: str,
+    *,
+    tenant_id: str = "public",
+    access_token_payload: Mapping[str, Any] | None = None,
+    session_data_in_database: Mapping[str, Any] | None = None,
+) -> Session:
+    """Create a session for this request; the middleware writes its tokens to the response.
+
+    Any session the request carried is revoked first, and a new handle is always minted (no fixation).
+
+    Raises:
+        StoreError: the store failed; no tokens are issued.
+        ConfigurationError: ``SessionMiddleware`` is not installed.
+    """
+    context = context_of(request_or_scope)
+    scope = context.scope
+    if context.session is not None and not context.session.revoked:
+        await context.session.revoke()
+    client = scope.get("client")
+    session = await context.manager.create_new_session_without_request_response(
+        user_id,
+        tenant_id,
+        access_token_payload,
+        session_data_in_database,
+        user_agent=header_value(scope, b"user-agent"),
+        ip=str(client[0]) if client else None,
+    )
+    session.transfer_method = new_session_method(scope, context.manager.config)
+    context.session = session
+    context.error = None
+    scope[SCOPE_KEY] = session
+    return session

@@ -1,0 +1,226 @@
+"""Token transport: read tokens from a request, and queue writing or clearing them on its response.
+
+Cookie mode uses ``sAccessToken`` (Path ``/``) and ``sRefreshToken`` (Path ``<api_base_path>/session/refresh``);
+header mode reads ``Authorization: Bearer`` and writes ``st-access-token`` / ``st-refresh-token``. Both send the
+``front-token`` header. See PROTOCOL.md for the exact rules this module implements.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ._asgi import Message, Scope, cookie_header, header_value, header_values, parse_cookies
+from .config import SessionConfig
+
+__all__ = [
+    "ACCESS_COOKIE",
+    "REFRESH_COOKIE",
+    "ResponseChanges",
+    "TokenSource",
+    "new_session_method",
+    "read_access_token",
+    "read_refresh_token",
+]
+
+Method = Literal["cookie", "header"]
+
+ACCESS_COOKIE = "sAccessToken"
+REFRESH_COOKIE = "sRefreshToken"
+FRONT_TOKEN = "front-token"
+ACCESS_HEADER = "st-access-token"
+REFRESH_HEADER = "st-refresh-token"
+ANTI_CSRF_HEADER = "anti-csrf"
+EXPOSED = ("front-token", "st-access-token", "st-refresh-token", "anti-csrf")
+_ACCESS_COOKIE_LIFETIME = 365 * 24 * 3600.0  # the JWT's own exp is what is enforced
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr](?:[ \t]+(\S*))?[ \t]*")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSource:
+    """A token found on a request.
+
+    Attributes:
+        token: the token, or ``None`` when none was sent (or it was unusable).
+        method: how it came: ``"header"``, ``"cookie"``, or ``None`` when nothing was sent.
+        malformed: something token-like was sent but cannot be used (two access cookies, a broken Bearer
+            header): the caller answers "try refresh token".
+    """
+
+    token: str | None
+    method: Method | None
+    malformed: bool = False
+
+
+_NOTHING = TokenSource(None, None)
+
+
+def _bearer(scope: Scope) -> TokenSource | None:
+    """The Bearer token of the Authorization header; ``None`` when no header uses the Bearer scheme."""
+    values = [value.decode("latin-1") for value in header_values(scope, b"authorization")]
+    bearer = [value for value in values if value[:6].lower() == "bearer"]
+    if not bearer:
+        return None
+    if len(values) != 1:
+        return TokenSource(None, "header", malformed=True)
+    match = _BEARER.fullmatch(values[0])
+    if match is None or not match.group(1):
+        return TokenSource(None, "header", malformed=True)
+    return TokenSource(match.group(1), "header")
+
+
+def _single_cookie(cookies: dict[str, list[str]], name: str) -> TokenSource:
+    values = cookies.get(name, [])
+    if not values:
+        return _NOTHING
+    if len(values) > 1 or not values[0]:
+        return TokenSource(None, "cookie", malformed=True)
+    return TokenSource(values[0], "cookie")
+
+
+def _read(scope: Scope, config: SessionConfig, cookie: str) -> TokenSource:
+    if config.token_transfer_method != "cookie":
+        found = _bearer(scope)
+        if found is not None:
+            return found
+    if config.token_transfer_method == "header":
+        return _NOTHING
+    return _single_cookie(parse_cookies(scope), cookie)
+
+
+def read_access_token(scope: Scope, config: SessionConfig) -> TokenSource:
+    """Find the access token: the Bearer header if present (and allowed), else the ``sAccessToken`` cookie."""
+    return _read(scope, config, ACCESS_COOKIE)
+
+
+def read_refresh_token(scope: Scope, config: SessionConfig) -> TokenSource:
+    """Find the refresh token: the Bearer header if present (and allowed), else the ``sRefreshToken`` cookie."""
+    return _read(scope, config, REFRESH_COOKIE)
+
+
+def new_session_method(scope: Scope, config: SessionConfig) -> Method:
+    """The transfer method for a new session: the config's, or with ``"any"`` the ``st-auth-mode`` header's."""
+    if config.token_transfer_method != "any":
+        return config.token_transfer_method
+    mode = (header_value(scope, b"st-auth-mode") or "").strip().lower()
+    return "header" if mode == "header" else "cookie"
+
+
+def request_has_token_cookies(scope: Scope) -> bool:
+    """Whether the request carried a session cookie (so switching to header mode should clear it)."""
+    cookies = parse_cookies(scope)
+    return ACCESS_COOKIE in cookies or REFRESH_COOKIE in cookies
+
+
+@dataclass
+class ResponseChanges:
+    """Headers to add to one response: at most one ``Set-Cookie`` per cookie (a later write replaces).
+
+    Attributes:
+        cookies: ``Set-Cookie`` values by (name, path, domain).
+        headers: other headers by lower-case name (a later write replaces).
+    """
+
+    config: SessionConfig
+    cookies: dict[tuple[str, str, str | None], bytes] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.cookies or self.headers)
+
+    @property
+    def refresh_path(self) -> str:
+        """The Path of the refresh cookie."""
+        return f"{self.config.api_base_path}/session/refresh"
+
+    def _cookie(self, name: str, value: str, path: str, expires: float, domain: str | None, clear: bool) -> None:
+        header = cookie_header(
+            name,
+            value,
+            path=path,
+            expires=expires,
+            secure=self.config.cookie_secure,
+            same_site=self.config.cookie_same_site,
+            domain=domain,
+            max_age=0 if clear else None,
+        )
+        self.cookies[(name, path, domain)] = header
+
+    def set_tokens(
+        self,
+        method: Method,
+        *,
+        now: float,
+        access_token: str,
+        front_token: str,
+        refresh_token: str | None,
+        refresh_expiry: float | None,
+        anti_csrf_token: str | None,
+        clear_cookies_first: bool = False,
+    ) -> None:
+        """Queue new tokens in ``method``; with ``clear_cookies_first`` also clear cookies (header mode)."""
+        if method == "cookie":
+            self._cookie(
+                ACCESS_COOKIE, access_token, "/", now + _ACCESS_COOKIE_LIFETIME, self.config.cookie_domain, False
+            )
+            if refresh_token is not None:
+                expires = refresh_expiry if refresh_expiry is not None else now + _ACCESS_COOKIE_LIFETIME
+                self._cookie(
+                    REFRESH_COOKIE, refresh_token, self.refresh_path, expires, self.config.cookie_domain, False
+                )
+            if self.config.expose_access_token_to_frontend_in_cookie_based_auth:
+                self.headers[ACCESS_HEADER] = access_token
+        else:
+            if clear_cookies_first:
+                self._clear_cookies()
+            self.headers[ACCESS_HEADER] = access_token
+            if refresh_token is not None:
+                self.headers[REFRESH_HEADER] = refresh_token
+        self.headers[FRONT_TOKEN] = front_token
+        if anti_csrf_token is not None:
+            self.headers[ANTI_CSRF_HEADER] = anti_csrf_token
+
+    def _clear_cookies(self) -> None:
+        domains = [self.config.cookie_domain]
+        if self.config.older_cookie_domain is not None:
+            domains.append(self.config.older_cookie_domain)
+        for domain in domains:
+            self._cookie(ACCESS_COOKIE, "", "/", 0, domain, True)
+            self._cookie(REFRESH_COOKIE, "", self.refresh_path, 0, domain, True)
+
+    def clear_tokens(self, method: Method | None) -> None:
+        """Queue clearing the client's tokens in ``method`` (both methods when ``None``)."""
+        if method in ("cookie", None):
+            self._clear_cookies()
+            if self.config.expose_access_token_to_frontend_in_cookie_based_auth:
+                self.headers[ACCESS_HEADER] = ""
+        if method in ("header", None):
+            self.headers[ACCESS_HEADER] = ""
+            self.headers[REFRESH_HEADER] = ""
+        self.headers.pop(ANTI_CSRF_HEADER, None)
+        self.headers[FRONT_TOKEN] = "remove"
+
+    def apply(self, message: Message) -> None:
+        """Add the queued headers to an ``http.response.start`` message (with ``Cache-Control: no-store``)."""
+        if not self:
+            return
+        headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+        replaced = {b"cache-control", *(name.encode("latin-1") for name in self.headers)}
+        expose: list[str] = []
+        kept: list[tuple[bytes, bytes]] = []
+        for key, value in headers:
+            lower = key.lower()
+            if lower == b"access-control-expose-headers":
+                expose.extend(v.strip() for v in value.decode("latin-1").split(",") if v.strip())
+            elif lower not in replaced:
+                kept.append((key, value))
+        present = {e.lower() for e in expose}
+        expose.extend(name for name in EXPOSED if name not in present)
+        kept.append((b"access-control-expose-headers", ", ".join(expose).encode("latin-1")))
+        kept.append((b"cache-control", b"no-store"))
+        for header, text in self.headers.items():
+            kept.append((header.encode("latin-1"), text.encode("latin-1")))
+        for cookie in self.cookies.values():
+            kept.append((b"set-cookie", cookie))
+        message["headers"] = kept
