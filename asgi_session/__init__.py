@@ -7,6 +7,7 @@ imports a web framework or an optional store driver.
 from __future__ import annotations
 
 from ._clock import Clock, SystemClock
+from ._context import create_new_session, get_session
 from .config import SessionConfig
 from .exceptions import (
     ConfigurationError,
@@ -18,7 +19,6 @@ from .exceptions import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from ._context import create_new_session, get_session
 from .manager import SessionManager
 from .middleware import SessionMiddleware
 from .session import Session, SessionInformation

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .exceptions import InvalidPayloadError, UnauthorisedError
 from .session import Session, SessionInformation
 from .stores.base import SessionRecord
-from .tokens import check_custom_payload, sign_access_token
+from .tokens import check_custom_payload, check_json_object, sign_access_token
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -158,7 +158,7 @@ class SessionAdmin:
     async def update_session_data_in_database(self, session_handle: str, data: Mapping[str, Any]) -> bool:
         """Replace a session's server-side data; return whether the session exists."""
         await self.open()
-        checked = check_custom_payload(data) if data else {}
+        checked = check_json_object(data, "session data")
         if await self._live(session_handle) is None:
             return False
         return await self.store.update_session_data(session_handle, checked)

@@ -131,14 +131,11 @@ class Endpoints:
             logger.info("asgi_session: refresh refused: the rid anti-CSRF header is missing")
             await self._fail(context, send, UnauthorisedError("anti-csrf check failed", clear_tokens=False))
             return
-        client = scope.get("client")
         try:
             session = await self.manager.refresh_session_without_request_response(
                 source.token,
                 disable_anti_csrf=not is_cookie,
                 anti_csrf_token=header_value(scope, b"anti-csrf"),
-                user_agent=header_value(scope, b"user-agent"),
-                ip=str(client[0]) if client else None,
             )
         except SessionError as exc:
             if isinstance(exc, UnauthorisedError) and exc.reason.startswith("anti-csrf"):

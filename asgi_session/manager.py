@@ -32,6 +32,7 @@ from .tokens import (
     VerifiedTokenCache,
     anti_csrf_token_for,
     check_custom_payload,
+    check_json_object,
     child_refresh_token,
     decode_access_token,
     mint_refresh_token,
@@ -147,7 +148,7 @@ class SessionManager(SessionAdmin):
         _check_id("user_id", user_id)
         _check_id("tenant_id", tenant_id)
         payload = check_custom_payload(access_token_payload)
-        data = check_custom_payload(session_data_in_database) if session_data_in_database else {}
+        data = check_json_object(session_data_in_database, "session_data_in_database")
         now = self.clock.now()
         handle = str(uuid.uuid4())
         refresh_token = mint_refresh_token(self.keys.refresh_mac_key, handle)
@@ -287,9 +288,6 @@ class SessionManager(SessionAdmin):
         refresh_token: str,
         disable_anti_csrf: bool = False,
         anti_csrf_token: str | None = None,
-        *,
-        user_agent: str | None = None,
-        ip: str | None = None,
     ) -> Session:
         """Rotate a refresh token and return the session with new tokens.
 

@@ -35,6 +35,7 @@ __all__ = [
     "VerifiedTokenCache",
     "anti_csrf_token_for",
     "check_custom_payload",
+    "check_json_object",
     "child_refresh_token",
     "decode_access_token",
     "front_token",
@@ -120,28 +121,38 @@ def _compact_json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
+def check_json_object(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    """Validate and copy a JSON object with string keys (session data, or a payload before the claim check).
+
+    Raises:
+        InvalidPayloadError: it is not a mapping, has a non-string key, or is not JSON-serialisable.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidPayloadError(f"{what} must be a mapping")
+    for key in value:
+        if not isinstance(key, str):
+            raise InvalidPayloadError(f"{what} keys must be strings, got {key!r}", key=str(key))
+    try:
+        return json.loads(_compact_json(value))  # type: ignore[no-any-return]
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidPayloadError(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
 def check_custom_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate custom access-token claims: a JSON object with string keys and no protected claim.
 
     Raises:
         InvalidPayloadError: naming the first protected or invalid key.
     """
-    if payload is None:
-        return {}
-    if not isinstance(payload, Mapping):
-        raise InvalidPayloadError("access_token_payload must be a mapping")
-    for key in payload:
-        if not isinstance(key, str):
-            raise InvalidPayloadError(f"access_token_payload keys must be strings, got {key!r}", key=str(key))
+    checked = check_json_object(payload, "access_token_payload")
+    for key in checked:
         if key in PROTECTED_CLAIMS:
             raise InvalidPayloadError(
-                f"access_token_payload may not set the protected claim {key!r}; choose another name",
-                key=key,
+                f"access_token_payload may not set the protected claim {key!r}; choose another name", key=key
             )
-    try:
-        return json.loads(_compact_json(payload))  # type: ignore[no-any-return]
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayloadError(f"access_token_payload is not JSON-serialisable: {exc}") from exc
+    return checked
 
 
 def sign_access_token(claims: Mapping[str, Any], key: SigningKey) -> str:
