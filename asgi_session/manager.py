@@ -220,6 +220,8 @@ class SessionManager(SessionAdmin):
         Raises:
             TryRefreshTokenError: the token is expired or invalid.
         """
+        if not isinstance(access_token, str):
+            raise TryRefreshTokenError("access token is not a string")
         now = self.clock.now()
         if not allow_expired:
             cached = self._cache.get(access_token, now)

@@ -14,7 +14,7 @@ from asgi_session.keys import KeyRing
 from asgi_session.stores.base import KeyRecord
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.stores.sqlite import SQLiteStore
-from tests._support import Clock
+from asgi_session.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +38,7 @@ def header(token: str) -> dict[str, str]:
 )
 async def test_asymmetric_algorithms(algorithm: str, key_type: type, kty: str) -> None:
     config = SessionConfig(signing_algorithm=algorithm)  # type: ignore[arg-type]
-    async with SessionManager(store=MemoryStore(), config=config, clock=Clock()) as manager:
+    async with SessionManager(store=MemoryStore(), config=config, clock=FakeClock()) as manager:
         signing = await manager.keys.signing_key()
         assert isinstance(signing.private_key, key_type)
         session = await manager.create_new_session_without_request_response("alice")
@@ -55,7 +55,7 @@ async def test_asymmetric_algorithms(algorithm: str, key_type: type, kty: str) -
 async def test_jwks_verifies_with_pyjwt() -> None:
     import jwt
 
-    async with SessionManager(store=MemoryStore(), clock=Clock()) as manager:
+    async with SessionManager(store=MemoryStore(), clock=FakeClock()) as manager:
         session = await manager.create_new_session_without_request_response("alice")
         jwk = (await manager.get_jwks())["keys"][0]
         key = jwt.PyJWK(jwk).key
@@ -67,19 +67,19 @@ async def test_jwks_verifies_with_pyjwt() -> None:
 
 async def test_hs256_uses_the_secret_and_publishes_nothing() -> None:
     config = SessionConfig(signing_algorithm="HS256", signing_secret="s" * 32)
-    async with SessionManager(store=MemoryStore(), config=config, clock=Clock()) as manager:
+    async with SessionManager(store=MemoryStore(), config=config, clock=FakeClock()) as manager:
         session = await manager.create_new_session_without_request_response("alice")
         assert header(session.access_token)["alg"] == "HS256"
         assert await manager.get_session_without_request_response(session.access_token)
         assert await manager.get_jwks() == {"keys": []}
         other = SessionConfig(signing_algorithm="HS256", signing_secret="t" * 32)
-    async with SessionManager(store=MemoryStore(), config=other, clock=Clock()) as stranger:
+    async with SessionManager(store=MemoryStore(), config=other, clock=FakeClock()) as stranger:
         with pytest.raises(TryRefreshTokenError):
             await stranger.get_session_without_request_response(session.access_token)
 
 
 async def test_keys_are_shared_through_the_store(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     path = tmp_path / "shared.db"
     async with (
         SessionManager(store=SQLiteStore(path), clock=clock) as one,
@@ -96,7 +96,7 @@ async def test_keys_are_shared_through_the_store(tmp_path: Path) -> None:
 
 
 async def test_rotation_publishes_before_signing_and_retires_old_keys() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = MemoryStore()
     config = SessionConfig(key_rotation_interval=timedelta(days=7))
     async with SessionManager(store=store, config=config, clock=clock) as manager:
@@ -105,7 +105,8 @@ async def test_rotation_publishes_before_signing_and_retires_old_keys() -> None:
         clock.advance(7 * DAY - 60)
         assert (await manager.keys.signing_key()).kid == first.kid
         kids = [k["kid"] for k in (await manager.get_jwks())["keys"]]
-        assert len(kids) == 2 and kids[0] == first.kid
+        assert len(kids) == 2
+        assert kids[0] == first.kid
         second_kid = kids[1]
         clock.advance(59)
         last_old = await manager.create_new_session_without_request_response("alice")  # signed by the old key
@@ -126,7 +127,7 @@ async def test_rotation_publishes_before_signing_and_retires_old_keys() -> None:
 
 
 async def test_worker_learns_new_key_on_unknown_kid() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = MemoryStore()
     async with (
         SessionManager(store=store, clock=clock) as one,
@@ -148,7 +149,7 @@ async def test_unknown_kid_reload_is_rate_limited() -> None:
             return await super().get_keys()
 
     store = Counting()
-    async with SessionManager(store=store, clock=Clock()) as manager:
+    async with SessionManager(store=store, clock=FakeClock()) as manager:
         before = store.reads
         for i in range(50):
             assert await manager.keys.reload_for_unknown_kid(f"d-{i}") is False
@@ -162,6 +163,6 @@ async def test_corrupt_key_in_store_is_a_store_error() -> None:
     await store.add_key(
         KeyRecord(kid="d-bad", algorithm="ES256", private_key="not a pem", created_at=0, signs_from=0, expires_at=None)
     )
-    ring = KeyRing(store, SessionConfig(), Clock())
+    ring = KeyRing(store, SessionConfig(), FakeClock())
     with pytest.raises(StoreError):
         await ring.load()

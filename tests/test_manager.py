@@ -24,7 +24,7 @@ from asgi_session import (
 from asgi_session.stores.base import SessionStore
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.stores.sqlite import SQLiteStore
-from tests._support import Clock
+from asgi_session.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -39,8 +39,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> SessionStore:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def config() -> SessionConfig:
 
 
 @pytest.fixture
-async def manager(store: SessionStore, config: SessionConfig, clock: Clock) -> AsyncIterator[SessionManager]:
+async def manager(store: SessionStore, config: SessionConfig, clock: FakeClock) -> AsyncIterator[SessionManager]:
     async with SessionManager(store=store, config=config, clock=clock) as manager:
         yield manager
 
@@ -101,14 +101,14 @@ async def test_no_token_required_and_optional(manager: SessionManager) -> None:
     assert await manager.get_session_without_request_response("", session_required=False) is None
 
 
-async def test_access_token_expiry_boundary(manager: SessionManager, clock: Clock) -> None:
+async def test_access_token_expiry_boundary(manager: SessionManager, clock: FakeClock) -> None:
     session = await manager.create_new_session_without_request_response("alice")
     exp = session.access_token_expiry
     assert exp == int(clock.now() + HOUR)
     await manager.get_session_without_request_response(session.access_token)  # cached now
-    clock.t = exp - 0.001
+    clock.set(exp - 0.001)
     assert await manager.get_session_without_request_response(session.access_token) is not None
-    clock.t = exp
+    clock.set(exp)
     with pytest.raises(TryRefreshTokenError):
         await manager.get_session_without_request_response(session.access_token)
 
@@ -144,7 +144,7 @@ async def test_revoked_session_refused_with_check_database(manager: SessionManag
     assert info.value.clear_tokens is True
 
 
-async def test_blacklisting_config_checks_every_verification(store: SessionStore, clock: Clock) -> None:
+async def test_blacklisting_config_checks_every_verification(store: SessionStore, clock: FakeClock) -> None:
     config = SessionConfig(access_token_blacklisting=True)
     async with SessionManager(store=store, config=config, clock=clock) as manager:
         session = await manager.create_new_session_without_request_response("alice")
@@ -166,7 +166,7 @@ async def test_wrong_tenant_refused(manager: SessionManager) -> None:
 # -- refresh, grace window, theft --------------------------------------------------------------------------
 
 
-async def test_refresh_rotates_and_slides_idle_timeout(manager: SessionManager, clock: Clock) -> None:
+async def test_refresh_rotates_and_slides_idle_timeout(manager: SessionManager, clock: FakeClock) -> None:
     session = await manager.create_new_session_without_request_response("alice", access_token_payload={"v": 1})
     first_expiry = await session.get_expiry()
     clock.advance(timedelta(days=10))
@@ -183,7 +183,7 @@ async def test_refresh_rotates_and_slides_idle_timeout(manager: SessionManager, 
     assert info.last_seen == int(clock.now() * 1000)
 
 
-async def test_idle_timeout_boundary(manager: SessionManager, clock: Clock) -> None:
+async def test_idle_timeout_boundary(manager: SessionManager, clock: FakeClock) -> None:
     session = await manager.create_new_session_without_request_response("alice")
     clock.advance(timedelta(days=100) - timedelta(seconds=1))
     refreshed = await manager.refresh_session_without_request_response(tokens(session)["refreshToken"])
@@ -194,7 +194,7 @@ async def test_idle_timeout_boundary(manager: SessionManager, clock: Clock) -> N
     assert await manager.get_all_session_handles_for_user("alice") == []
 
 
-async def test_absolute_lifetime_is_never_extended(store: SessionStore, clock: Clock) -> None:
+async def test_absolute_lifetime_is_never_extended(store: SessionStore, clock: FakeClock) -> None:
     config = SessionConfig(session_max_lifetime=timedelta(hours=5))
     async with SessionManager(store=store, config=config, clock=clock) as manager:
         session = await manager.create_new_session_without_request_response("alice")
@@ -212,7 +212,7 @@ async def test_absolute_lifetime_is_never_extended(store: SessionStore, clock: C
             await manager.refresh_session_without_request_response(token)
 
 
-async def test_parent_within_grace_gets_same_child(manager: SessionManager, clock: Clock) -> None:
+async def test_parent_within_grace_gets_same_child(manager: SessionManager, clock: FakeClock) -> None:
     session = await manager.create_new_session_without_request_response("alice")
     parent = tokens(session)["refreshToken"]
     first = await manager.refresh_session_without_request_response(parent)
@@ -227,7 +227,7 @@ async def test_parent_within_grace_gets_same_child(manager: SessionManager, cloc
     assert await manager.get_session_without_request_response(grandchild.access_token, check_database=True)
 
 
-async def test_parent_after_grace_is_theft(manager: SessionManager, clock: Clock, caplog: Any) -> None:
+async def test_parent_after_grace_is_theft(manager: SessionManager, clock: FakeClock, caplog: Any) -> None:
     session = await manager.create_new_session_without_request_response("alice", "t9")
     parent = tokens(session)["refreshToken"]
     child = await manager.refresh_session_without_request_response(parent)
@@ -242,11 +242,13 @@ async def test_parent_after_grace_is_theft(manager: SessionManager, clock: Clock
         await manager.refresh_session_without_request_response(tokens(child)["refreshToken"])
     assert await manager.get_session_information(session.handle) is None
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert session.handle in logged and "alice" in logged
-    assert parent not in logged and tokens(child)["refreshToken"] not in logged
+    assert session.handle in logged
+    assert "alice" in logged
+    assert parent not in logged
+    assert tokens(child)["refreshToken"] not in logged
 
 
-async def test_stale_lineage_is_theft(manager: SessionManager, clock: Clock) -> None:
+async def test_stale_lineage_is_theft(manager: SessionManager, clock: FakeClock) -> None:
     session = await manager.create_new_session_without_request_response("alice")
     rt0 = tokens(session)["refreshToken"]
     rt1 = tokens(await manager.refresh_session_without_request_response(rt0))["refreshToken"]
@@ -257,7 +259,7 @@ async def test_stale_lineage_is_theft(manager: SessionManager, clock: Clock) -> 
         await manager.refresh_session_without_request_response(rt0)
 
 
-async def test_fifty_concurrent_refreshes_make_one_chain(manager: SessionManager, clock: Clock) -> None:
+async def test_fifty_concurrent_refreshes_make_one_chain(manager: SessionManager, clock: FakeClock) -> None:
     session = await manager.create_new_session_without_request_response("alice")
     parent = tokens(session)["refreshToken"]
     results: list[str] = []
@@ -266,7 +268,7 @@ async def test_fifty_concurrent_refreshes_make_one_chain(manager: SessionManager
     async def refresh() -> None:
         try:
             results.append(tokens(await manager.refresh_session_without_request_response(parent))["refreshToken"])
-        except Exception as exc:  # noqa: BLE001 - the test records any error
+        except Exception as exc:  # the test records any error
             errors.append(exc)
 
     async with anyio.create_task_group() as tg:
@@ -292,7 +294,8 @@ async def test_merge_takes_effect_on_next_refresh(manager: SessionManager) -> No
     session = await manager.create_new_session_without_request_response("alice", access_token_payload={"a": 1})
     assert await manager.merge_into_access_token_payload(session.handle, {"a": None, "b": 2}) is True
     verified = await manager.get_session_without_request_response(session.access_token)
-    assert verified is not None and verified.access_token_payload == {"a": 1}  # old token unchanged
+    assert verified is not None
+    assert verified.access_token_payload == {"a": 1}  # old token unchanged
     refreshed = await manager.refresh_session_without_request_response(tokens(session)["refreshToken"])
     assert refreshed.access_token_payload == {"b": 2}
     with pytest.raises(InvalidPayloadError):
@@ -311,20 +314,24 @@ async def test_session_merge_reissues_access_token_now(manager: SessionManager) 
     assert verified.access_token_payload == {"a": 1, "b": 2}
     assert verified.access_token_expiry == old_exp  # same expiry, as SuperTokens' regenerate
     again = await manager.get_session_without_request_response(verified.access_token)
-    assert again is not None and again.access_token_payload == {"a": 1, "b": 2}
+    assert again is not None
+    assert again.access_token_payload == {"a": 1, "b": 2}
 
 
-async def test_regenerate_access_token(manager: SessionManager, clock: Clock) -> None:
+async def test_regenerate_access_token(manager: SessionManager, clock: FakeClock) -> None:
     session = await manager.create_new_session_without_request_response("alice", access_token_payload={"a": 1})
     regenerated = await manager.regenerate_access_token(session.access_token, {"z": 9})
-    assert regenerated is not None and regenerated.access_and_front_token_updated
+    assert regenerated is not None
+    assert regenerated.access_and_front_token_updated
     assert regenerated.access_token_payload == {"z": 9}
     assert regenerated.access_token_expiry == session.access_token_expiry
     clock.advance(2 * HOUR)  # expired: only the stored payload changes
     expired = await manager.regenerate_access_token(session.access_token, {"y": 1})
-    assert expired is not None and expired.access_and_front_token_updated is False
+    assert expired is not None
+    assert expired.access_and_front_token_updated is False
     info = await manager.get_session_information(session.handle)
-    assert info is not None and info.custom_claims_in_access_token_payload == {"y": 1}
+    assert info is not None
+    assert info.custom_claims_in_access_token_payload == {"y": 1}
     await manager.revoke_session(session.handle)
     assert await manager.regenerate_access_token(session.access_token) is None
 
@@ -335,7 +342,8 @@ async def test_session_data_round_trip(manager: SessionManager) -> None:
     assert await session.get_session_data_from_database() == {"k": "v"}
     await session.update_session_data_in_database({"k2": [1]})
     info = await manager.get_session_information(session.handle)
-    assert info is not None and info.session_data_in_database == {"k2": [1]}
+    assert info is not None
+    assert info.session_data_in_database == {"k2": [1]}
     await manager.revoke_session(session.handle)
     assert await manager.update_session_data_in_database(session.handle, {"k": "v"}) is False
     with pytest.raises(UnauthorisedError):
@@ -356,7 +364,7 @@ async def test_revoke_session_by_handle(manager: SessionManager) -> None:
     assert await manager.get_all_session_handles_for_user("alice") == [b.handle]
 
 
-async def test_revoke_all_tenant_scoped_and_all_tenants(manager: SessionManager, clock: Clock) -> None:
+async def test_revoke_all_tenant_scoped_and_all_tenants(manager: SessionManager, clock: FakeClock) -> None:
     created: dict[str, list[str]] = {}
     for tenant in ("public", "t1", "t2"):
         for _ in range(2):
@@ -384,7 +392,7 @@ async def test_revoke_multiple_sessions(manager: SessionManager) -> None:
     assert await manager.get_all_session_handles_for_user("u1") == [handles[1]]
 
 
-async def test_thousand_sessions_listed_and_revoked(manager: SessionManager, clock: Clock) -> None:
+async def test_thousand_sessions_listed_and_revoked(manager: SessionManager, clock: FakeClock) -> None:
     expected: dict[str, set[str]] = {}
     for i in range(1000):
         user = f"user-{i % 37}"
@@ -400,17 +408,20 @@ async def test_thousand_sessions_listed_and_revoked(manager: SessionManager, clo
         assert set(await manager.get_all_session_handles_for_user(user)) == handles
 
 
-async def test_sessions_for_user_show_device_information(manager: SessionManager, clock: Clock) -> None:
+async def test_sessions_for_user_show_device_information(manager: SessionManager, clock: FakeClock) -> None:
     await manager.create_new_session_without_request_response("alice", user_agent="Firefox", ip="127.0.0.1")
     clock.advance(5)
     await manager.create_new_session_without_request_response("alice", "other", user_agent="curl")
     infos = await manager.get_sessions_for_user("alice")
-    assert [(i.tenant_id, i.user_agent, i.ip) for i in infos] == [("public", "Firefox", "127.0.0.1"), ("other", "curl", None)]
+    assert [(i.tenant_id, i.user_agent, i.ip) for i in infos] == [
+        ("public", "Firefox", "127.0.0.1"),
+        ("other", "curl", None),
+    ]
     assert infos[0].time_created == int((clock.now() - 5) * 1000)
     assert infos[0].last_seen == infos[0].time_created
 
 
-async def test_delete_expired_sessions(manager: SessionManager, clock: Clock) -> None:
+async def test_delete_expired_sessions(manager: SessionManager, clock: FakeClock) -> None:
     await manager.create_new_session_without_request_response("alice")
     clock.advance(timedelta(days=50))
     keep = await manager.create_new_session_without_request_response("alice")
@@ -419,7 +430,7 @@ async def test_delete_expired_sessions(manager: SessionManager, clock: Clock) ->
     assert await manager.get_all_session_handles_for_user("alice") == [keep.handle]
 
 
-async def test_store_failure_propagates_as_store_error(clock: Clock) -> None:
+async def test_store_failure_propagates_as_store_error(clock: FakeClock) -> None:
     class Broken(MemoryStore):
         fail = False
 
