@@ -48,7 +48,9 @@ async def main(store_url: str) -> dict[str, list[str]]:
             print("the laptop's access token is refused on its very next use")
 
         for info in await manager.get_sessions_for_user("alice"):
-            print(f"  still signed in: tenant={info.tenant_id:<7} device={info.user_agent} handle={info.session_handle}")
+            print(
+                f"  still signed in: tenant={info.tenant_id:<7} device={info.user_agent} handle={info.session_handle}"
+            )
 
         in_acme = await manager.revoke_all_sessions_for_user("alice", tenant_id="acme")
         print(f"revoked alice's {len(in_acme)} sessions in tenant 'acme'")
