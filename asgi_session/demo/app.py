@@ -1,0 +1,236 @@
+"""create_app: the demo's Starlette application (a page, a sign-in route and a few session-aware JSON routes).
+
+Routes:
+
+- ``GET /``: the page (``index.html``, inline script and style, no external assets).
+- ``POST /api/signin``: ``{"user": "alice"}`` as JSON, or a ``user`` form field; creates a session.
+- ``GET /api/session``: the current session and every session of its user.
+- ``GET /api/protected``: a JSON route that needs a session.
+- ``POST /api/signout-everywhere``: revokes every session of the current user.
+
+Refresh (``POST /auth/session/refresh``) and sign-out (``POST /auth/signout``) are the protocol endpoints that
+:class:`~asgi_session.SessionMiddleware` serves itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from .._context import create_new_session, get_session
+from ..config import SessionConfig
+from ..exceptions import UnauthorisedError
+from ..manager import SessionManager
+from ..middleware import SessionMiddleware
+from ..session import Session, SessionInformation
+from ..stores.url import store_from_url
+
+__all__ = ["DEMO_STORE_URL", "create_app", "demo_manager", "demo_store_url"]
+
+DEMO_STORE_URL = "sqlite:///asgi_session_demo.db"
+"""The demo's store when neither ``--store`` nor ``ASGI_SESSION_STORE_URL`` names one (relative to the cwd)."""
+
+MAX_USER_LENGTH = 64
+_JSON_MEDIA_TYPE = "application/json"
+_FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
+
+def demo_store_url(store_url: str | None = None) -> str:
+    """Return the store URL the demo uses.
+
+    Args:
+        store_url: an explicit URL (the ``--store`` option); wins over everything else.
+
+    Returns:
+        ``store_url``, else ``$ASGI_SESSION_STORE_URL``, else :data:`DEMO_STORE_URL`.
+    """
+    return store_url or os.environ.get("ASGI_SESSION_STORE_URL") or DEMO_STORE_URL
+
+
+def demo_manager(store_url: str | None = None) -> SessionManager:
+    """Build the demo's session manager (unopened; the app's lifespan opens it).
+
+    Args:
+        store_url: the store URL; see :func:`demo_store_url` for the default.
+
+    Returns:
+        A manager on that store with ``SessionConfig(cookie_secure=False)``.
+
+    Raises:
+        ConfigurationError: the store URL is malformed or needs an extra that is not installed.
+    """
+    # The demo is served over plain http://127.0.0.1. Browsers accept Secure cookies from localhost, but other
+    # clients (curl's cookie jar, Python's http.cookiejar) drop them over http, so the demo turns Secure off.
+    # Production keeps the default cookie_secure=True.
+    config = SessionConfig(cookie_secure=False)
+    return SessionManager(store=store_from_url(demo_store_url(store_url)), config=config)
+
+
+def _load_page(auth_base: str) -> tuple[str, str]:
+    """The page, and a Content-Security-Policy that allows exactly its inline script and style (by hash)."""
+    page = resources.files("asgi_session.demo").joinpath("index.html").read_text(encoding="utf-8")
+    # The protocol endpoints' base path goes into a data attribute, so the hashed script stays the same.
+    page = page.replace("__AUTH_BASE__", html.escape(auth_base, quote=True))
+
+    def hashes(tag: str) -> str:
+        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
+        digests = (base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode("ascii") for body in bodies)
+        return " ".join(f"'sha256-{digest}'" for digest in digests)
+
+    policy = (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+        "img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    return page, policy
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _describe_session(info: SessionInformation, current: str) -> dict[str, Any]:
+    return {
+        "handle": info.session_handle,
+        "tenant": info.tenant_id,
+        "current": info.session_handle == current,
+        "created": _iso(info.time_created / 1000),
+        "last_seen": _iso(info.last_seen / 1000),
+        "expires": _iso(info.expiry / 1000),
+        "user_agent": info.user_agent,
+        "ip": info.ip,
+    }
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+class _DemoRoutes:
+    """The demo's endpoints, bound to one manager."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+        self.page, policy = _load_page(manager.config.api_base_path)
+        self.page_headers = {
+            "content-security-policy": policy,
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+        }
+
+    async def _current(self, request: Request) -> Session:
+        # check_database: a session revoked elsewhere (sign out everywhere, another device) is refused at once.
+        # Without it, verification is local and a revoked session's access token lives until its exp.
+        session = await get_session(request, session_required=True, check_database=True)
+        if session is None:  # pragma: no cover - session_required=True raises instead
+            raise UnauthorisedError("no session", clear_tokens=False)
+        return session
+
+    async def _describe(self, session: Session) -> dict[str, Any]:
+        sessions = await self.manager.get_sessions_for_user(session.user_id)
+        return {
+            "user": session.user_id,
+            "tenant": session.tenant_id,
+            "handle": session.handle,
+            "access_token_expires": _iso(session.access_token_expiry),
+            "sessions": [_describe_session(info, session.handle) for info in sessions],
+        }
+
+    async def index(self, request: Request) -> Response:
+        """``GET /``: the page."""
+        return HTMLResponse(self.page, headers=self.page_headers)
+
+    async def signin(self, request: Request) -> Response:
+        """``POST /api/signin``: create a session for the user named in the JSON body or the form."""
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        body = await request.body()
+        if media_type == _JSON_MEDIA_TYPE:
+            try:
+                data = json.loads(body)
+            except (UnicodeDecodeError, ValueError):
+                return _error(400, "the body is not valid JSON")
+            user = data.get("user") if isinstance(data, dict) else None
+        elif media_type == _FORM_MEDIA_TYPE:
+            try:
+                fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict"))
+            except (UnicodeDecodeError, ValueError):
+                return _error(400, "the form is not valid UTF-8")
+            user = fields.get("user")
+        else:
+            return _error(415, 'send {"user": "..."} as application/json, or a form')
+        if not isinstance(user, str) or not user.strip():
+            return _error(400, "enter a user name")
+        user = user.strip()
+        if len(user) > MAX_USER_LENGTH or not user.isprintable():
+            return _error(400, f"a user name is at most {MAX_USER_LENGTH} printable characters")
+        session = await create_new_session(request, user)
+        if media_type == _FORM_MEDIA_TYPE:
+            # A plain HTML form (no JavaScript): back to the page, which now finds the session cookie.
+            return RedirectResponse("/", status_code=303)
+        return JSONResponse(await self._describe(session))
+
+    async def session(self, request: Request) -> Response:
+        """``GET /api/session``: the current session and every session of its user."""
+        return JSONResponse(await self._describe(await self._current(request)))
+
+    async def protected(self, request: Request) -> Response:
+        """``GET /api/protected``: something only a signed-in user may see."""
+        session = await self._current(request)
+        return JSONResponse(
+            {
+                "message": f"Hello {session.user_id}, this response needed a valid session.",
+                "user": session.user_id,
+                "handle": session.handle,
+                "time": _iso(self.manager.clock.now()),
+            }
+        )
+
+    async def signout_everywhere(self, request: Request) -> Response:
+        """``POST /api/signout-everywhere``: revoke every session of the user, and clear this browser's tokens."""
+        session = await self._current(request)
+        revoked = await self.manager.revoke_all_sessions_for_user(session.user_id)
+        # The store no longer has this session; revoke() marks it so that this response clears the cookies.
+        await session.revoke()
+        return JSONResponse({"status": "OK", "revoked": len(revoked)})
+
+
+def create_app(manager: SessionManager | None = None) -> Starlette:
+    """Build the demo application.
+
+    Args:
+        manager: the session manager; default :func:`demo_manager` (``ASGI_SESSION_STORE_URL``, else a SQLite
+            file ``asgi_session_demo.db`` in the current directory; cookies without ``Secure`` for plain http).
+
+    Returns:
+        A Starlette app wrapped in :class:`~asgi_session.SessionMiddleware`, which opens the manager on
+        ``lifespan.startup`` (or on the first request) and serves ``/auth/session/refresh`` and ``/auth/signout``.
+        The manager is also available as ``app.state.manager``.
+    """
+    if manager is None:
+        manager = demo_manager()
+    routes = _DemoRoutes(manager)
+    app = Starlette(
+        routes=[
+            Route("/", routes.index, methods=["GET"]),
+            Route("/api/signin", routes.signin, methods=["POST"]),
+            Route("/api/session", routes.session, methods=["GET"]),
+            Route("/api/protected", routes.protected, methods=["GET"]),
+            Route("/api/signout-everywhere", routes.signout_everywhere, methods=["POST"]),
+        ],
+        middleware=[Middleware(SessionMiddleware, manager=manager)],
+    )
+    app.state.manager = manager
+    return app
