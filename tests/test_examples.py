@@ -40,3 +40,39 @@ def test_offline_revoke_example_runs_as_a_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "alice now has 0 sessions" in result.stdout
     assert "refused on its very next use" in result.stdout
+
+
+def _readme_blocks() -> list[str]:
+    text = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+async def test_readme_asgi_quickstart_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    monkeypatch.setenv("ASGI_SESSION_STORE_URL", "memory://")
+    namespace: dict[str, object] = {}
+    exec(_readme_blocks()[0], namespace)  # noqa: S102 - our own README's example
+    app = namespace["app"]
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        assert (await client.get("/me")).status_code == 401
+        response = await client.post("/signin", json={"user": "alice"})
+        assert response.json() == {"user": "alice"}
+        me = await client.get("/me")
+        assert me.status_code == 200
+        assert me.json() == {"user": "alice", "tenant": "public"}
+
+
+def test_readme_offline_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = subprocess.run(  # noqa: S603 - our own README's example, with our own interpreter
+        [sys.executable, "-c", _readme_blocks()[1]], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "alice {'role': 'admin'}",
+        "True",
+        "True",
+        "session does not exist or has expired",
+    ]
