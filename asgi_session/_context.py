@@ -7,23 +7,33 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._asgi import Scope, header_value
+from ._asgi import MAX_COOKIE_BYTES, Scope, header_value
 from .exceptions import (
     ConfigurationError,
+    InvalidPayloadError,
     SessionError,
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from .transport import ResponseChanges, TokenSource, new_session_method, request_has_token_cookies
+from .transport import (
+    ACCESS_COOKIE,
+    ResponseChanges,
+    TokenSource,
+    new_session_method,
+    request_has_token_cookies,
+)
 
 if TYPE_CHECKING:
     from .manager import SessionManager
     from .session import Session
 
 __all__ = ["CONTEXT_KEY", "SCOPE_KEY", "RequestContext", "create_new_session", "get_session"]
+
+logger = logging.getLogger("asgi_session")
 
 SCOPE_KEY = "asgi_session"
 CONTEXT_KEY = "asgi_session.context"
@@ -113,9 +123,10 @@ def check_anti_csrf(context: RequestContext, session: Session, anti_csrf_check: 
     if not check or context.source.method != "cookie":
         return
     mode = context.manager.config.anti_csrf_mode
+    failure = None
     if mode == "VIA_CUSTOM_HEADER":
         if header_value(scope, b"rid") is None:
-            raise TryRefreshTokenError("anti-csrf check failed: the rid header is missing")
+            failure = "anti-csrf check failed: the rid header is missing"
     elif mode == "VIA_TOKEN":
         expected = session.get_access_token_payload().get("antiCsrfToken")
         given = header_value(scope, b"anti-csrf")
@@ -124,7 +135,18 @@ def check_anti_csrf(context: RequestContext, session: Session, anti_csrf_check: 
             or given is None
             or not hmac.compare_digest(given.encode("latin-1"), expected.encode("latin-1"))
         ):
-            raise TryRefreshTokenError("anti-csrf check failed: the anti-csrf header does not match")
+            failure = "anti-csrf check failed: the anti-csrf header does not match"
+    if failure is not None:
+        logger.warning(
+            "asgi_session: %s (%s %s; session %s, user %s, tenant %s)",
+            failure,
+            method,
+            scope.get("path", ""),
+            session.handle,
+            session.user_id,
+            session.tenant_id,
+        )
+        raise TryRefreshTokenError(failure)
 
 
 async def get_session(
@@ -182,6 +204,8 @@ async def create_new_session(
 
     Raises:
         StoreError: the store failed; no tokens are issued.
+        InvalidPayloadError: the payload sets a protected claim, or would make the access-token cookie larger than
+            browsers keep (the session is not kept).
         ConfigurationError: ``SessionMiddleware`` is not installed.
     """
     context = context_of(request_or_scope)
@@ -198,6 +222,13 @@ async def create_new_session(
         ip=str(client[0]) if client else None,
     )
     session.transfer_method = new_session_method(scope, context.manager.config)
+    if session.transfer_method == "cookie" and len(ACCESS_COOKIE) + len(session.access_token) > MAX_COOKIE_BYTES:
+        await context.manager.revoke_session(session.handle)
+        raise InvalidPayloadError(
+            f"the access token would make a {len(ACCESS_COOKIE) + len(session.access_token)}-byte cookie, over the "
+            f"{MAX_COOKIE_BYTES} browsers keep: keep access_token_payload small (put bulk data in "
+            "session_data_in_database) or use header transfer"
+        )
     context.session = session
     context.error = None
     scope[SCOPE_KEY] = session

@@ -1,0 +1,94 @@
+"""The request-bound helpers: what they refuse and what they log."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from asgi_session import (
+    ConfigurationError,
+    InvalidPayloadError,
+    SessionConfig,
+    SessionManager,
+    SessionMiddleware,
+    create_new_session,
+    get_session,
+)
+from asgi_session.stores import MemoryStore
+
+pytestmark = pytest.mark.anyio
+
+
+def build(config: SessionConfig | None = None) -> tuple[Starlette, SessionManager]:
+    manager = SessionManager(store=MemoryStore(), config=config)
+
+    async def login(request: Request) -> JSONResponse:
+        size = int(request.query_params.get("size", "0"))
+        try:
+            session = await create_new_session(request, "alice", access_token_payload={"blob": "x" * size})
+        except InvalidPayloadError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"handle": session.handle})
+
+    async def write(request: Request) -> JSONResponse:
+        session = await get_session(request, session_required=True)
+        assert session is not None
+        return JSONResponse({"user": session.user_id})
+
+    routes = [Route("/login", login, methods=["POST"]), Route("/write", write, methods=["POST"])]
+    app = Starlette(routes=routes, middleware=[Middleware(SessionMiddleware, manager=manager)])
+    return app, manager
+
+
+def client(app: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver")
+
+
+async def test_oversized_access_cookie_is_refused_and_nothing_kept() -> None:
+    app, manager = build()
+    async with client(app) as c:
+        response = await c.post("/login", params={"size": 5000})
+        assert response.status_code == 400
+        assert "4096" in response.json()["error"]
+        assert response.headers.get_list("set-cookie") == []
+        assert await manager.get_all_session_handles_for_user("alice") == []
+        # in header mode the same payload is fine: no cookie limit applies
+        response = await c.post("/login", params={"size": 5000}, headers={"st-auth-mode": "header"})
+        assert response.status_code == 200
+        assert len(response.headers["st-access-token"]) > 4096
+
+
+async def test_helpers_without_middleware_say_how_to_fix() -> None:
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with pytest.raises(ConfigurationError, match="SessionMiddleware"):
+        await get_session(scope)
+    with pytest.raises(ConfigurationError, match="SessionMiddleware"):
+        await create_new_session(scope, "alice")
+    with pytest.raises(TypeError):
+        await get_session(object())
+
+
+async def test_csrf_failure_is_logged_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    app, _ = build(SessionConfig(anti_csrf="VIA_CUSTOM_HEADER"))
+    async with client(app) as c:
+        login = await c.post("/login")
+        handle = login.json()["handle"]
+        token = c.cookies["sAccessToken"]
+        caplog.set_level(logging.INFO, logger="asgi_session")
+        refused = await c.post("/write")
+        assert refused.status_code == 401
+        assert refused.json() == {"message": "try refresh token"}
+        accepted = await c.post("/write", headers={"rid": "anti-csrf"})
+        assert accepted.status_code == 200
+    messages = [record.getMessage() for record in caplog.records if "anti-csrf" in record.getMessage()]
+    assert len(messages) == 1
+    assert handle in messages[0]
+    assert "alice" in messages[0]
+    assert token not in messages[0]
