@@ -83,6 +83,11 @@ class SessionAdmin:
         """Verify an access token (implemented by the manager)."""
         raise NotImplementedError
 
+    def _check_cookie_size(  # pragma: no cover - implemented by SessionManager
+        self, record: SessionRecord, payload: Mapping[str, Any]
+    ) -> None:
+        raise NotImplementedError
+
     def _claims(  # pragma: no cover - implemented by SessionManager
         self,
         record: SessionRecord,
@@ -174,6 +179,7 @@ class SessionAdmin:
         if record is None:
             return False
         merged = merge_payload(record.access_token_payload, patch)
+        self._check_cookie_size(record, merged)
         return await self.store.update_access_token_payload(session_handle, merged)
 
     async def regenerate_access_token(
@@ -197,6 +203,7 @@ class SessionAdmin:
         payload = record.access_token_payload
         if new_payload is not None:
             payload = check_custom_payload(new_payload)
+            self._check_cookie_size(record, payload)
             if not await self.store.update_access_token_payload(record.handle, payload):
                 return None
         if claims["exp"] <= self.clock.now():

@@ -11,16 +11,14 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._asgi import MAX_COOKIE_BYTES, Scope, header_value
+from ._asgi import Scope, header_value
 from .exceptions import (
     ConfigurationError,
-    InvalidPayloadError,
     SessionError,
     TryRefreshTokenError,
     UnauthorisedError,
 )
 from .transport import (
-    ACCESS_COOKIE,
     ResponseChanges,
     TokenSource,
     new_session_method,
@@ -205,7 +203,7 @@ async def create_new_session(
     Raises:
         StoreError: the store failed; no tokens are issued.
         InvalidPayloadError: the payload sets a protected claim, or would make the access-token cookie larger than
-            browsers keep (the session is not kept).
+            browsers keep (nothing is stored).
         ConfigurationError: ``SessionMiddleware`` is not installed.
     """
     context = context_of(request_or_scope)
@@ -222,13 +220,6 @@ async def create_new_session(
         ip=str(client[0]) if client else None,
     )
     session.transfer_method = new_session_method(scope, context.manager.config)
-    if session.transfer_method == "cookie" and len(ACCESS_COOKIE) + len(session.access_token) > MAX_COOKIE_BYTES:
-        await context.manager.revoke_session(session.handle)
-        raise InvalidPayloadError(
-            f"the access token would make a {len(ACCESS_COOKIE) + len(session.access_token)}-byte cookie, over the "
-            f"{MAX_COOKIE_BYTES} browsers keep: keep access_token_payload small (put bulk data in "
-            "session_data_in_database) or use header transfer"
-        )
     context.session = session
     context.error = None
     scope[SCOPE_KEY] = session

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from ._admin import SessionAdmin
+from ._asgi import MAX_COOKIE_BYTES
 from ._clock import Clock, SystemClock
 from .config import SessionConfig
 from .exceptions import (
@@ -30,6 +31,7 @@ from .stores.base import Rotation, SessionRecord, SessionStore
 from .tokens import (
     UnknownKeyError,
     VerifiedTokenCache,
+    access_token_length_bound,
     anti_csrf_token_for,
     check_custom_payload,
     check_json_object,
@@ -41,6 +43,7 @@ from .tokens import (
     sign_access_token,
     stored_refresh_hash,
 )
+from .transport import ACCESS_COOKIE
 
 __all__ = ["SessionManager"]
 
@@ -169,6 +172,7 @@ class SessionManager(SessionAdmin):
             user_agent=user_agent,
             ip=ip,
         )
+        self._check_cookie_size(record, payload)
         await self.store.create(record)
         logger.info("asgi_session: created session %s (user %s, tenant %s)", handle, user_id, tenant_id)
         return await self._issue(record, refresh_token, parent=None, disable_anti_csrf=disable_anti_csrf)
@@ -395,6 +399,30 @@ class SessionManager(SessionAdmin):
             anti_csrf_token=anti_csrf,
             updated=True,
         )
+
+    def _check_cookie_size(self, record: SessionRecord, payload: Mapping[str, Any]) -> None:
+        """Refuse a payload whose access token could not travel in a cookie (when cookies may be used).
+
+        Checked before anything is stored, so a session can never be left with a payload that makes every later
+        response (and refresh) fail.
+        """
+        if self.config.token_transfer_method == "header":
+            return
+        worst = self._claims(
+            record,
+            exp=int(self.clock.now()) + 10**10,
+            refresh_hash1="0" * 64,
+            parent_hash1="0" * 64,
+            anti_csrf="0" * 32 if self.config.anti_csrf_mode == "VIA_TOKEN" else None,
+            payload=payload,
+        )
+        size = len(ACCESS_COOKIE) + access_token_length_bound(worst, self.config.signing_algorithm)
+        if size > MAX_COOKIE_BYTES:
+            raise InvalidPayloadError(
+                f"the access token would make a cookie of up to {size} bytes, over the {MAX_COOKIE_BYTES} browsers "
+                "keep: keep access_token_payload small (put bulk data in session_data_in_database), or set "
+                "token_transfer_method='header'"
+            )
 
     def _access_expiry(self, record: SessionRecord) -> int:
         now = self.clock.now()

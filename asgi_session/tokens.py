@@ -33,6 +33,7 @@ __all__ = [
     "PROTECTED_CLAIMS",
     "UnknownKeyError",
     "VerifiedTokenCache",
+    "access_token_length_bound",
     "anti_csrf_token_for",
     "check_custom_payload",
     "check_json_object",
@@ -153,6 +154,17 @@ def check_custom_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
                 f"access_token_payload may not set the protected claim {key!r}; choose another name", key=key
             )
     return checked
+
+
+# Signature lengths in base64url characters, to size a token without signing it.
+_SIGNATURE_CHARS = {"ES256": 86, "EdDSA": 86, "HS256": 43, "RS256": 342}
+_HEADER_CHARS = 160  # base64url of {"alg","typ","kid","version"} with our longest kid, rounded up
+
+
+def access_token_length_bound(claims: Mapping[str, Any], algorithm: str) -> int:
+    """An upper bound on the length of the access token that would carry ``claims``."""
+    payload = len(_compact_json(claims))
+    return _HEADER_CHARS + 1 + (payload * 4 + 2) // 3 + 1 + _SIGNATURE_CHARS[algorithm]
 
 
 def sign_access_token(claims: Mapping[str, Any], key: SigningKey) -> str:

@@ -59,10 +59,49 @@ async def test_oversized_access_cookie_is_refused_and_nothing_kept() -> None:
         assert "4096" in response.json()["error"]
         assert response.headers.get_list("set-cookie") == []
         assert await manager.get_all_session_handles_for_user("alice") == []
-        # in header mode the same payload is fine: no cookie limit applies
-        response = await c.post("/login", params={"size": 5000}, headers={"st-auth-mode": "header"})
+        # just under the limit is fine, and every later refresh of it fits too
+        response = await c.post("/login", params={"size": 2000})
+        assert response.status_code == 200
+        assert all(len(value) <= 4096 for value in response.headers.get_list("set-cookie"))
+
+
+async def test_header_only_transfer_has_no_cookie_limit() -> None:
+    app, _ = build(SessionConfig(token_transfer_method="header"))
+    async with client(app) as c:
+        response = await c.post("/login", params={"size": 5000})
         assert response.status_code == 200
         assert len(response.headers["st-access-token"]) > 4096
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "RS256", "EdDSA", "HS256"])
+async def test_cookie_size_bound_is_an_upper_bound(algorithm: str) -> None:
+    secret = "s" * 32 if algorithm == "HS256" else None
+    config = SessionConfig(signing_algorithm=algorithm, signing_secret=secret, anti_csrf="VIA_TOKEN")  # type: ignore[arg-type]
+    async with SessionManager(store=MemoryStore(), config=config) as manager:
+        for size in (0, 100, 1000, 2000):
+            try:
+                session = await manager.create_new_session_without_request_response(
+                    "alice", access_token_payload={"blob": "x" * size}
+                )
+            except InvalidPayloadError:
+                continue
+            refreshed = await manager.refresh_session_without_request_response(
+                session.get_all_session_tokens_dangerously()["refreshToken"],
+                anti_csrf_token=session.anti_csrf_token,
+            )
+            assert len("sAccessToken") + len(refreshed.access_token) <= 4096
+
+
+async def test_merge_too_big_for_a_cookie_is_refused_before_storing() -> None:
+    async with SessionManager(store=MemoryStore()) as manager:
+        session = await manager.create_new_session_without_request_response("alice", access_token_payload={"a": 1})
+        with pytest.raises(InvalidPayloadError):
+            await manager.merge_into_access_token_payload(session.handle, {"big": "x" * 5000})
+        with pytest.raises(InvalidPayloadError):
+            await manager.regenerate_access_token(session.access_token, {"big": "x" * 5000})
+        info = await manager.get_session_information(session.handle)
+        assert info is not None
+        assert info.custom_claims_in_access_token_payload == {"a": 1}
 
 
 async def test_helpers_without_middleware_say_how_to_fix() -> None:
