@@ -210,6 +210,14 @@ async def create_new_session(
     scope = context.scope
     if context.session is not None and not context.session.revoked:
         await context.session.revoke()
+    elif context.session is None and context.source.token:
+        # An expired (but genuine) access token still names a session this browser held: end it too.
+        try:
+            claims = await context.manager.verify_access_token(context.source.token, allow_expired=True)
+        except TryRefreshTokenError:
+            pass
+        else:
+            await context.manager.revoke_session(claims["sessionHandle"])
     client = scope.get("client")
     session = await context.manager.create_new_session_without_request_response(
         user_id,

@@ -131,3 +131,28 @@ async def test_csrf_failure_is_logged_without_the_token(caplog: pytest.LogCaptur
     assert handle in messages[0]
     assert "alice" in messages[0]
     assert token not in messages[0]
+
+
+async def test_login_with_an_expired_access_token_revokes_that_session() -> None:
+    from asgi_session.testing import FakeClock
+
+    clock = FakeClock()
+    manager = SessionManager(store=MemoryStore(), clock=clock)
+    issued: list[str] = []
+
+    async def login(request: Request) -> JSONResponse:
+        session = await create_new_session(request, "alice")
+        issued.append(session.access_token)
+        return JSONResponse({"handle": session.handle})
+
+    app = Starlette(
+        routes=[Route("/login", login, methods=["POST"])],
+        middleware=[Middleware(SessionMiddleware, manager=manager)],
+    )
+    async with client(app) as c:
+        first = (await c.post("/login")).json()["handle"]
+    clock.advance(2 * 3600)  # the access token has expired; the session itself has not
+    async with client(app) as c:
+        second = (await c.post("/login", headers={"cookie": f"sAccessToken={issued[0]}"})).json()["handle"]
+    assert second != first
+    assert await manager.get_all_session_handles_for_user("alice") == [second]
