@@ -29,6 +29,22 @@ __all__ = ["SessionMiddleware"]
 logger = logging.getLogger("asgi_session")
 
 
+def _caused_by(exc: BaseException, cause: BaseException) -> bool:
+    """Whether ``exc`` is ``cause`` or wraps it (frameworks may re-raise it wrapped or inside a group)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is cause:
+            return True
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        stack.extend(getattr(current, "exceptions", ()))
+    return False
+
+
 class SessionMiddleware:
     """Sessions for any ASGI app.
 
@@ -63,18 +79,29 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        failure: SessionError | None = None
+
         async def send_wrapper(message: Message) -> None:
+            nonlocal failure
+            if failure is not None:
+                return  # startup already failed: swallow what the app sends while it unwinds
             if message["type"] == "lifespan.startup.complete":
                 try:
                     await self.manager.open()
                 except SessionError as exc:
+                    failure = exc
                     await send({"type": "lifespan.startup.failed", "message": f"asgi-session: {exc}"})
-                    return
+                    # Raise into the app so its lifespan call ends; the server exits without a shutdown.
+                    raise
             elif message["type"] == "lifespan.shutdown.complete":
                 await self.manager.close()
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            if failure is None or not _caused_by(exc, failure):
+                raise
 
     async def _verify(self, scope: Scope) -> RequestContext:
         manager = self.manager
