@@ -26,7 +26,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Cookie values we write are base64url/JWT/our refresh tokens; refuse anything that could break the header.
 _COOKIE_VALUE_FORBIDDEN = frozenset(' ",;\\\t\r\n')
 MAX_COOKIE_BYTES = 4096
-_OWS = " \t"  # RFC 6265 trims only spaces and tabs around cookie names and values
+OWS = " \t"  # RFC 6265 trims only spaces and tabs around cookie names and values
 
 
 def header_values(scope: Scope, name: bytes) -> list[bytes]:
@@ -53,10 +53,10 @@ def parse_cookies(scope: Scope) -> dict[str, list[str]]:
         text = raw.decode("latin-1")
         for chunk in text.split(";"):
             name, sep, value = chunk.partition("=")
-            name = name.strip(_OWS)
+            name = name.strip(OWS)
             if not sep or not name:
                 continue
-            cookies.setdefault(name, []).append(value.strip(_OWS))
+            cookies.setdefault(name, []).append(value.strip(OWS))
     return cookies
 
 

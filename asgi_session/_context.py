@@ -50,17 +50,22 @@ class RequestContext:
         source: TokenSource,
         session: Session | None,
         error: SessionError | None,
-        *,
-        db_checked: bool,
     ) -> None:
         self.manager = manager
         self.scope = scope
         self.source = source
         self.session = session
         self.error = error
-        self.db_checked = db_checked
+        # With blacklisting on, the middleware's verification already read the store.
+        self.db_checked = manager.config.access_token_blacklisting
         if session is not None:
             session.transfer_method = source.method
+
+    @property
+    def changed(self) -> bool:
+        """Whether the response must carry token changes (new tokens, or clearing)."""
+        session = self.session
+        return session is not None and (session.revoked or session.access_and_front_token_updated)
 
     def response_changes(self) -> ResponseChanges:
         """The headers this response must carry for the session's state (new tokens, or clearing)."""
@@ -86,7 +91,7 @@ class RequestContext:
 
 
 def _scope_of(request_or_scope: Any) -> Scope:
-    if isinstance(request_or_scope, Mapping):
+    if type(request_or_scope) is dict or isinstance(request_or_scope, Mapping):
         return request_or_scope  # type: ignore[return-value]
     scope = getattr(request_or_scope, "scope", None)
     if not isinstance(scope, Mapping):

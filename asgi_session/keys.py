@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import anyio
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ._clock import Clock
 from .config import SessionConfig
@@ -38,6 +40,9 @@ logger = logging.getLogger("asgi_session")
 AsymmetricPrivateKey: TypeAlias = "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey"
 PrivateKey: TypeAlias = "AsymmetricPrivateKey | bytes"
 PublicKey: TypeAlias = "ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | bytes"
+
+_SHA256 = hashes.SHA256()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
 
 REFRESH_MAC_KID = "refresh-mac"
 _REFRESH_MAC_ALGORITHM = "refresh-mac"
@@ -55,6 +60,27 @@ class VerificationKey:
     kid: str
     algorithm: str
     public_key: PublicKey
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Check a JWS signature (raw ``r || s`` for ES256) over ``message`` with this key's one algorithm."""
+        public = self.public_key
+        try:
+            if isinstance(public, bytes):
+                expected = hmac.new(public, message, hashlib.sha256).digest()
+                return hmac.compare_digest(expected, signature)
+            if isinstance(public, ec.EllipticCurvePublicKey):
+                if len(signature) != 64:
+                    return False
+                r = int.from_bytes(signature[:32], "big")
+                s = int.from_bytes(signature[32:], "big")
+                public.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
+            elif isinstance(public, rsa.RSAPublicKey):
+                public.verify(signature, message, padding.PKCS1v15(), _SHA256)
+            else:
+                public.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,6 +218,16 @@ class SessionManager(SessionAdmin):
             await self._check_database(claims)
         return Session(self, access_token=access_token, claims=claims)
 
+    def cached_session(self, access_token: str) -> Session | None:
+        """Return the session of an already-verified, unexpired token without awaiting, or ``None``.
+
+        ``None`` also when blacklisting is on (every verification must then reach the store).
+        """
+        if self.config.access_token_blacklisting:
+            return None
+        claims = self._cache.get(access_token, self.clock.now())
+        return None if claims is None else Session(self, access_token=access_token, claims=claims)
+
     async def verify_access_token(self, access_token: str, *, allow_expired: bool = False) -> dict[str, Any]:
         """Verify an access token's signature and claims (locally; a cache makes repeats a dict lookup).
 

@@ -106,18 +106,19 @@ class SessionMiddleware:
     async def _verify(self, scope: Scope) -> RequestContext:
         manager = self.manager
         source = read_access_token(scope, manager.config)
+        token = source.token
         session: Session | None = None
         error: SessionError | None = None
-        if source.malformed:
+        if token:
+            session = manager.cached_session(token)  # the common case: a dict lookup, nothing awaited
+            if session is None:
+                try:
+                    session = await manager.get_session_without_request_response(token, anti_csrf_check=False)
+                except (TryRefreshTokenError, UnauthorisedError) as exc:
+                    error = exc
+        elif source.malformed:
             error = TryRefreshTokenError("malformed access token")
-        elif source.token:
-            try:
-                session = await manager.get_session_without_request_response(source.token, anti_csrf_check=False)
-            except (TryRefreshTokenError, UnauthorisedError) as exc:
-                error = exc
-        context = RequestContext(
-            manager, scope, source, session, error, db_checked=manager.config.access_token_blacklisting
-        )
+        context = RequestContext(manager, scope, source, session, error)
         scope[SCOPE_KEY] = session
         scope[CONTEXT_KEY] = context
         return context
@@ -149,7 +150,8 @@ class SessionMiddleware:
                     held.append(message)
                     return
                 started = True
-                context.response_changes().apply(message)
+                if context.changed:
+                    context.response_changes().apply(message)
             await send(message)
 
         try:

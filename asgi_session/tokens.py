@@ -21,6 +21,7 @@ import hmac
 import json
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,7 +64,7 @@ PROTECTED_CLAIMS = frozenset(
 )
 _HEADER_KEYS = frozenset({"alg", "typ", "kid", "version"})
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
-_ALGORITHMS: dict[str, Algorithm] = {
+_ALGORITHMS: dict[str, Algorithm] = {  # used to sign; verification uses the prepared VerificationKey
     name: algorithm
     for name, algorithm in get_default_algorithms().items()
     if name in ("ES256", "RS256", "EdDSA", "HS256")
@@ -95,8 +96,8 @@ def _b64url(data: bytes) -> str:
 
 
 def _b64url_decode(segment: str) -> bytes:
-    if not _SEGMENT.fullmatch(segment):
-        raise ValueError("not base64url")
+    # The caller has checked the alphabet (or a signature covers the exact segment): Python's decoder would
+    # otherwise silently skip characters outside it.
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
@@ -179,6 +180,32 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# Headers of tokens that verified, by their exact base64 segment: every token of one key shares its header, so
+# a new token skips the header parse. Bounded; only signature-checked headers get in.
+_HEADERS: dict[str, tuple[str, str]] = {}
+_HEADERS_MAX = 64
+
+
+def _parse_header(segment: str) -> tuple[str, str]:
+    if not _SEGMENT.fullmatch(segment):
+        raise ValueError("not base64url")
+    header = _json_object(_b64url_decode(segment))
+    if not header.keys() <= _HEADER_KEYS:
+        raise ValueError("unsupported header parameter")
+    kid, alg = header.get("kid"), header.get("alg")
+    if not isinstance(kid, str) or not isinstance(alg, str):
+        raise ValueError("kid and alg must be strings")
+    if header.get("typ", "JWT") != "JWT" or not isinstance(header.get("version", "5"), str):
+        raise ValueError("bad typ or version")
+    return kid, alg
+
+
+def _remember_header(segment: str, kid: str, alg: str) -> None:
+    if len(_HEADERS) >= _HEADERS_MAX:
+        _HEADERS.clear()
+    _HEADERS[segment] = (kid, alg)
+
+
 def _check_claims(claims: dict[str, Any], issuer: str) -> None:
     for name in ("sub", "tId", "rsub", "sessionHandle", "refreshTokenHash1", "iss"):
         value = claims.get(name)
@@ -226,24 +253,28 @@ def decode_access_token(
         if len(parts) != 3:
             raise ValueError("not three segments")
         header_segment, payload_segment, signature_segment = parts
-        header = _json_object(_b64url_decode(header_segment))
-        if not header.keys() <= _HEADER_KEYS:
-            raise ValueError("unsupported header parameter")
-        kid, alg = header.get("kid"), header.get("alg")
-        if not isinstance(kid, str) or not isinstance(alg, str):
-            raise ValueError("kid and alg must be strings")
-        if header.get("typ", "JWT") != "JWT" or not isinstance(header.get("version", "5"), str):
-            raise ValueError("bad typ or version")
+        header = _HEADERS.get(header_segment)
+        if header is None:
+            kid, alg = _parse_header(header_segment)
+        else:
+            kid, alg = header
         key = lookup(kid)
         if key is None:
             raise UnknownKeyError(kid)
         if alg != key.algorithm:
             raise ValueError("algorithm does not match the key")
+        if not _SEGMENT.fullmatch(signature_segment):
+            raise ValueError("signature is not base64url")
         signature = _b64url_decode(signature_segment)
-        signing_input = (header_segment + "." + payload_segment).encode("ascii")
-        if not _ALGORITHMS[key.algorithm].verify(signing_input, key.public_key, signature):
+        if not key.verify((header_segment + "." + payload_segment).encode("ascii"), signature):
             raise ValueError("bad signature")
-        claims = _json_object(_b64url_decode(payload_segment))
+        if header is None:
+            _remember_header(header_segment, kid, alg)
+        # The signature covers this exact segment, so it is JSON we wrote: no duplicate-key hook needed (it is the
+        # costly part); NaN and Infinity, which we never write, are still refused.
+        claims = json.loads(_b64url_decode(payload_segment), parse_constant=_reject_constant)
+        if type(claims) is not dict:
+            raise ValueError("claims are not a JSON object")
         _check_claims(claims, issuer)
         if not allow_expired and not now < claims["exp"]:
             raise ValueError("expired")
@@ -257,14 +288,15 @@ def decode_access_token(
 class VerifiedTokenCache:
     """A bounded map from exact token strings to their verified claims, honouring ``exp``.
 
-    Eviction is first-in-first-out when full; an entry is dropped when found expired. ``size=0`` disables it.
+    Least-recently-used entries are evicted when full; an entry is dropped when found expired. ``size=0`` disables
+    it. Each entry holds the token string and its claims dict (well under 1 KiB for a typical token).
     """
 
     __slots__ = ("_entries", "_size")
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: dict[str, dict[str, Any]] = {}
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -275,22 +307,26 @@ class VerifiedTokenCache:
         if claims is None:
             return None
         if now < claims["exp"]:
+            self._entries.move_to_end(token)
             return claims
-        self._entries.pop(token, None)
+        del self._entries[token]
         return None
 
     def put(self, token: str, claims: dict[str, Any]) -> None:
         """Remember a verified token's claims."""
         if self._size <= 0:
             return
-        if len(self._entries) >= self._size and token not in self._entries:
-            self._entries.pop(next(iter(self._entries)), None)
-        self._entries[token] = claims
+        entries = self._entries
+        if token in entries:
+            entries.move_to_end(token)
+        elif len(entries) >= self._size:
+            entries.popitem(last=False)
+        entries[token] = claims
 
     def discard_session(self, handle: str) -> None:
         """Forget every cached token of one session (after a local revoke)."""
         for token in [t for t, c in self._entries.items() if c.get("sessionHandle") == handle]:
-            self._entries.pop(token, None)
+            del self._entries[token]
 
     def clear(self) -> None:
         """Forget everything."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from ._asgi import Message, Scope, cookie_header, header_value, header_values, parse_cookies
+from ._asgi import Message, Scope, cookie_header, header_value, parse_cookies
 from .config import SessionConfig
 
 __all__ = [
@@ -37,8 +37,7 @@ _ACCESS_COOKIE_LIFETIME = 365 * 24 * 3600.0  # the JWT's own exp is what is enfo
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr](?:[ \t]+(\S*))?[ \t]*")
 
 
-@dataclass(frozen=True, slots=True)
-class TokenSource:
+class TokenSource(NamedTuple):
     """A token found on a request.
 
     Attributes:
@@ -54,39 +53,87 @@ class TokenSource:
 
 
 _NOTHING = TokenSource(None, None)
+_OWS_BYTES = b" \t"
+_SEMICOLON = ord(";")
+_EQUALS = ord("=")
+_MALFORMED_HEADER = TokenSource(None, "header", True)
+_MALFORMED_COOKIE = TokenSource(None, "cookie", True)
 
 
-def _bearer(scope: Scope) -> TokenSource | None:
-    """The Bearer token of the Authorization header; ``None`` when no header uses the Bearer scheme."""
-    values = [value.decode("latin-1") for value in header_values(scope, b"authorization")]
-    bearer = [value for value in values if value[:6].lower() == "bearer"]
-    if not bearer:
-        return None
-    if len(values) != 1:
-        return TokenSource(None, "header", malformed=True)
-    match = _BEARER.fullmatch(values[0])
-    if match is None or not match.group(1):
-        return TokenSource(None, "header", malformed=True)
-    return TokenSource(match.group(1), "header")
+def _bearer(authorization: list[bytes]) -> TokenSource | None:
+    """The Bearer token of the Authorization header(s); ``None`` when no header uses the Bearer scheme."""
+    if len(authorization) == 1:
+        value = authorization[0].decode("latin-1")
+        if value[:6].lower() != "bearer":
+            return None
+        match = _BEARER.fullmatch(value)
+        if match is None or not match.group(1):
+            return _MALFORMED_HEADER
+        return TokenSource(match.group(1), "header")
+    if any(value[:6].lower() == b"bearer" for value in authorization):
+        return _MALFORMED_HEADER  # two Authorization headers, one of them Bearer: never guess
+    return None
 
 
-def _single_cookie(cookies: dict[str, list[str]], name: str) -> TokenSource:
-    values = cookies.get(name, [])
+def _cookie_values(raw: bytes, name: bytes) -> list[bytes]:
+    """Every value of cookie ``name`` in one Cookie header, found without splitting the whole header.
+
+    Same rules as :func:`~asgi_session._asgi.parse_cookies`: the name must be a whole cookie name (only spaces or
+    tabs between it and the ``;`` or start before it, and between it and ``=`` after it); values are trimmed of
+    spaces and tabs.
+    """
+    values: list[bytes] = []
+    size = len(raw)
+    start = raw.find(name)
+    while start >= 0:
+        before = start - 1
+        while before >= 0 and raw[before] in _OWS_BYTES:
+            before -= 1
+        after = start + len(name)
+        while after < size and raw[after] in _OWS_BYTES:
+            after += 1
+        if (before < 0 or raw[before] == _SEMICOLON) and after < size and raw[after] == _EQUALS:
+            end = raw.find(b";", after)
+            if end < 0:
+                end = size
+            values.append(raw[after + 1 : end].strip(b" \t"))
+            start = raw.find(name, end)
+        else:
+            start = raw.find(name, start + 1)
+    return values
+
+
+def _cookie_token(cookie_headers: list[bytes], name: str) -> TokenSource:
+    needle = name.encode("latin-1")
+    values: list[bytes] = []
+    for raw in cookie_headers:
+        values.extend(_cookie_values(raw, needle))
     if not values:
         return _NOTHING
     if len(values) > 1 or not values[0]:
-        return TokenSource(None, "cookie", malformed=True)
-    return TokenSource(values[0], "cookie")
+        return _MALFORMED_COOKIE
+    return TokenSource(values[0].decode("latin-1"), "cookie")
 
 
 def _read(scope: Scope, config: SessionConfig, cookie: str) -> TokenSource:
-    if config.token_transfer_method != "cookie":
-        found = _bearer(scope)
+    # One pass over the headers; ASGI servers send lower-case names, but be tolerant of others.
+    authorization: list[bytes] = []
+    cookies: list[bytes] = []
+    for key, value in scope.get("headers", ()):
+        if key == b"cookie" or key == b"authorization" or not key.islower():
+            lower = key.lower()
+            if lower == b"cookie":
+                cookies.append(value)
+            elif lower == b"authorization":
+                authorization.append(value)
+    method = config.token_transfer_method
+    if method != "cookie" and authorization:
+        found = _bearer(authorization)
         if found is not None:
             return found
-    if config.token_transfer_method == "header":
+    if method == "header" or not cookies:
         return _NOTHING
-    return _single_cookie(parse_cookies(scope), cookie)
+    return _cookie_token(cookies, cookie)
 
 
 def read_access_token(scope: Scope, config: SessionConfig) -> TokenSource:

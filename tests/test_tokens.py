@@ -535,10 +535,10 @@ async def test_over_cap_token_is_refused_before_any_decoding(ctx: Ctx, monkeypat
     ):
         await ctx.assert_rejected(token)
     assert calls == Counter()
-    # Control: the counters do see a token under the cap being decoded.
+    # Control: the counters do see a token under the cap being decoded (signature and payload at least; the
+    # header of a known key may come from the verified-header cache).
     await ctx.assert_rejected(ctx.with_claims(iss="evil"))
-    assert calls["b64"] >= 3
-    assert calls["json"] == 2
+    assert calls["b64"] >= 2
 
 
 async def test_empty_and_missing_token_mean_no_session(ctx: Ctx) -> None:
