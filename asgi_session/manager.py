@@ -218,15 +218,36 @@ class SessionManager(SessionAdmin):
             await self._check_database(claims)
         return Session(self, access_token=access_token, claims=claims)
 
-    def cached_session(self, access_token: str) -> Session | None:
-        """Return the session of an already-verified, unexpired token without awaiting, or ``None``.
+    def verify_now(self, access_token: str) -> Session | None:
+        """Verify a token without awaiting when nothing needs I/O; ``None`` means "use the async path".
 
-        ``None`` also when blacklisting is on (every verification must then reach the store).
+        A cached token is a dict lookup; a new token with a known key is decoded in place. ``None`` when
+        blacklisting is on (the store must be read), the manager is not open yet, or the ``kid`` is unknown.
+
+        Raises:
+            TryRefreshTokenError: the token is expired or invalid.
         """
-        if self.config.access_token_blacklisting:
+        if self.config.access_token_blacklisting or not self._opened:
             return None
-        claims = self._cache.get(access_token, self.clock.now())
-        return None if claims is None else Session(self, access_token=access_token, claims=claims)
+        now = self.clock.now()
+        claims = self._cache.get(access_token, now)
+        if claims is None:
+            try:
+                claims = self._decode(access_token, now, allow_expired=False)
+            except UnknownKeyError:
+                return None  # the async path re-reads the ring for keys another worker published
+            self._cache.put(access_token, claims)
+        return Session(self, access_token=access_token, claims=claims)
+
+    def _decode(self, access_token: str, now: float, *, allow_expired: bool) -> dict[str, Any]:
+        return decode_access_token(
+            access_token,
+            lookup=self.keys.verification_key,
+            issuer=self.config.issuer,
+            now=now,
+            max_length=self.config.max_token_length,
+            allow_expired=allow_expired,
+        )
 
     async def verify_access_token(self, access_token: str, *, allow_expired: bool = False) -> dict[str, Any]:
         """Verify an access token's signature and claims (locally; a cache makes repeats a dict lookup).
@@ -241,20 +262,13 @@ class SessionManager(SessionAdmin):
             cached = self._cache.get(access_token, now)
             if cached is not None:
                 return cached
-        options = {
-            "lookup": self.keys.verification_key,
-            "issuer": self.config.issuer,
-            "now": now,
-            "max_length": self.config.max_token_length,
-            "allow_expired": allow_expired,
-        }
         try:
-            claims = decode_access_token(access_token, **options)  # type: ignore[arg-type]
+            claims = self._decode(access_token, now, allow_expired=allow_expired)
         except UnknownKeyError as exc:
             # Another worker may have published a key we have not seen yet: re-read the ring (rate-limited).
             if not await self.keys.reload_for_unknown_kid(exc.kid):
                 raise
-            claims = decode_access_token(access_token, **options)  # type: ignore[arg-type]
+            claims = self._decode(access_token, now, allow_expired=allow_expired)
         if not allow_expired:
             self._cache.put(access_token, claims)
         return claims

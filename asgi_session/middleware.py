@@ -110,12 +110,13 @@ class SessionMiddleware:
         session: Session | None = None
         error: SessionError | None = None
         if token:
-            session = manager.cached_session(token)  # the common case: a dict lookup, nothing awaited
-            if session is None:
-                try:
+            try:
+                # The common case needs no I/O: a cache hit, or a new token signed by a key we hold.
+                session = manager.verify_now(token)
+                if session is None:
                     session = await manager.get_session_without_request_response(token, anti_csrf_check=False)
-                except (TryRefreshTokenError, UnauthorisedError) as exc:
-                    error = exc
+            except (TryRefreshTokenError, UnauthorisedError) as exc:
+                error = exc
         elif source.malformed:
             error = TryRefreshTokenError("malformed access token")
         context = RequestContext(manager, scope, source, session, error)

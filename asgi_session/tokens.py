@@ -16,6 +16,7 @@ concurrent tabs all end up on one chain.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -95,10 +96,13 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64url_decode(segment: str) -> bytes:
-    # The caller has checked the alphabet (or a signature covers the exact segment): Python's decoder would
-    # otherwise silently skip characters outside it.
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    # The caller has checked the alphabet (or a signature covers the exact segment): the decoder would otherwise
+    # silently skip characters outside it. Surplus "=" padding is ignored by a2b_base64.
+    return binascii.a2b_base64(segment.encode("ascii").translate(_URLSAFE_TO_STANDARD) + b"==")
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -110,6 +114,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
+
+
+_CLAIMS_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once: json.loads(**kw) builds one per call
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
@@ -272,7 +279,7 @@ def decode_access_token(
             _remember_header(header_segment, kid, alg)
         # The signature covers this exact segment, so it is JSON we wrote: no duplicate-key hook needed (it is the
         # costly part); NaN and Infinity, which we never write, are still refused.
-        claims = json.loads(_b64url_decode(payload_segment), parse_constant=_reject_constant)
+        claims = _CLAIMS_DECODER.decode(_b64url_decode(payload_segment).decode("utf-8"))
         if type(claims) is not dict:
             raise ValueError("claims are not a JSON object")
         _check_claims(claims, issuer)
