@@ -63,21 +63,25 @@ class VerificationKey:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Check a JWS signature (raw ``r || s`` for ES256) over ``message`` with this key's one algorithm."""
-        public = self.public_key
+        # Dispatch on the pinned algorithm string (the ring only pairs a key with its own algorithm): cheaper than
+        # isinstance checks against cryptography's abstract key classes.
+        public: Any = self.public_key
+        algorithm = self.algorithm
         try:
-            if isinstance(public, bytes):
-                expected = hmac.new(public, message, hashlib.sha256).digest()
-                return hmac.compare_digest(expected, signature)
-            if isinstance(public, ec.EllipticCurvePublicKey):
+            if algorithm == "ES256":
                 if len(signature) != 64:
                     return False
                 r = int.from_bytes(signature[:32], "big")
                 s = int.from_bytes(signature[32:], "big")
                 public.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
-            elif isinstance(public, rsa.RSAPublicKey):
+            elif algorithm == "HS256":
+                return hmac.compare_digest(hmac.new(public, message, hashlib.sha256).digest(), signature)
+            elif algorithm == "RS256":
                 public.verify(signature, message, padding.PKCS1v15(), _SHA256)
-            else:
+            elif algorithm == "EdDSA":
                 public.verify(signature, message)
+            else:
+                return False
         except InvalidSignature:
             return False
         return True
