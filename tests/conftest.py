@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"  # aiosqlite is asyncio-only
+
+
+def _service(variable: str, what: str) -> str:
+    """The URL of a service a test needs: skip on a laptop without it, fail in CI (where a skip would hide it)."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        message = f"{variable} is not set: these tests need {what}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}, and CI must run them (.ci/run sets it)")
+        pytest.skip(message)
+    return value
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """``ASGI_SESSION_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/0``)."""
+    return _service("ASGI_SESSION_REDIS_URL", "a Redis server")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """``ASGI_SESSION_POSTGRES_DSN`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``)."""
+    return _service("ASGI_SESSION_POSTGRES_DSN", "a PostgreSQL server")
