@@ -1,0 +1,507 @@
+"""PostgresStore: sessions and keys in PostgreSQL, reached through an asyncpg connection pool.
+
+Concurrency. Every operation is one SQL statement on a pooled autocommit connection: one round trip, atomic on its
+own. Rotation is one ``UPDATE ... WHERE handle = $1 AND refresh_hash = $2 RETURNING handle``; its row lock queues
+concurrent rotations of a session and each re-checks the ``WHERE`` clause against the winner's row, so exactly one
+matches. No state is left on a connection, so the pool hands connections back without a reset query.
+
+Failures. A serialization failure or deadlock (40001, 40P01) was rolled back, so it is retried up to
+``serialization_retries`` times. Any other driver error becomes :class:`~asgi_session.StoreError` naming the
+operation, never a bound value. A write whose connection died (or whose statement timed out) in flight has an
+unknown outcome and the store never guesses: ``rotate`` re-reads the row and reports success only if it holds the
+new hash; otherwise ``StoreError``, and the caller retries (the manager's compare-and-swap makes that safe). Reads
+retry on another connection. Broken connections are replaced on the next acquire, so the store heals by itself. A
+cancelled call may still complete on the server: asyncpg asks it to cancel the statement, which may finish first.
+
+Schema. Tables live in one schema, created or migrated by :meth:`open` in one transaction under an advisory lock,
+so processes opening a fresh database at once do not race; ``schema_version`` holds the version. Times are
+``double precision`` seconds (exact for Python floats). Data and payloads are ``jsonb``: it cannot hold NUL
+characters (``StoreError``) and keeps numbers as decimals, so a float of 1e16 or more reads back as an int.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import inspect
+import json
+import math
+import random
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+
+from ..exceptions import ConfigurationError, StoreError
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+
+try:
+    import asyncpg  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - tested by hiding the module
+    raise ConfigurationError("PostgresStore needs asyncpg: pip install 'asgi-session[postgres]'") from exc
+
+__all__ = ["PostgresStore"]
+
+_T = TypeVar("_T")
+
+# Schema steps: _MIGRATIONS[n] takes a schema from version n to n + 1; "{s}" is the quoted schema name. A later
+# version appends a step; ``open`` applies every step past the stored version in one transaction.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE {s}.schema_version (version integer NOT NULL)",
+        "INSERT INTO {s}.schema_version (version) VALUES (0)",
+        """CREATE TABLE {s}.sessions (
+            handle text COLLATE "C" PRIMARY KEY, user_id text NOT NULL, tenant_id text NOT NULL,
+            refresh_hash text NOT NULL, previous_refresh_hash text, rotated_at double precision,
+            session_data jsonb NOT NULL, access_token_payload jsonb NOT NULL, created_at double precision NOT NULL,
+            last_seen double precision NOT NULL, expires_at double precision NOT NULL,
+            absolute_expires_at double precision, user_agent text, ip text
+        )""",
+        "CREATE INDEX sessions_user_tenant ON {s}.sessions (user_id, tenant_id)",
+        "CREATE INDEX sessions_tenant ON {s}.sessions (tenant_id)",
+        "CREATE INDEX sessions_expires_at ON {s}.sessions (expires_at)",
+        """CREATE TABLE {s}.keys (
+            kid text COLLATE "C" PRIMARY KEY, algorithm text NOT NULL, private_key text NOT NULL,
+            created_at double precision NOT NULL, signs_from double precision NOT NULL, expires_at double precision
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
+_JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
+_KEY_FIELDS = tuple(field.name for field in dataclasses.fields(KeyRecord))
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    **dict.fromkeys(("schema", "application_name"), str),
+    **dict.fromkeys(("min_size", "max_size", "serialization_retries"), int),
+    **dict.fromkeys(("acquire_timeout", "command_timeout", "connect_timeout"), float),
+}
+
+# Statement templates: "{s}" is the quoted, validated schema name; every value is a bound parameter.
+_PARTS = {
+    "columns": ", ".join(_FIELDS),
+    "places": ", ".join(f"${i + 1}" for i in range(len(_FIELDS))),
+    "key_columns": ", ".join(_KEY_FIELDS),
+}
+_BY_USER = "FROM {s}.sessions WHERE user_id = $1"
+_STATEMENTS = {
+    "create": "INSERT INTO {s}.sessions ({columns}) VALUES ({places}) ON CONFLICT (handle) DO NOTHING",
+    "get": "SELECT {columns} FROM {s}.sessions WHERE handle = $1",
+    "rotate": "UPDATE {s}.sessions SET refresh_hash = $3, previous_refresh_hash = $2, rotated_at = $4, "
+    "last_seen = $5, expires_at = $6 WHERE handle = $1 AND refresh_hash = $2 RETURNING handle",
+    "update_session_data": "UPDATE {s}.sessions SET session_data = $2 WHERE handle = $1",
+    "update_access_token_payload": "UPDATE {s}.sessions SET access_token_payload = $2 WHERE handle = $1",
+    "touch": "UPDATE {s}.sessions SET last_seen = $2 WHERE handle = $1",
+    "delete": "DELETE FROM {s}.sessions WHERE handle = ANY($1::text[]) RETURNING handle",
+    "list_for_user": "SELECT {columns} " + _BY_USER + " ORDER BY created_at, handle",
+    "list_for_user_tenant": "SELECT {columns} " + _BY_USER + " AND tenant_id = $2 ORDER BY created_at, handle",
+    "delete_for_user": "DELETE " + _BY_USER + " RETURNING handle, created_at",
+    "delete_for_user_tenant": "DELETE " + _BY_USER + " AND tenant_id = $2 RETURNING handle, created_at",
+    "delete_expired": "DELETE FROM {s}.sessions WHERE expires_at <= $1",
+    "get_keys": "SELECT {key_columns} FROM {s}.keys ORDER BY signs_from, kid",
+    "add_key": "INSERT INTO {s}.keys ({key_columns}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
+    "delete_keys": "DELETE FROM {s}.keys WHERE kid = ANY($1::text[])",
+    "version": "SELECT max(version) FROM {s}.schema_version",
+    "set_version": "UPDATE {s}.schema_version SET version = $1",
+}
+
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)  # distinct classes before Python 3.11
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, ValueError)
+_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+_READS = frozenset({"get", "list_for_user", "list_for_user_tenant", "get_keys"})
+_NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
+
+
+class _OutcomeUnknown(StoreError):
+    """The connection was lost, or the statement timed out, after a write was sent: it may have been applied."""
+
+
+def _unknown(operation: str, what: str) -> StoreError:
+    if operation in _READS:
+        return StoreError(f"PostgreSQL store: {operation} {what}")
+    return _OutcomeUnknown(f"PostgreSQL store: {operation} {what}; whether it was applied is unknown")
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection died or the statement timed out: the server may have committed."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return bool(exc.sqlstate.startswith("08") or exc.sqlstate in ("57P01", "57P02", "57P03"))
+    return isinstance(exc, (*_TIMEOUTS, OSError, asyncpg.InternalClientError)) or (
+        isinstance(exc, asyncpg.InterfaceError) and not isinstance(exc, ValueError)
+    )
+
+
+def _detail(exc: BaseException) -> str:
+    """Describe a driver error without any bound value: data errors and DSN errors keep only their type."""
+    name = type(exc).__name__
+    if isinstance(exc, asyncpg.PostgresError):
+        if exc.sqlstate.startswith("22"):  # data exceptions can quote the offending value
+            return f"{name} [{exc.sqlstate}]"
+        # ``message`` is the server's primary message, without the DETAIL line that can quote values.
+        return f"{name} [{exc.sqlstate}]: {exc.message or exc}"
+    if isinstance(exc, _TIMEOUTS):
+        return "timed out"
+    if isinstance(exc, (OSError, asyncpg.InterfaceError)) and not isinstance(exc, ValueError):
+        return f"{name}: {exc}"
+    return name
+
+
+def _dump(value: Mapping[str, Any], what: str) -> str:
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
+    if not text.startswith("{"):
+        raise StoreError(f"{what} must be a JSON object")
+    return text
+
+
+def _to_record(row: Any) -> SessionRecord:
+    values = {name: row[name] for name in _FIELDS}
+    for name, what in _JSON_FIELDS.items():
+        values[name] = json.loads(values[name])  # jsonb always reads back as valid JSON text
+        if not isinstance(values[name], dict):
+            raise StoreError(f"the stored {what} is not a JSON object")
+    return SessionRecord(**values)
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 1`` or ``INSERT 0 1``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _keep_connection(connection: Any) -> None:
+    """Pool reset hook: the store leaves no session state on a connection, so skip asyncpg's reset query."""
+
+
+# asyncpg < 0.30 has no reset hook; it then runs its reset query on each release (one more round trip).
+_POOL_OPTIONS = {"reset": _keep_connection} if "reset" in inspect.signature(asyncpg.create_pool).parameters else {}
+
+
+class PostgresStore(SessionStore):
+    """Sessions and keys in PostgreSQL, shared by every process and host that uses the same database and schema.
+
+    Args:
+        dsn: a libpq connection URI, e.g. ``postgresql://user:password@host:5432/db``.
+        schema: the schema holding the tables (created if missing); letters, digits and ``_``, at most 63.
+        min_size: connections opened at start and kept open.
+        max_size: the most connections the pool opens.
+        acquire_timeout: seconds an operation waits for a free connection before ``StoreError`` ("pool exhausted").
+        command_timeout: seconds a statement may run before ``StoreError``.
+        serialization_retries: how many times a statement rolled back by a serialization failure or a deadlock
+            is retried.
+        connect_timeout: seconds to establish one connection.
+        application_name: shown in ``pg_stat_activity``; by default ``asgi-session:<schema>:<random>``.
+
+    Raises:
+        ConfigurationError: a setting is invalid.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "asgi_session",
+        min_size: int = 1,
+        max_size: int = 10,
+        acquire_timeout: float = 5.0,
+        command_timeout: float = 5.0,
+        serialization_retries: int = 3,
+        connect_timeout: float = 10.0,
+        application_name: str | None = None,
+    ) -> None:
+        if not isinstance(dsn, str) or not dsn:
+            raise ConfigurationError("dsn must be a PostgreSQL URI, e.g. postgresql://user@host:5432/db")
+        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+            raise ConfigurationError("schema must be 1-63 letters, digits or underscores, not starting with a digit")
+        for name, value, least in (
+            ("min_size", min_size, 0),
+            ("max_size", max_size, 1),
+            ("serialization_retries", serialization_retries, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigurationError(f"{name} must be an integer >= {least}")
+        if min_size > max_size:
+            raise ConfigurationError("min_size must not exceed max_size")
+        for name, seconds in (("acquire", acquire_timeout), ("command", command_timeout), ("connect", connect_timeout)):
+            number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+            if not number or not 0 < seconds < math.inf:
+                raise ConfigurationError(f"{name}_timeout must be a finite number of seconds > 0, e.g. 5.0")
+        self._dsn = dsn
+        self._schema = schema
+        self._sizes = (min_size, max_size)
+        self._acquire_timeout = float(acquire_timeout)
+        self._command_timeout = float(command_timeout)
+        self._connect_timeout = float(connect_timeout)
+        self._retries = serialization_retries
+        self._application_name = (application_name or f"asgi-session:{schema}:{secrets.token_hex(4)}")[:63]
+        self._pool: Any = None
+        self._lifecycle = anyio.Lock()  # serialises open() and close(), never the operations
+        s = '"' + schema + '"'  # the name is validated above, so quoting needs no escaping
+        self._quoted_schema = s
+        self._lock_key = int.from_bytes(hashlib.sha256(f"asgi-session:{schema}".encode()).digest()[:8], "big") >> 1
+        self._sql = {name: sql.format(s=s, **_PARTS) for name, sql in _STATEMENTS.items()}
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """Build a store from a URL; the store's own query parameters are removed before asyncpg sees the DSN.
+
+        Args:
+            url: ``postgresql://user:password@host:5432/db?schema=sessions&max_size=20``. The parameters
+                ``schema``, ``application_name``, ``min_size``, ``max_size``, ``serialization_retries``,
+                ``acquire_timeout``, ``command_timeout`` and ``connect_timeout`` go to the constructor; the rest
+                (``sslmode``, ...) stay in the DSN.
+
+        Returns:
+            The store, not yet opened.
+
+        Raises:
+            ConfigurationError: a parameter is repeated or not a valid value.
+        """
+        parts = urlsplit(url)
+        options: dict[str, Any] = {}
+        kept: list[tuple[str, str]] = []
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name not in _URL_OPTIONS:
+                kept.append((name, value))
+                continue
+            if name in options:
+                raise ConfigurationError(f"the PostgreSQL URL gives {name} more than once")
+            try:
+                options[name] = _URL_OPTIONS[name](value)
+            except ValueError as exc:
+                raise ConfigurationError(f"the PostgreSQL URL's {name} is not a valid value") from exc
+        dsn = urlunsplit(parts._replace(query=urlencode(kept)))
+        return cls(dsn, **options)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(schema={self._schema!r})"  # never the DSN: it may carry a password
+
+    @property
+    def schema(self) -> str:
+        """The schema holding the store's tables."""
+        return self._schema
+
+    @property
+    def application_name(self) -> str:
+        """The ``application_name`` of the store's connections, as ``pg_stat_activity`` shows it."""
+        return self._application_name
+
+    async def open(self) -> None:
+        """Create the pool, then create or migrate the schema. Does nothing if already open.
+
+        Raises:
+            StoreError: the server cannot be reached, or the schema is newer than this code knows.
+        """
+        async with self._lifecycle:
+            if self._pool is not None:
+                return
+            try:
+                pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self._sizes[0],
+                    max_size=self._sizes[1],
+                    command_timeout=self._command_timeout,
+                    timeout=self._connect_timeout,
+                    server_settings={"application_name": self._application_name},
+                    **_POOL_OPTIONS,
+                )
+            except (*_DRIVER_ERRORS, *_TIMEOUTS) as exc:
+                raise StoreError(f"PostgreSQL store: connecting failed ({_detail(exc)})") from exc
+            try:
+                await self._run("creating the schema", self._migrate, pool=pool)
+            except BaseException:
+                await self._shut(pool)
+                raise
+            self._pool = pool
+
+    async def _migrate(self, con: Any) -> None:
+        s = self._quoted_schema
+        async with con.transaction():
+            await con.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+            if await con.fetchval("SELECT to_regclass($1)", f"{s}.schema_version") is None:
+                version = 0
+                if await con.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", self._schema) is None:
+                    await con.execute(f"CREATE SCHEMA {s}")
+            else:
+                version = await con.fetchval(self._sql["version"])
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"PostgreSQL schema {self._schema!r} has version {version}, newer than this asgi-session "
+                    f"supports ({SCHEMA_VERSION}); upgrade asgi-session"
+                )
+            for step in _MIGRATIONS[version:]:
+                for statement in step:
+                    await con.execute(statement.format(s=s))
+            if version != SCHEMA_VERSION:
+                await con.execute(self._sql["set_version"], SCHEMA_VERSION)
+
+    async def close(self) -> None:
+        """Close every connection, waiting up to ``command_timeout`` for running operations. Idempotent."""
+        async with self._lifecycle:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await self._shut(pool)
+
+    async def _shut(self, pool: Any) -> None:
+        with anyio.move_on_after(self._command_timeout, shield=True):
+            try:
+                await pool.close()
+                return
+            except (*_DRIVER_ERRORS, *_TIMEOUTS):
+                pass  # terminated below: closing must not fail
+        pool.terminate()
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _run(self, operation: str, call: Callable[[Any], Awaitable[_T]], *, pool: Any = None) -> _T:
+        """Run ``call`` on a pooled connection, retrying rollbacks; wrap every driver error in ``StoreError``."""
+        pool = pool if pool is not None else self._pool
+        if pool is None:
+            raise StoreError(_NOT_OPEN)
+        attempt = 0
+        # A read may retry on another connection (it changes nothing): after a server restart, each pooled
+        # connection fails once before the pool replaces it.
+        lost_retries = self._sizes[1] if operation in _READS else 0
+        while True:
+            acquired = False
+            try:
+                async with pool.acquire(timeout=self._acquire_timeout) as con:
+                    acquired = True
+                    return await call(con)
+            except _RETRYABLE as exc:
+                if attempt >= self._retries:
+                    raise StoreError(
+                        f"PostgreSQL store: {operation} failed after {attempt + 1} attempts ({_detail(exc)})"
+                    ) from exc
+            except _TIMEOUTS as exc:
+                if not acquired:
+                    raise StoreError(
+                        f"PostgreSQL store: {operation} failed: pool exhausted (no connection free within "
+                        f"{self._acquire_timeout:g} s; max_size={self._sizes[1]})"
+                    ) from exc
+                raise _unknown(operation, f"timed out after {self._command_timeout:g} s") from exc
+            except _DRIVER_ERRORS as exc:
+                if acquired and _lost(exc) and lost_retries > 0:
+                    lost_retries -= 1
+                    continue
+                if acquired and _lost(exc):
+                    raise _unknown(operation, f"lost its connection ({_detail(exc)})") from exc
+                raise StoreError(f"PostgreSQL store: {operation} failed ({_detail(exc)})") from exc
+            attempt += 1
+            await anyio.sleep(0.005 * 2**attempt * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+
+    async def _execute(self, operation: str, *args: Any) -> int:
+        """Run the write statement named ``operation`` (one round trip) and return its row count."""
+        sql = self._sql[operation]
+        return _count(await self._run(operation, lambda con: con.execute(sql, *args)))
+
+    async def _fetch(self, operation: str, *args: Any) -> list[Any]:
+        """Run the ``SELECT`` or ``... RETURNING`` statement named ``operation`` (one round trip)."""
+        sql = self._sql[operation]
+        return list(await self._run(operation, lambda con: con.fetch(sql, *args)))
+
+    async def create(self, record: SessionRecord) -> None:
+        """Insert a new session.
+
+        Raises:
+            StoreError: the handle exists, the data is not a JSON object, or the database failed.
+        """
+        values = [
+            _dump(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value
+            for name, value in ((name, getattr(record, name)) for name in _FIELDS)
+        ]
+        if await self._execute("create", *values) == 0:
+            raise StoreError("a session with this handle already exists")
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        """Return the session (expired or not) or ``None``."""
+        rows = await self._fetch("get", handle)
+        return _to_record(rows[0]) if rows else None
+
+    async def rotate(self, rotation: Rotation) -> bool:
+        """Compare-and-swap the refresh hash with one conditional ``UPDATE ... RETURNING``.
+
+        If the connection is lost mid-statement, the session is re-read: the rotation is reported only if the row
+        holds its new hash; otherwise ``StoreError`` is raised, since the server may yet commit it.
+        """
+        names = ("handle", "expected_refresh_hash", "new_refresh_hash", "rotated_at", "last_seen", "expires_at")
+        try:
+            return len(await self._fetch("rotate", *(getattr(rotation, name) for name in names))) == 1
+        except _OutcomeUnknown as unknown:
+            try:
+                record = await self.get(rotation.handle)
+            except StoreError as exc:
+                raise unknown from exc
+            # The new hash is fresh randomness: finding it means this very rotation committed.
+            if record is not None and record.refresh_hash == rotation.new_refresh_hash:
+                return True
+            raise
+
+    async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
+        """Replace the session data; return whether the session exists."""
+        return await self._execute("update_session_data", handle, _dump(data, "session data")) > 0
+
+    async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
+        """Replace the stored custom claims; return whether the session exists."""
+        return await self._execute("update_access_token_payload", handle, _dump(payload, "access-token payload")) > 0
+
+    async def touch(self, handle: str, last_seen: float) -> bool:
+        """Set the last-seen time; return whether the session exists."""
+        return await self._execute("touch", handle, last_seen) > 0
+
+    async def delete(self, handles: Sequence[str]) -> list[str]:
+        """Delete sessions with one ``DELETE ... RETURNING``; return those that existed, in the order given."""
+        unique = list(dict.fromkeys(handles))
+        if not unique:
+            return []
+        deleted = {row["handle"] for row in await self._fetch("delete", unique)}
+        return [handle for handle in unique if handle in deleted]
+
+    async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
+        """Return the user's sessions in one tenant or all, by ``created_at`` then ``handle``."""
+        if tenant_id is None:
+            return [_to_record(row) for row in await self._fetch("list_for_user", user_id)]
+        return [_to_record(row) for row in await self._fetch("list_for_user_tenant", user_id, tenant_id)]
+
+    async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
+        """Delete the user's sessions in one tenant or all; return their handles, oldest first."""
+        if tenant_id is None:
+            rows = await self._fetch("delete_for_user", user_id)
+        else:
+            rows = await self._fetch("delete_for_user_tenant", user_id, tenant_id)
+        # RETURNING gives no order; sort as list_for_user does.
+        return [handle for _, handle in sorted((row["created_at"], row["handle"]) for row in rows)]
+
+    async def delete_expired(self, now: float) -> int:
+        """Delete sessions with ``expires_at <= now``; return how many."""
+        return await self._execute("delete_expired", now)
+
+    async def get_keys(self) -> list[KeyRecord]:
+        """Return every key, ordered by ``signs_from`` then ``kid``."""
+        return [KeyRecord(**{name: row[name] for name in _KEY_FIELDS}) for row in await self._fetch("get_keys")]
+
+    async def add_key(self, key: KeyRecord) -> bool:
+        """Insert a key unless its kid exists (``ON CONFLICT DO NOTHING``); return whether it was inserted."""
+        return await self._execute("add_key", *(getattr(key, name) for name in _KEY_FIELDS)) > 0
+
+    async def delete_keys(self, kids: Sequence[str]) -> int:
+        """Delete keys; return how many existed."""
+        unique = list(dict.fromkeys(kids))
+        return await self._execute("delete_keys", unique) if unique else 0
