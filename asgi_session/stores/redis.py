@@ -1,0 +1,551 @@
+"""RedisStore: sessions and keys in one Redis server, reached through ``redis.asyncio`` (extra ``[redis]``).
+
+Key layout (``P`` the prefix; ``U``, ``T``, ``H`` the user id, tenant id and handle with ``%``, ``{``, ``}`` and ``:``
+percent-escaped, so any id is safe in a key name and never ends a hash tag early)::
+
+    P:{u:U}:s:H   hash    one session: the record's fields (None ones absent; data and payload as JSON)
+    P:{u:U}:idx   zset    the user's sessions in every tenant: member ``T:handle``, score ``created_at``
+    P:{h:H}       string  the handle index, ``U:T``: how a session is found by its handle alone
+    P:{expiry}    zset    every session: member ``U:T:handle``, score ``expires_at``
+    P:{keys}      hash    the key ring: kid -> the key record as JSON
+
+A user's keys share the hash tag ``{u:U}``, hence one Redis Cluster slot. Listing or revoking a user's sessions, in
+one tenant or all, reads that user's index: O(their sessions), never a scan of the keyspace. ``get`` and the other
+per-handle calls read the handle index, then the user's keys (two round trips); a session's user and tenant never
+change, so the index cannot go stale while the session lives.
+
+Atomicity. Every write is one Lua script: ``create`` (refused if the handle is taken) writes the session, its handle
+index and both index entries; ``rotate`` is the compare-and-swap of ``refresh_hash`` that also sets
+``previous_refresh_hash``, the three times, the TTLs and the expiry entry; the deletes remove sessions with their
+index entries. Scripts touch only the keys passed to them; where the client read an index to name those keys, the
+script re-checks (``delete_expired`` deletes only a session still expired). The scripts join the user's slot with
+the global indexes, so the store needs Redis 5 or newer and one primary (standalone, or Sentinel-managed through a
+``redis.asyncio.Redis`` you pass in); Redis Cluster is not supported yet.
+
+Expiry. A session's keys expire at ``expires_at + ttl_leeway`` (default 60 s) on the Redis server's clock, and never
+sooner than ``ttl_leeway`` from the write, so a usable session is never dropped; the leeway must exceed the clock
+skew between the app's hosts and Redis. ``delete_expired(now)`` deletes every session with ``expires_at <= now``
+that TTL has not removed yet, and clears the entries of those it has. Signing keys never expire: the manager deletes
+them.
+
+Server settings. ``maxmemory-policy noeviction`` is required: an evicted session logs its user out, an evicted index
+entry hides a session from ``revoke_all_sessions_for_user``, an evicted key breaks every token it signed; with
+``noeviction`` a full server refuses writes (``StoreError``, a 503) instead. ``open`` logs a warning when it can read
+another policy. Durability is Redis' own: with ``appendonly yes``, ``appendfsync always`` loses no acknowledged write
+(each waits for fsync), ``everysec`` (the default) may lose the last second on a crash or power loss, ``no`` leaves
+flushing to the OS (tens of seconds); without persistence a restart loses every session. A lost revocation brings a
+session back; a lost rotation makes the client's new refresh token look stolen, logging the user out. Replication
+is asynchronous: a failover can lose acknowledged writes the same way.
+
+Connections. Built from a URL, the store owns a bounded pool (a task waits at most ``socket_timeout`` for a free
+connection) with connect and reply timeouts, so a dead or paused server gives ``StoreError`` within seconds. A
+command whose connection broke is sent once more on a fresh one (``retries=0`` turns that off); that is safe: a
+repeated rotation, create or delete reports the swap as lost, the handle as taken, the session as gone, never a
+success it did not have. A client passed in is used as configured and left open by ``close``. A cancelled call may
+still have been applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import anyio
+
+from ..exceptions import ConfigurationError, StoreError
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.connection import parse_url
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError, RedisError, ResponseError
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
+    raise ConfigurationError("RedisStore needs the redis package: pip install 'asgi-session[redis]'") from exc
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger("asgi_session")
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
+_REQUIRED = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.default is dataclasses.MISSING)
+_TIMES = ("rotated_at", "created_at", "last_seen", "expires_at", "absolute_expires_at")
+_JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
+_CHUNK = 500  # sessions per delete script: keeps each script short, so it never blocks the server for long
+# Redis errors, the pool's timeouts (OSError), and ValueError for a string that cannot be encoded or decoded.
+_DRIVER_ERRORS = (RedisError, OSError, ValueError)
+_NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
+
+# TTLs in ms from the server's clock: expires_at + leeway, at least the leeway, at most ~31,000 years.
+_PRELUDE = """
+local function ttl_ms(expires_at, leeway_ms)
+  local time = redis.call('TIME')
+  local left = math.ceil((tonumber(expires_at) - tonumber(time[1]) - tonumber(time[2]) / 1000000) * 1000)
+  if left < 0 then left = 0 end
+  return string.format('%.0f', math.min(left + tonumber(leeway_ms), 1e15))
+end
+local function extend(key, ms)
+  if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
+end
+"""
+# KEYS: handle index, session, user index, expiry index. ARGV: U:T, T:handle, U:T:handle, created_at, expires_at,
+# leeway ms, then the session's field/value pairs.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+local ms = ttl_ms(ARGV[5], ARGV[6])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ms)
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('PEXPIRE', KEYS[2], ms)
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+extend(KEYS[3], ms)
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
+return 1
+"""
+# KEYS: session, handle index, user index, expiry index.
+# ARGV: expected hash, new hash, rotated_at, last_seen, expires_at, leeway ms, U:T:handle.
+_ROTATE = """
+if redis.call('HGET', KEYS[1], 'refresh_hash') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'refresh_hash', ARGV[2], 'previous_refresh_hash', ARGV[1],
+  'rotated_at', ARGV[3], 'last_seen', ARGV[4], 'expires_at', ARGV[5])
+local ms = ttl_ms(ARGV[5], ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ms)
+redis.call('PEXPIRE', KEYS[2], ms)
+extend(KEYS[3], ms)
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[7])
+return 1
+"""
+# KEYS: session. ARGV: field, value.
+_SET_FIELD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+# KEYS: expiry index, then (handle index, session, user index) per session. ARGV: now ('' deletes unconditionally),
+# then (handle, U:T, T:handle, U:T:handle) per session. Returns the handles of the sessions that existed.
+_DELETE = """
+local deleted = {}
+local now = tonumber(ARGV[1])
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local lookup, session, index = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local handle, locator, member, expiry = ARGV[2 + 4 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i]
+  local stored = now and redis.call('HGET', session, 'expires_at')
+  if stored and tonumber(stored) and tonumber(stored) > now then
+    redis.call('ZADD', KEYS[1], stored, expiry)
+  else
+    if redis.call('DEL', session) == 1 then deleted[#deleted + 1] = handle end
+    if redis.call('GET', lookup) == locator then redis.call('DEL', lookup) end
+    redis.call('ZREM', index, member)
+    redis.call('ZREM', KEYS[1], expiry)
+  end
+end
+return deleted
+"""
+
+
+class _Script:
+    """A Lua script run by its SHA1, loaded into the server on first use (or after a restart or SCRIPT FLUSH)."""
+
+    def __init__(self, body: str) -> None:
+        self.source = _PRELUDE + body
+        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[str]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+_CREATE_SCRIPT, _ROTATE_SCRIPT = _Script(_CREATE), _Script(_ROTATE)
+_SET_FIELD_SCRIPT, _DELETE_SCRIPT = _Script(_SET_FIELD), _Script(_DELETE)
+
+
+def _store_error(operation: str, exc: BaseException) -> StoreError:
+    """Wrap a driver error, naming the operation; Redis' messages quote no values, a UnicodeError's would."""
+    detail = type(exc).__name__ if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    return StoreError(f"Redis store: {operation} failed ({detail})")
+
+
+def _esc(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _time(value: float, name: str) -> str:
+    number = float(value) if isinstance(value, (int, float)) else math.nan
+    if not math.isfinite(number):
+        raise StoreError(f"{name} must be a finite number of seconds")
+    return repr(number)  # the shortest text that reads back as exactly this float
+
+
+def _dump(value: Mapping[str, Any], what: str) -> str:
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
+    if not text.startswith("{"):
+        raise StoreError(f"{what} must be a JSON object")
+    return text
+
+
+def _load(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"the stored {what} is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise StoreError(f"the stored {what} is not a JSON object")
+    return value
+
+
+def _to_fields(record: SessionRecord) -> list[str]:
+    fields: list[str] = []
+    for name, value in ((name, getattr(record, name)) for name in _FIELDS if getattr(record, name) is not None):
+        if name in _JSON_FIELDS:
+            fields += [name, _dump(value, _JSON_FIELDS[name])]
+        else:
+            fields += [name, _time(value, name) if name in _TIMES else str(value)]
+    return fields
+
+
+def _to_record(raw: Mapping[Any, Any]) -> SessionRecord:
+    fields = {_text(name): _text(value) for name, value in raw.items()}
+    if any(name not in fields for name in _REQUIRED):
+        raise StoreError("a stored session lacks required fields")
+    values: dict[str, Any] = {name: fields.get(name) for name in _FIELDS}
+    for name, what in _JSON_FIELDS.items():
+        values[name] = _load(fields[name], what)
+    for name in _TIMES:
+        values[name] = None if values[name] is None else float(values[name])
+    return SessionRecord(**values)
+
+
+class RedisStore(SessionStore):
+    """Sessions and keys in one Redis server (standalone or Sentinel-managed), shared by every process using it.
+
+    Args:
+        client_or_url: a ``redis://`` / ``rediss://`` / ``unix://`` URL (the store then owns its connection pool),
+            or a ``redis.asyncio.Redis`` client to use as it is configured.
+        prefix: the start of every key name; stores with different prefixes share nothing. No ``{`` or ``}``.
+        ttl_leeway: seconds a session's keys outlive its ``expires_at`` (at least 1); must exceed clock skew.
+        socket_timeout: seconds to wait for a reply, or for a free pooled connection (URL only).
+        connect_timeout: seconds to wait for a new connection (URL only).
+        max_connections: the pool's size (URL only).
+        retries: how often a command whose connection broke is re-sent on a fresh one (URL only).
+
+    Raises:
+        ConfigurationError: a setting or the URL is invalid.
+    """
+
+    def __init__(
+        self,
+        client_or_url: aioredis.Redis | str,
+        *,
+        prefix: str = "asgi_session",
+        ttl_leeway: float = 60.0,
+        socket_timeout: float = 3.0,
+        connect_timeout: float = 2.0,
+        max_connections: int = 50,
+        retries: int = 1,
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigurationError("prefix must be a non-empty string without '{' or '}', e.g. 'asgi_session'")
+        timings = (("ttl_leeway", ttl_leeway, 1), ("socket_timeout", socket_timeout, 0.001))
+        for name, value, least in (*timings, ("connect_timeout", connect_timeout, 0.001)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not least <= value < math.inf:
+                raise ConfigurationError(f"{name} must be a finite number of seconds >= {least}")
+        if not (type(max_connections) is int and max_connections >= 1 and type(retries) is int and retries >= 0):
+            raise ConfigurationError("max_connections must be an integer >= 1 and retries an integer >= 0")
+        if isinstance(client_or_url, str):
+            try:
+                parse_url(client_or_url)
+            except (TypeError, ValueError) as exc:  # the message may quote the URL, password included
+                raise ConfigurationError("the Redis URL is malformed; use redis://[user:pass@]host:port/db") from exc
+        elif not isinstance(client_or_url, aioredis.Redis):
+            raise ConfigurationError("client_or_url must be a redis:// URL or a redis.asyncio.Redis client")
+        self._source = client_or_url
+        self._prefix, self._expiry, self._keys = prefix, f"{prefix}:{{expiry}}", f"{prefix}:{{keys}}"
+        self._leeway_ms = str(math.ceil(ttl_leeway * 1000))
+        self._pool_options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "timeout": socket_timeout,
+            "max_connections": max_connections,
+            "decode_responses": True,
+            "retry": Retry(NoBackoff(), retries, supported_errors=(RedisConnectionError,)),
+        }
+        self._client: aioredis.Redis | None = None
+        self._lifecycle = anyio.Lock()  # serialises open() and close(), never the operations
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        """Build a store from a URL; the optional query parameter ``prefix=`` sets the key prefix.
+
+        Other query parameters are redis-py's (``socket_timeout``, ``max_connections``, ``client_name``, ...).
+
+        Raises:
+            ConfigurationError: the URL or its prefix is invalid.
+        """
+        base, _, query = url.partition("?")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        prefixes = [value for name, value in pairs if name == "prefix"]
+        if len(prefixes) > 1:
+            raise ConfigurationError("a Redis store URL takes at most one prefix= parameter")
+        rest = urlencode([(name, value) for name, value in pairs if name != "prefix"])
+        return cls(f"{base}?{rest}" if rest else base, prefix=prefixes[0] if prefixes else "asgi_session")
+
+    def __repr__(self) -> str:
+        return f"RedisStore(prefix={self._prefix!r})"  # never the URL: it may hold a password
+
+    @property
+    def prefix(self) -> str:
+        """The start of every key name this store uses."""
+        return self._prefix
+
+    async def open(self) -> None:
+        """Connect and check the server answers. Does nothing if already open.
+
+        Raises:
+            StoreError: the server cannot be reached or refused the connection.
+        """
+        async with self._lifecycle:
+            if self._client is not None:
+                return
+            source = self._source
+            if isinstance(source, str):
+                pool = aioredis.BlockingConnectionPool.from_url(source, **self._pool_options)
+                client = aioredis.Redis.from_pool(pool)
+            else:
+                client = source
+            try:
+                await client.ping()
+                await self._check_eviction(client)
+            except BaseException as exc:
+                if client is not source:
+                    with anyio.CancelScope(shield=True), contextlib.suppress(*_DRIVER_ERRORS):
+                        await client.aclose()
+                if isinstance(exc, _DRIVER_ERRORS):
+                    raise _store_error("connecting", exc) from exc
+                raise
+            self._client = client
+
+    async def _check_eviction(self, client: aioredis.Redis) -> None:
+        try:
+            config = await client.config_get("maxmemory-policy")
+        except ResponseError:  # CONFIG is often disabled on managed servers
+            return
+        policy = next((_text(value) for value in config.values()), "noeviction")
+        if policy != "noeviction":
+            logger.warning(
+                "asgi_session: Redis maxmemory-policy is %s; set it to noeviction, or Redis may evict sessions, "
+                "index entries and signing keys",
+                policy,
+            )
+
+    async def close(self) -> None:
+        """Close the pool the store owns (a client passed in stays open). Does nothing if already closed."""
+        async with self._lifecycle:
+            client, self._client = self._client, None
+            if client is None or client is self._source:
+                return
+            with anyio.CancelScope(shield=True):
+                try:
+                    await client.aclose()
+                except _DRIVER_ERRORS as exc:
+                    raise _store_error("closing", exc) from exc
+
+    async def __aenter__(self) -> RedisStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def _using(self, operation: str) -> AsyncIterator[aioredis.Redis]:
+        """The client, with every driver error raised as a StoreError naming ``operation``."""
+        client = self._client
+        if client is None:
+            raise StoreError(_NOT_OPEN)
+        try:
+            yield client
+        except _DRIVER_ERRORS as exc:
+            raise _store_error(operation, exc) from exc
+
+    def _lookup(self, handle: str) -> str:
+        return f"{self._prefix}:{{h:{_esc(handle)}}}"
+
+    def _user(self, user_tag: str, suffix: str) -> str:
+        return f"{self._prefix}:{{u:{user_tag}}}:{suffix}"
+
+    async def _locate(self, client: aioredis.Redis, handle: str) -> tuple[str, str, str] | None:
+        """Read the handle index: the session's key, its user's index key and its ``U:T`` locator, or None."""
+        locator = await client.get(self._lookup(handle))
+        if locator is None:
+            return None
+        locator = _text(locator)
+        user_tag = locator.partition(":")[0]
+        return self._user(user_tag, f"s:{_esc(handle)}"), self._user(user_tag, "idx"), locator
+
+    async def _delete(self, client: aioredis.Redis, entries: Sequence[tuple[str, str]], now: str = "") -> list[str]:
+        """Run the delete script over ``(handle, U:T)`` pairs, chunked; return the handles that existed."""
+        deleted: list[str] = []
+        for start in range(0, len(entries), _CHUNK):
+            keys, args = [self._expiry], [now]
+            for handle, locator in entries[start : start + _CHUNK]:
+                user_tag, _, tenant_tag = locator.partition(":")
+                keys += [self._lookup(handle), self._user(user_tag, f"s:{_esc(handle)}"), self._user(user_tag, "idx")]
+                args += [handle, locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}"]
+            deleted += [_text(handle) for handle in await _DELETE_SCRIPT(client, keys, args)]
+        return deleted
+
+    async def create(self, record: SessionRecord) -> None:
+        """Insert a new session with its index entries, atomically.
+
+        Raises:
+            StoreError: the handle exists, the data is not a JSON object, a time is not finite, or Redis failed.
+        """
+        user_tag, tenant_tag, handle = _esc(record.user_id), _esc(record.tenant_id), record.handle
+        locator = f"{user_tag}:{tenant_tag}"
+        keys = [self._lookup(handle), self._user(user_tag, f"s:{_esc(handle)}"), self._user(user_tag, "idx")]
+        times = [_time(record.created_at, "created_at"), _time(record.expires_at, "expires_at"), self._leeway_ms]
+        args = [locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}", *times, *_to_fields(record)]
+        async with self._using("create") as client:
+            created = await _CREATE_SCRIPT(client, [*keys, self._expiry], args)
+        if created != 1:
+            raise StoreError("a session with this handle already exists")
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        """Return the session (expired or not) or ``None``."""
+        async with self._using("get") as client:
+            found = await self._locate(client, handle)
+            raw = await client.hgetall(found[0]) if found else None
+            return _to_record(raw) if raw else None
+
+    async def rotate(self, rotation: Rotation) -> bool:
+        """Compare-and-swap the refresh hash in one Lua script, which also extends the TTLs."""
+        times = [_time(getattr(rotation, name), name) for name in ("rotated_at", "last_seen", "expires_at")]
+        args = [rotation.expected_refresh_hash, rotation.new_refresh_hash, *times, self._leeway_ms]
+        async with self._using("rotate") as client:
+            found = await self._locate(client, rotation.handle)
+            if found is None:
+                return False
+            session, user_index, locator = found
+            keys = [session, self._lookup(rotation.handle), user_index, self._expiry]
+            return bool(await _ROTATE_SCRIPT(client, keys, [*args, f"{locator}:{rotation.handle}"]))
+
+    async def _set_field(self, operation: str, handle: str, field: str, value: str) -> bool:
+        async with self._using(operation) as client:
+            found = await self._locate(client, handle)
+            return found is not None and bool(await _SET_FIELD_SCRIPT(client, [found[0]], [field, value]))
+
+    async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
+        """Replace the session data; return whether the session exists."""
+        text = _dump(data, "session data")
+        return await self._set_field("update_session_data", handle, "session_data", text)
+
+    async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
+        """Replace the stored custom claims; return whether the session exists."""
+        text = _dump(payload, "access-token payload")
+        return await self._set_field("update_access_token_payload", handle, "access_token_payload", text)
+
+    async def touch(self, handle: str, last_seen: float) -> bool:
+        """Set the last-seen time; return whether the session exists."""
+        return await self._set_field("touch", handle, "last_seen", _time(last_seen, "last_seen"))
+
+    async def delete(self, handles: Sequence[str]) -> list[str]:
+        """Delete sessions with their index entries; return those that existed, in the order given."""
+        unique = list(dict.fromkeys(handles))
+        if not unique:
+            return []
+        async with self._using("delete") as client:
+            locators = await client.mget([self._lookup(handle) for handle in unique])
+            found = [(handle, _text(loc)) for handle, loc in zip(unique, locators, strict=True) if loc is not None]
+            deleted = set(await self._delete(client, found))
+        return [handle for handle in unique if handle in deleted]
+
+    async def _of_user(self, client: aioredis.Redis, user_id: str, tenant_id: str | None) -> list[tuple[str, str]]:
+        """The user's ``(handle, U:T)`` pairs from their index, in one tenant or all, by created_at then handle."""
+        user_tag, wanted = _esc(user_id), None if tenant_id is None else _esc(tenant_id)
+        found, rows = [], await client.zrange(self._user(user_tag, "idx"), 0, -1, withscores=True)
+        for member, created_at in list[Any](rows):  # (member, score) pairs: tuples in RESP2, lists in RESP3
+            tenant_tag, _, handle = _text(member).partition(":")
+            if wanted in (None, tenant_tag):
+                found.append((float(created_at), handle, f"{user_tag}:{tenant_tag}"))
+        return [(handle, locator) for _, handle, locator in sorted(found)]
+
+    async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
+        """Return the user's sessions in one tenant or all, by ``created_at`` then ``handle``."""
+        async with self._using("list_for_user") as client:
+            pairs = await self._of_user(client, user_id, tenant_id)
+            if not pairs:
+                return []
+            async with client.pipeline(transaction=True) as pipe:  # one snapshot of every session
+                for handle, _ in pairs:
+                    pipe.hgetall(self._user(_esc(user_id), f"s:{_esc(handle)}"))
+                rows = await pipe.execute()
+            return [_to_record(row) for row in rows if row]  # a session TTL removed leaves an empty row
+
+    async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
+        """Delete the user's sessions in one tenant or all, with their index entries; return their handles."""
+        async with self._using("delete_for_user") as client:
+            return await self._delete(client, await self._of_user(client, user_id, tenant_id))
+
+    async def delete_expired(self, now: float) -> int:
+        """Delete sessions with ``expires_at <= now`` (those TTL has not removed yet); return how many."""
+        bound, total, fetched = _time(now, "now"), 0, _CHUNK
+        while fetched == _CHUNK:
+            async with self._using("delete_expired") as client:
+                members = await client.zrangebyscore(self._expiry, "-inf", bound, start=0, num=_CHUNK)
+                fetched, entries = len(members), []
+                for parts in (_text(member).split(":", 2) for member in members):
+                    if len(parts) == 3:
+                        entries.append((parts[2], f"{parts[0]}:{parts[1]}"))
+                    else:  # not written by this store: drop it, or this loop would never end
+                        await client.zrem(self._expiry, ":".join(parts))
+                total += len(await self._delete(client, entries, bound))
+        return total
+
+    async def get_keys(self) -> list[KeyRecord]:
+        """Return every key, ordered by ``signs_from`` then ``kid``."""
+        async with self._using("get_keys") as client:
+            raw = await client.hgetall(self._keys)
+        try:
+            keys = [KeyRecord(**_load(_text(text), "key")) for text in raw.values()]
+        except TypeError as exc:
+            raise StoreError("a stored key is malformed") from exc
+        return sorted(keys, key=lambda key: (key.signs_from, key.kid))
+
+    async def add_key(self, key: KeyRecord) -> bool:
+        """Insert a key unless its kid exists (``HSETNX``); return whether it was inserted."""
+        text = json.dumps(dataclasses.asdict(key), separators=(",", ":"))
+        async with self._using("add_key") as client:
+            return bool(await client.hsetnx(self._keys, key.kid, text))
+
+    async def delete_keys(self, kids: Sequence[str]) -> int:
+        """Delete keys; return how many existed."""
+        unique = list(dict.fromkeys(kids))
+        if not unique:
+            return 0
+        async with self._using("delete_keys") as client:
+            return int(await client.hdel(self._keys, *unique))
