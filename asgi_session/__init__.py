@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._clock import Clock, SystemClock
 from ._context import create_new_session, get_session
+from ._require import require_session
 from .config import SessionConfig
 from .exceptions import (
     ConfigurationError,
@@ -44,4 +45,5 @@ __all__ = [
     "__version__",
     "create_new_session",
     "get_session",
+    "require_session",
 ]

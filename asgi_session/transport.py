@@ -256,8 +256,11 @@ class ResponseChanges:
         replaced = {b"cache-control", *(name.encode("latin-1") for name in self.headers)}
         expose: list[str] = []
         kept: list[tuple[bytes, bytes]] = []
+        ours = {name.encode("latin-1") + b"=" for name, _, _ in self.cookies}
         for key, value in headers:
             lower = key.lower()
+            if lower == b"set-cookie" and value.lstrip().startswith(tuple(ours)):
+                continue  # a later write of the same cookie replaces the earlier one: one Set-Cookie per name
             if lower == b"access-control-expose-headers":
                 expose.extend(v.strip() for v in value.decode("latin-1").split(",") if v.strip())
             elif lower not in replaced:

@@ -156,3 +156,25 @@ async def test_login_with_an_expired_access_token_revokes_that_session() -> None
         second = (await c.post("/login", headers={"cookie": f"sAccessToken={issued[0]}"})).json()["handle"]
     assert second != first
     assert await manager.get_all_session_handles_for_user("alice") == [second]
+
+
+def test_token_cookies_replace_earlier_set_cookie_headers_of_the_same_name() -> None:
+    from asgi_session.transport import ResponseChanges
+
+    changes = ResponseChanges(SessionConfig())
+    changes.clear_tokens("cookie")
+    message = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [
+            (b"set-cookie", b"sAccessToken=; Path=/; Max-Age=0"),
+            (b"set-cookie", b"theme=dark; Path=/"),
+            (b"set-cookie", b"sAccessTokenX=keep; Path=/"),
+        ],
+    }
+    changes.apply(message)
+    cookies = [value for key, value in message["headers"] if key == b"set-cookie"]
+    assert sum(c.startswith(b"sAccessToken=") for c in cookies) == 1
+    assert sum(c.startswith(b"sRefreshToken=") for c in cookies) == 1
+    assert b"theme=dark; Path=/" in cookies
+    assert b"sAccessTokenX=keep; Path=/" in cookies

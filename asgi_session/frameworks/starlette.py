@@ -1,0 +1,223 @@
+"""Starlette integration: the ``requires_session`` endpoint decorator and a Starlette-typed ``get_session``.
+
+Install :class:`~asgi_session.SessionMiddleware` on the app, then protect endpoints::
+
+    from asgi_session.frameworks.starlette import requires_session
+
+
+    @requires_session
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"user": request.state.session.user_id})
+
+A refused request gets the protocol response (401 ``unauthorised`` or ``try refresh token``) from the middleware.
+When another layer turns exceptions into responses before the middleware sees them, also call
+:func:`install_exception_handlers`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
+
+import anyio.from_thread
+
+from ..exceptions import ConfigurationError, SessionError
+
+try:
+    from starlette.applications import Starlette
+    from starlette.requests import HTTPConnection, Request
+    from starlette.responses import Response
+    from starlette.websockets import WebSocket
+except ImportError as exc:  # pragma: no cover - starlette is a core dependency
+    raise ConfigurationError("asgi_session.frameworks.starlette needs Starlette: pip install starlette") from exc
+
+from .._context import get_session as _get_session
+from ._errors import protocol_error
+
+if TYPE_CHECKING:
+    from ..manager import SessionManager
+    from ..session import Session
+
+__all__ = ["get_session", "install_exception_handlers", "requires_session", "session_error_handler"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@overload
+async def get_session(
+    request: HTTPConnection,
+    session_required: Literal[True],
+    check_database: bool | None = None,
+    anti_csrf_check: bool | None = None,
+) -> Session: ...
+
+
+@overload
+async def get_session(
+    request: HTTPConnection,
+    session_required: bool = False,
+    check_database: bool | None = None,
+    anti_csrf_check: bool | None = None,
+) -> Session | None: ...
+
+
+async def get_session(
+    request: HTTPConnection,
+    session_required: bool = False,
+    check_database: bool | None = None,
+    anti_csrf_check: bool | None = None,
+) -> Session | None:
+    """Return the request's verified session, or ``None`` when there is none and it is not required.
+
+    The same as :func:`asgi_session.get_session`, typed for a Starlette ``Request`` or ``WebSocket``.
+
+    Args:
+        request: the Starlette request (or websocket).
+        session_required: raise ``UnauthorisedError`` instead of returning ``None``.
+        check_database: also check the store (the session must not be revoked); default: the config's
+            ``access_token_blacklisting``.
+        anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
+            cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+
+    Returns:
+        The session, or ``None``.
+
+    Raises:
+        TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
+        UnauthorisedError: no session while required, or (with the database check) the session was revoked.
+        StoreError: the store failed during the database check.
+        ConfigurationError: ``SessionMiddleware`` is not installed.
+    """
+    return await _get_session(request, session_required, check_database, anti_csrf_check)
+
+
+def _connection_index(func: Callable[..., Any]) -> int:
+    for index, parameter in enumerate(inspect.signature(func).parameters.values()):
+        if parameter.name in ("request", "websocket"):
+            return index
+    raise ConfigurationError(f'requires_session: {func!r} has no "request" or "websocket" parameter')
+
+
+def _connection(args: tuple[Any, ...], kwargs: dict[str, Any], index: int) -> HTTPConnection:
+    found = kwargs.get("request", kwargs.get("websocket"))
+    if found is None and index < len(args):
+        found = args[index]
+    if not isinstance(found, HTTPConnection):
+        raise ConfigurationError(
+            f"requires_session: expected a Starlette Request or WebSocket, got {type(found).__name__}"
+        )
+    return found
+
+
+@overload
+def requires_session(endpoint: _F, /) -> _F: ...
+
+
+@overload
+def requires_session(
+    endpoint: None = None,
+    /,
+    *,
+    session_required: bool = True,
+    check_database: bool = False,
+    anti_csrf_check: bool | None = None,
+) -> Callable[[_F], _F]: ...
+
+
+def requires_session(
+    endpoint: _F | None = None,
+    /,
+    *,
+    session_required: bool = True,
+    check_database: bool = False,
+    anti_csrf_check: bool | None = None,
+) -> _F | Callable[[_F], _F]:
+    """Protect a Starlette endpoint: verify the session first and put it on ``request.state.session``.
+
+    Use it bare (``@requires_session``) or with options (``@requires_session(check_database=True)``). The
+    endpoint is a function (or an ``HTTPEndpoint`` method) with a ``request`` or ``websocket`` parameter; sync
+    endpoints stay sync (Starlette runs them in a thread).
+
+    Args:
+        endpoint: the endpoint, when used bare.
+        session_required: refuse requests without a session (401 ``unauthorised``); with ``False`` the
+            endpoint runs and ``request.state.session`` is ``None``.
+        check_database: also check the store, so a revoked session's still-unexpired access token is refused
+            (401 ``unauthorised``, tokens cleared). With ``access_token_blacklisting`` on, every request is
+            checked anyway.
+        anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
+            cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+
+    Returns:
+        The wrapped endpoint (bare form), or a decorator (called form).
+
+    Raises:
+        ConfigurationError: the endpoint has no ``request`` or ``websocket`` parameter.
+    """
+
+    def decorator(func: _F) -> _F:
+        index = _connection_index(func)
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                connection = _connection(args, kwargs, index)
+                connection.state.session = await _get_session(
+                    connection, session_required, check_database, anti_csrf_check
+                )
+                return await func(*args, **kwargs)
+
+            return cast(_F, async_wrapper)
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            # Starlette runs sync endpoints in an anyio worker thread: hop back to the event loop to verify.
+            connection = _connection(args, kwargs, index)
+            connection.state.session = anyio.from_thread.run(
+                _get_session, connection, session_required, check_database, anti_csrf_check
+            )
+            return func(*args, **kwargs)
+
+        return cast(_F, sync_wrapper)
+
+    if endpoint is not None:
+        return decorator(endpoint)
+    return decorator
+
+
+def _handler(manager: SessionManager | None) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        answer = protocol_error(exc, request.scope, manager) if isinstance(exc, SessionError) else None
+        if answer is None or isinstance(request, WebSocket):
+            # Developer errors stay 500s; a websocket is closed by the middleware (1008) instead.
+            raise exc
+        status, body, headers = answer
+        response = Response(body, status_code=status, media_type="application/json")
+        response.raw_headers.extend(headers)
+        return response
+
+    return handle
+
+
+session_error_handler = _handler(None)
+"""A Starlette/FastAPI exception handler that answers a :class:`~asgi_session.SessionError` with its protocol
+response; pass it as ``exception_handlers={SessionError: session_error_handler}``."""
+
+
+def install_exception_handlers(app: Starlette, manager: SessionManager | None = None) -> None:
+    """Register an exception handler that answers a ``SessionError`` with the protocol response.
+
+    :class:`~asgi_session.SessionMiddleware` already maps a ``SessionError`` that reaches it. The handler makes
+    the app answer correctly even when a layer between the middleware and the route (another middleware, a
+    catch-all handler) would turn the exception into a different response first. Errors that are not the
+    client's fault (``ConfigurationError``, ``InvalidPayloadError``) are re-raised and stay 500s.
+
+    Args:
+        app: the Starlette (or FastAPI) application.
+        manager: whose config to use when a request did not pass through the middleware; the middleware's
+            manager wins when it did.
+    """
+    app.add_exception_handler(SessionError, _handler(manager))
