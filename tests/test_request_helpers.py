@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -163,7 +164,7 @@ def test_token_cookies_replace_earlier_set_cookie_headers_of_the_same_name() -> 
 
     changes = ResponseChanges(SessionConfig())
     changes.clear_tokens("cookie")
-    message = {
+    message: dict[str, Any] = {
         "type": "http.response.start",
         "status": 200,
         "headers": [

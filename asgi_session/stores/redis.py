@@ -291,6 +291,11 @@ class RedisStore(SessionStore):
         }
         self._client: aioredis.Redis | None = None
         self._lifecycle = anyio.Lock()  # serialises open() and close(), never the operations
+        # In front of a pool the store owns: redis-py's BlockingConnectionPool does not serve waiters in order (a
+        # task that just released a connection can take it back first), so under load a waiter can time out on
+        # a healthy server. A FIFO semaphore with one permit per connection hands them out in arrival order.
+        self._slots: anyio.Semaphore | None = None
+        self._slot_wait: float | None = None
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -330,8 +335,11 @@ class RedisStore(SessionStore):
             if isinstance(source, str):
                 pool = aioredis.BlockingConnectionPool.from_url(source, **self._pool_options)
                 client = aioredis.Redis.from_pool(pool)
+                self._slots = anyio.Semaphore(pool.max_connections)
+                self._slot_wait = pool.timeout
             else:
                 client = source
+                self._slots = None
             try:
                 await client.ping()
                 await self._check_eviction(client)
@@ -387,10 +395,20 @@ class RedisStore(SessionStore):
         client = self._client
         if client is None:
             raise StoreError(_NOT_OPEN)
+        slots = self._slots
+        if slots is not None:
+            try:
+                with anyio.fail_after(self._slot_wait):
+                    await slots.acquire()
+            except TimeoutError as exc:
+                raise StoreError(f"Redis store: {operation} failed (pool exhausted: no connection came free)") from exc
         try:
             yield client
         except _DRIVER_ERRORS as exc:
             raise _store_error(operation, exc) from exc
+        finally:
+            if slots is not None:
+                slots.release()
 
     def _lookup(self, handle: str) -> str:
         return f"{self._prefix}:{{h:{_esc(handle)}}}"

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from quart import Blueprint, Quart, websocket
-from quart.testing.connections import WebsocketDisconnectError
 from quart.typing import TestClientProtocol as Client
 
 from asgi_session import ConfigurationError, SessionManager, SessionMiddleware, StoreError, UnauthorisedError
@@ -206,10 +205,9 @@ async def test_optional_session_is_none_without_a_session(client: Client) -> Non
     assert (await answer(client, "/optional"))[:2] == (200, {"user": "alice"})
 
 
-async def test_a_websocket_needs_a_session(client: Client) -> None:
-    with pytest.raises(WebsocketDisconnectError):
-        async with client.websocket("/feed") as refused:
-            await refused.receive_json()
+async def test_a_websocket_with_a_session_is_accepted(client: Client) -> None:
+    # The refused handshake is checked at the ASGI level below (test clients of different Quart releases
+    # surface a close-before-accept differently).
     await sign_in(client)
     async with client.websocket("/feed") as connection:
         assert await connection.receive_json() == {"user": "alice"}
