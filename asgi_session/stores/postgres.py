@@ -22,7 +22,6 @@ characters (``StoreError``) and keeps numbers as decimals, so a float of 1e16 or
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import inspect
 import json
@@ -38,6 +37,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 
 from ..exceptions import ConfigurationError, StoreError
+from ._postgres_sql import FIELDS, KEY_FIELDS, MIGRATIONS, statements
+from ._postgres_sql import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: importable from here, as before
 from .base import KeyRecord, Rotation, SessionRecord, SessionStore
 
 try:
@@ -49,66 +50,12 @@ __all__ = ["PostgresStore"]
 
 _T = TypeVar("_T")
 
-# Schema steps: _MIGRATIONS[n] takes a schema from version n to n + 1; "{s}" is the quoted schema name. A later
-# version appends a step; ``open`` applies every step past the stored version in one transaction.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE {s}.schema_version (version integer NOT NULL)",
-        "INSERT INTO {s}.schema_version (version) VALUES (0)",
-        """CREATE TABLE {s}.sessions (
-            handle text COLLATE "C" PRIMARY KEY, user_id text NOT NULL, tenant_id text NOT NULL,
-            refresh_hash text NOT NULL, previous_refresh_hash text, rotated_at double precision,
-            session_data jsonb NOT NULL, access_token_payload jsonb NOT NULL, created_at double precision NOT NULL,
-            last_seen double precision NOT NULL, expires_at double precision NOT NULL,
-            absolute_expires_at double precision, user_agent text, ip text
-        )""",
-        "CREATE INDEX sessions_user_tenant ON {s}.sessions (user_id, tenant_id)",
-        "CREATE INDEX sessions_tenant ON {s}.sessions (tenant_id)",
-        "CREATE INDEX sessions_expires_at ON {s}.sessions (expires_at)",
-        """CREATE TABLE {s}.keys (
-            kid text COLLATE "C" PRIMARY KEY, algorithm text NOT NULL, private_key text NOT NULL,
-            created_at double precision NOT NULL, signs_from double precision NOT NULL, expires_at double precision
-        )""",
-    ),
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
 _JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
-_KEY_FIELDS = tuple(field.name for field in dataclasses.fields(KeyRecord))
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("schema", "application_name"), str),
     **dict.fromkeys(("min_size", "max_size", "serialization_retries"), int),
     **dict.fromkeys(("acquire_timeout", "command_timeout", "connect_timeout"), float),
-}
-
-# Statement templates: "{s}" is the quoted, validated schema name; every value is a bound parameter.
-_PARTS = {
-    "columns": ", ".join(_FIELDS),
-    "places": ", ".join(f"${i + 1}" for i in range(len(_FIELDS))),
-    "key_columns": ", ".join(_KEY_FIELDS),
-}
-_BY_USER = "FROM {s}.sessions WHERE user_id = $1"
-_STATEMENTS = {
-    "create": "INSERT INTO {s}.sessions ({columns}) VALUES ({places}) ON CONFLICT (handle) DO NOTHING",
-    "get": "SELECT {columns} FROM {s}.sessions WHERE handle = $1",
-    "rotate": "UPDATE {s}.sessions SET refresh_hash = $3, previous_refresh_hash = $2, rotated_at = $4, "
-    "last_seen = $5, expires_at = $6 WHERE handle = $1 AND refresh_hash = $2 RETURNING handle",
-    "update_session_data": "UPDATE {s}.sessions SET session_data = $2 WHERE handle = $1",
-    "update_access_token_payload": "UPDATE {s}.sessions SET access_token_payload = $2 WHERE handle = $1",
-    "touch": "UPDATE {s}.sessions SET last_seen = $2 WHERE handle = $1",
-    "delete": "DELETE FROM {s}.sessions WHERE handle = ANY($1::text[]) RETURNING handle",
-    "list_for_user": "SELECT {columns} " + _BY_USER + " ORDER BY created_at, handle",
-    "list_for_user_tenant": "SELECT {columns} " + _BY_USER + " AND tenant_id = $2 ORDER BY created_at, handle",
-    "delete_for_user": "DELETE " + _BY_USER + " RETURNING handle, created_at",
-    "delete_for_user_tenant": "DELETE " + _BY_USER + " AND tenant_id = $2 RETURNING handle, created_at",
-    "delete_expired": "DELETE FROM {s}.sessions WHERE expires_at <= $1",
-    "get_keys": "SELECT {key_columns} FROM {s}.keys ORDER BY signs_from, kid",
-    "add_key": "INSERT INTO {s}.keys ({key_columns}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
-    "delete_keys": "DELETE FROM {s}.keys WHERE kid = ANY($1::text[])",
-    "version": "SELECT max(version) FROM {s}.schema_version",
-    "set_version": "UPDATE {s}.schema_version SET version = $1",
 }
 
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)  # distinct classes before Python 3.11
@@ -163,7 +110,7 @@ def _dump(value: Mapping[str, Any], what: str) -> str:
 
 
 def _to_record(row: Any) -> SessionRecord:
-    values = {name: row[name] for name in _FIELDS}
+    values = {name: row[name] for name in FIELDS}
     for name, what in _JSON_FIELDS.items():
         values[name] = json.loads(values[name])  # jsonb always reads back as valid JSON text
         if not isinstance(values[name], dict):
@@ -246,7 +193,7 @@ class PostgresStore(SessionStore):
         s = '"' + schema + '"'  # the name is validated above, so quoting needs no escaping
         self._quoted_schema = s
         self._lock_key = int.from_bytes(hashlib.sha256(f"asgi-session:{schema}".encode()).digest()[:8], "big") >> 1
-        self._sql = {name: sql.format(s=s, **_PARTS) for name, sql in _STATEMENTS.items()}
+        self._sql = statements(s)
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -336,7 +283,7 @@ class PostgresStore(SessionStore):
                     f"PostgreSQL schema {self._schema!r} has version {version}, newer than this asgi-session "
                     f"supports ({SCHEMA_VERSION}); upgrade asgi-session"
                 )
-            for step in _MIGRATIONS[version:]:
+            for step in MIGRATIONS[version:]:
                 for statement in step:
                     await con.execute(statement.format(s=s))
             if version != SCHEMA_VERSION:
@@ -425,7 +372,7 @@ class PostgresStore(SessionStore):
         """
         values = [
             _dump(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value
-            for name, value in ((name, getattr(record, name)) for name in _FIELDS)
+            for name, value in ((name, getattr(record, name)) for name in FIELDS)
         ]
         if await self._execute("create", *values) == 0:
             raise StoreError("a session with this handle already exists")
@@ -495,11 +442,11 @@ class PostgresStore(SessionStore):
 
     async def get_keys(self) -> list[KeyRecord]:
         """Return every key, ordered by ``signs_from`` then ``kid``."""
-        return [KeyRecord(**{name: row[name] for name in _KEY_FIELDS}) for row in await self._fetch("get_keys")]
+        return [KeyRecord(**{name: row[name] for name in KEY_FIELDS}) for row in await self._fetch("get_keys")]
 
     async def add_key(self, key: KeyRecord) -> bool:
         """Insert a key unless its kid exists (``ON CONFLICT DO NOTHING``); return whether it was inserted."""
-        return await self._execute("add_key", *(getattr(key, name) for name in _KEY_FIELDS)) > 0
+        return await self._execute("add_key", *(getattr(key, name) for name in KEY_FIELDS)) > 0
 
     async def delete_keys(self, kids: Sequence[str]) -> int:
         """Delete keys; return how many existed."""

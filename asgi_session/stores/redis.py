@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -69,170 +68,27 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError, RedisError, ResponseError
+    from redis.exceptions import RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ConfigurationError("RedisStore needs the redis package: pip install 'asgi-session[redis]'") from exc
+
+# After the guard above: _redis_scripts imports redis too, and a missing package must still get the pip hint.
+from ._redis_keys import as_text, dump_json, escape, load_json, seconds, to_fields, to_record
+from ._redis_scripts import CHUNK, CREATE, DELETE, ROTATE, SET_FIELD
 
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger("asgi_session")
 
-_FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
-_REQUIRED = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.default is dataclasses.MISSING)
-_TIMES = ("rotated_at", "created_at", "last_seen", "expires_at", "absolute_expires_at")
-_JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
-_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
-_CHUNK = 500  # sessions per delete script: keeps each script short, so it never blocks the server for long
 # Redis errors, the pool's timeouts (OSError), and ValueError for a string that cannot be encoded or decoded.
 _DRIVER_ERRORS = (RedisError, OSError, ValueError)
 _NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
-
-# TTLs in ms from the server's clock: expires_at + leeway, at least the leeway, at most ~31,000 years.
-_PRELUDE = """
-local function ttl_ms(expires_at, leeway_ms)
-  local time = redis.call('TIME')
-  local left = math.ceil((tonumber(expires_at) - tonumber(time[1]) - tonumber(time[2]) / 1000000) * 1000)
-  if left < 0 then left = 0 end
-  return string.format('%.0f', math.min(left + tonumber(leeway_ms), 1e15))
-end
-local function extend(key, ms)
-  if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
-end
-"""
-# KEYS: handle index, session, user index, expiry index. ARGV: U:T, T:handle, U:T:handle, created_at, expires_at,
-# leeway ms, then the session's field/value pairs.
-_CREATE = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-local ms = ttl_ms(ARGV[5], ARGV[6])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ms)
-redis.call('HSET', KEYS[2], unpack(ARGV, 7))
-redis.call('PEXPIRE', KEYS[2], ms)
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
-extend(KEYS[3], ms)
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
-return 1
-"""
-# KEYS: session, handle index, user index, expiry index.
-# ARGV: expected hash, new hash, rotated_at, last_seen, expires_at, leeway ms, U:T:handle.
-_ROTATE = """
-if redis.call('HGET', KEYS[1], 'refresh_hash') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'refresh_hash', ARGV[2], 'previous_refresh_hash', ARGV[1],
-  'rotated_at', ARGV[3], 'last_seen', ARGV[4], 'expires_at', ARGV[5])
-local ms = ttl_ms(ARGV[5], ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ms)
-redis.call('PEXPIRE', KEYS[2], ms)
-extend(KEYS[3], ms)
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[7])
-return 1
-"""
-# KEYS: session. ARGV: field, value.
-_SET_FIELD = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
-# KEYS: expiry index, then (handle index, session, user index) per session. ARGV: now ('' deletes unconditionally),
-# then (handle, U:T, T:handle, U:T:handle) per session. Returns the handles of the sessions that existed.
-_DELETE = """
-local deleted = {}
-local now = tonumber(ARGV[1])
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local lookup, session, index = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
-  local handle, locator, member, expiry = ARGV[2 + 4 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i]
-  local stored = now and redis.call('HGET', session, 'expires_at')
-  if stored and tonumber(stored) and tonumber(stored) > now then
-    redis.call('ZADD', KEYS[1], stored, expiry)
-  else
-    if redis.call('DEL', session) == 1 then deleted[#deleted + 1] = handle end
-    if redis.call('GET', lookup) == locator then redis.call('DEL', lookup) end
-    redis.call('ZREM', index, member)
-    redis.call('ZREM', KEYS[1], expiry)
-  end
-end
-return deleted
-"""
-
-
-class _Script:
-    """A Lua script run by its SHA1, loaded into the server on first use (or after a restart or SCRIPT FLUSH)."""
-
-    def __init__(self, body: str) -> None:
-        self.source = _PRELUDE + body
-        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
-
-    async def __call__(self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[str]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-
-
-_CREATE_SCRIPT, _ROTATE_SCRIPT = _Script(_CREATE), _Script(_ROTATE)
-_SET_FIELD_SCRIPT, _DELETE_SCRIPT = _Script(_SET_FIELD), _Script(_DELETE)
 
 
 def _store_error(operation: str, exc: BaseException) -> StoreError:
     """Wrap a driver error, naming the operation; Redis' messages quote no values, a UnicodeError's would."""
     detail = type(exc).__name__ if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
     return StoreError(f"Redis store: {operation} failed ({detail})")
-
-
-def _esc(text: str) -> str:
-    return text.translate(_ESCAPES)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _time(value: float, name: str) -> str:
-    number = float(value) if isinstance(value, (int, float)) else math.nan
-    if not math.isfinite(number):
-        raise StoreError(f"{name} must be a finite number of seconds")
-    return repr(number)  # the shortest text that reads back as exactly this float
-
-
-def _dump(value: Mapping[str, Any], what: str) -> str:
-    try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
-    if not text.startswith("{"):
-        raise StoreError(f"{what} must be a JSON object")
-    return text
-
-
-def _load(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"the stored {what} is not valid JSON") from exc
-    if not isinstance(value, dict):
-        raise StoreError(f"the stored {what} is not a JSON object")
-    return value
-
-
-def _to_fields(record: SessionRecord) -> list[str]:
-    fields: list[str] = []
-    for name, value in ((name, getattr(record, name)) for name in _FIELDS if getattr(record, name) is not None):
-        if name in _JSON_FIELDS:
-            fields += [name, _dump(value, _JSON_FIELDS[name])]
-        else:
-            fields += [name, _time(value, name) if name in _TIMES else str(value)]
-    return fields
-
-
-def _to_record(raw: Mapping[Any, Any]) -> SessionRecord:
-    fields = {_text(name): _text(value) for name, value in raw.items()}
-    if any(name not in fields for name in _REQUIRED):
-        raise StoreError("a stored session lacks required fields")
-    values: dict[str, Any] = {name: fields.get(name) for name in _FIELDS}
-    for name, what in _JSON_FIELDS.items():
-        values[name] = _load(fields[name], what)
-    for name in _TIMES:
-        values[name] = None if values[name] is None else float(values[name])
-    return SessionRecord(**values)
 
 
 class RedisStore(SessionStore):
@@ -357,7 +213,7 @@ class RedisStore(SessionStore):
             config = await client.config_get("maxmemory-policy")
         except ResponseError:  # CONFIG is often disabled on managed servers
             return
-        policy = next((_text(value) for value in config.values()), "noeviction")
+        policy = next((as_text(value) for value in config.values()), "noeviction")
         if policy != "noeviction":
             logger.warning(
                 "asgi_session: Redis maxmemory-policy is %s; set it to noeviction, or Redis may evict sessions, "
@@ -411,7 +267,7 @@ class RedisStore(SessionStore):
                 slots.release()
 
     def _lookup(self, handle: str) -> str:
-        return f"{self._prefix}:{{h:{_esc(handle)}}}"
+        return f"{self._prefix}:{{h:{escape(handle)}}}"
 
     def _user(self, user_tag: str, suffix: str) -> str:
         return f"{self._prefix}:{{u:{user_tag}}}:{suffix}"
@@ -421,20 +277,20 @@ class RedisStore(SessionStore):
         locator = await client.get(self._lookup(handle))
         if locator is None:
             return None
-        locator = _text(locator)
+        locator = as_text(locator)
         user_tag = locator.partition(":")[0]
-        return self._user(user_tag, f"s:{_esc(handle)}"), self._user(user_tag, "idx"), locator
+        return self._user(user_tag, f"s:{escape(handle)}"), self._user(user_tag, "idx"), locator
 
     async def _delete(self, client: aioredis.Redis, entries: Sequence[tuple[str, str]], now: str = "") -> list[str]:
         """Run the delete script over ``(handle, U:T)`` pairs, chunked; return the handles that existed."""
         deleted: list[str] = []
-        for start in range(0, len(entries), _CHUNK):
+        for start in range(0, len(entries), CHUNK):
             keys, args = [self._expiry], [now]
-            for handle, locator in entries[start : start + _CHUNK]:
+            for handle, locator in entries[start : start + CHUNK]:
                 user_tag, _, tenant_tag = locator.partition(":")
-                keys += [self._lookup(handle), self._user(user_tag, f"s:{_esc(handle)}"), self._user(user_tag, "idx")]
+                keys += [self._lookup(handle), self._user(user_tag, f"s:{escape(handle)}"), self._user(user_tag, "idx")]
                 args += [handle, locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}"]
-            deleted += [_text(handle) for handle in await _DELETE_SCRIPT(client, keys, args)]
+            deleted += [as_text(handle) for handle in await DELETE(client, keys, args)]
         return deleted
 
     async def create(self, record: SessionRecord) -> None:
@@ -443,13 +299,13 @@ class RedisStore(SessionStore):
         Raises:
             StoreError: the handle exists, the data is not a JSON object, a time is not finite, or Redis failed.
         """
-        user_tag, tenant_tag, handle = _esc(record.user_id), _esc(record.tenant_id), record.handle
+        user_tag, tenant_tag, handle = escape(record.user_id), escape(record.tenant_id), record.handle
         locator = f"{user_tag}:{tenant_tag}"
-        keys = [self._lookup(handle), self._user(user_tag, f"s:{_esc(handle)}"), self._user(user_tag, "idx")]
-        times = [_time(record.created_at, "created_at"), _time(record.expires_at, "expires_at"), self._leeway_ms]
-        args = [locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}", *times, *_to_fields(record)]
+        keys = [self._lookup(handle), self._user(user_tag, f"s:{escape(handle)}"), self._user(user_tag, "idx")]
+        times = [seconds(record.created_at, "created_at"), seconds(record.expires_at, "expires_at"), self._leeway_ms]
+        args = [locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}", *times, *to_fields(record)]
         async with self._using("create") as client:
-            created = await _CREATE_SCRIPT(client, [*keys, self._expiry], args)
+            created = await CREATE(client, [*keys, self._expiry], args)
         if created != 1:
             raise StoreError("a session with this handle already exists")
 
@@ -458,11 +314,11 @@ class RedisStore(SessionStore):
         async with self._using("get") as client:
             found = await self._locate(client, handle)
             raw = await client.hgetall(found[0]) if found else None
-            return _to_record(raw) if raw else None
+            return to_record(raw) if raw else None
 
     async def rotate(self, rotation: Rotation) -> bool:
         """Compare-and-swap the refresh hash in one Lua script, which also extends the TTLs."""
-        times = [_time(getattr(rotation, name), name) for name in ("rotated_at", "last_seen", "expires_at")]
+        times = [seconds(getattr(rotation, name), name) for name in ("rotated_at", "last_seen", "expires_at")]
         args = [rotation.expected_refresh_hash, rotation.new_refresh_hash, *times, self._leeway_ms]
         async with self._using("rotate") as client:
             found = await self._locate(client, rotation.handle)
@@ -470,26 +326,26 @@ class RedisStore(SessionStore):
                 return False
             session, user_index, locator = found
             keys = [session, self._lookup(rotation.handle), user_index, self._expiry]
-            return bool(await _ROTATE_SCRIPT(client, keys, [*args, f"{locator}:{rotation.handle}"]))
+            return bool(await ROTATE(client, keys, [*args, f"{locator}:{rotation.handle}"]))
 
     async def _set_field(self, operation: str, handle: str, field: str, value: str) -> bool:
         async with self._using(operation) as client:
             found = await self._locate(client, handle)
-            return found is not None and bool(await _SET_FIELD_SCRIPT(client, [found[0]], [field, value]))
+            return found is not None and bool(await SET_FIELD(client, [found[0]], [field, value]))
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""
-        text = _dump(data, "session data")
+        text = dump_json(data, "session data")
         return await self._set_field("update_session_data", handle, "session_data", text)
 
     async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
         """Replace the stored custom claims; return whether the session exists."""
-        text = _dump(payload, "access-token payload")
+        text = dump_json(payload, "access-token payload")
         return await self._set_field("update_access_token_payload", handle, "access_token_payload", text)
 
     async def touch(self, handle: str, last_seen: float) -> bool:
         """Set the last-seen time; return whether the session exists."""
-        return await self._set_field("touch", handle, "last_seen", _time(last_seen, "last_seen"))
+        return await self._set_field("touch", handle, "last_seen", seconds(last_seen, "last_seen"))
 
     async def delete(self, handles: Sequence[str]) -> list[str]:
         """Delete sessions with their index entries; return those that existed, in the order given."""
@@ -498,16 +354,16 @@ class RedisStore(SessionStore):
             return []
         async with self._using("delete") as client:
             locators = await client.mget([self._lookup(handle) for handle in unique])
-            found = [(handle, _text(loc)) for handle, loc in zip(unique, locators, strict=True) if loc is not None]
+            found = [(handle, as_text(loc)) for handle, loc in zip(unique, locators, strict=True) if loc is not None]
             deleted = set(await self._delete(client, found))
         return [handle for handle in unique if handle in deleted]
 
     async def _of_user(self, client: aioredis.Redis, user_id: str, tenant_id: str | None) -> list[tuple[str, str]]:
         """The user's ``(handle, U:T)`` pairs from their index, in one tenant or all, by created_at then handle."""
-        user_tag, wanted = _esc(user_id), None if tenant_id is None else _esc(tenant_id)
+        user_tag, wanted = escape(user_id), None if tenant_id is None else escape(tenant_id)
         found, rows = [], await client.zrange(self._user(user_tag, "idx"), 0, -1, withscores=True)
         for member, created_at in list[Any](rows):  # (member, score) pairs: tuples in RESP2, lists in RESP3
-            tenant_tag, _, handle = _text(member).partition(":")
+            tenant_tag, _, handle = as_text(member).partition(":")
             if wanted in (None, tenant_tag):
                 found.append((float(created_at), handle, f"{user_tag}:{tenant_tag}"))
         return [(handle, locator) for _, handle, locator in sorted(found)]
@@ -520,9 +376,9 @@ class RedisStore(SessionStore):
                 return []
             async with client.pipeline(transaction=True) as pipe:  # one snapshot of every session
                 for handle, _ in pairs:
-                    pipe.hgetall(self._user(_esc(user_id), f"s:{_esc(handle)}"))
+                    pipe.hgetall(self._user(escape(user_id), f"s:{escape(handle)}"))
                 rows = await pipe.execute()
-            return [_to_record(row) for row in rows if row]  # a session TTL removed leaves an empty row
+            return [to_record(row) for row in rows if row]  # a session TTL removed leaves an empty row
 
     async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
         """Delete the user's sessions in one tenant or all, with their index entries; return their handles."""
@@ -531,12 +387,12 @@ class RedisStore(SessionStore):
 
     async def delete_expired(self, now: float) -> int:
         """Delete sessions with ``expires_at <= now`` (those TTL has not removed yet); return how many."""
-        bound, total, fetched = _time(now, "now"), 0, _CHUNK
-        while fetched == _CHUNK:
+        bound, total, fetched = seconds(now, "now"), 0, CHUNK
+        while fetched == CHUNK:
             async with self._using("delete_expired") as client:
-                members = await client.zrangebyscore(self._expiry, "-inf", bound, start=0, num=_CHUNK)
+                members = await client.zrangebyscore(self._expiry, "-inf", bound, start=0, num=CHUNK)
                 fetched, entries = len(members), []
-                for parts in (_text(member).split(":", 2) for member in members):
+                for parts in (as_text(member).split(":", 2) for member in members):
                     if len(parts) == 3:
                         entries.append((parts[2], f"{parts[0]}:{parts[1]}"))
                     else:  # not written by this store: drop it, or this loop would never end
@@ -549,7 +405,7 @@ class RedisStore(SessionStore):
         async with self._using("get_keys") as client:
             raw = await client.hgetall(self._keys)
         try:
-            keys = [KeyRecord(**_load(_text(text), "key")) for text in raw.values()]
+            keys = [KeyRecord(**load_json(as_text(text), "key")) for text in raw.values()]
         except TypeError as exc:
             raise StoreError("a stored key is malformed") from exc
         return sorted(keys, key=lambda key: (key.signs_from, key.kid))

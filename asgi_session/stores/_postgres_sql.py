@@ -1,0 +1,74 @@
+"""The PostgreSQL store's schema: its migration steps and its SQL statement templates.
+
+Every template names its tables through ``{s}``, the quoted and validated schema name, and takes every value as a
+bound parameter, so no statement is ever built from data. ``statements`` fills in the schema name once, when a
+store is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .base import KeyRecord, SessionRecord
+
+__all__ = ["FIELDS", "KEY_FIELDS", "MIGRATIONS", "SCHEMA_VERSION", "statements"]
+
+# Schema steps: MIGRATIONS[n] takes a schema from version n to n + 1; "{s}" is the quoted schema name. A later
+# version appends a step; ``open`` applies every step past the stored version in one transaction.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE {s}.schema_version (version integer NOT NULL)",
+        "INSERT INTO {s}.schema_version (version) VALUES (0)",
+        """CREATE TABLE {s}.sessions (
+            handle text COLLATE "C" PRIMARY KEY, user_id text NOT NULL, tenant_id text NOT NULL,
+            refresh_hash text NOT NULL, previous_refresh_hash text, rotated_at double precision,
+            session_data jsonb NOT NULL, access_token_payload jsonb NOT NULL, created_at double precision NOT NULL,
+            last_seen double precision NOT NULL, expires_at double precision NOT NULL,
+            absolute_expires_at double precision, user_agent text, ip text
+        )""",
+        "CREATE INDEX sessions_user_tenant ON {s}.sessions (user_id, tenant_id)",
+        "CREATE INDEX sessions_tenant ON {s}.sessions (tenant_id)",
+        "CREATE INDEX sessions_expires_at ON {s}.sessions (expires_at)",
+        """CREATE TABLE {s}.keys (
+            kid text COLLATE "C" PRIMARY KEY, algorithm text NOT NULL, private_key text NOT NULL,
+            created_at double precision NOT NULL, signs_from double precision NOT NULL, expires_at double precision
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
+KEY_FIELDS = tuple(field.name for field in dataclasses.fields(KeyRecord))
+
+# Statement templates: "{s}" is the quoted, validated schema name; every value is a bound parameter.
+_PARTS = {
+    "columns": ", ".join(FIELDS),
+    "places": ", ".join(f"${i + 1}" for i in range(len(FIELDS))),
+    "key_columns": ", ".join(KEY_FIELDS),
+}
+_BY_USER = "FROM {s}.sessions WHERE user_id = $1"
+_STATEMENTS = {
+    "create": "INSERT INTO {s}.sessions ({columns}) VALUES ({places}) ON CONFLICT (handle) DO NOTHING",
+    "get": "SELECT {columns} FROM {s}.sessions WHERE handle = $1",
+    "rotate": "UPDATE {s}.sessions SET refresh_hash = $3, previous_refresh_hash = $2, rotated_at = $4, "
+    "last_seen = $5, expires_at = $6 WHERE handle = $1 AND refresh_hash = $2 RETURNING handle",
+    "update_session_data": "UPDATE {s}.sessions SET session_data = $2 WHERE handle = $1",
+    "update_access_token_payload": "UPDATE {s}.sessions SET access_token_payload = $2 WHERE handle = $1",
+    "touch": "UPDATE {s}.sessions SET last_seen = $2 WHERE handle = $1",
+    "delete": "DELETE FROM {s}.sessions WHERE handle = ANY($1::text[]) RETURNING handle",
+    "list_for_user": "SELECT {columns} " + _BY_USER + " ORDER BY created_at, handle",
+    "list_for_user_tenant": "SELECT {columns} " + _BY_USER + " AND tenant_id = $2 ORDER BY created_at, handle",
+    "delete_for_user": "DELETE " + _BY_USER + " RETURNING handle, created_at",
+    "delete_for_user_tenant": "DELETE " + _BY_USER + " AND tenant_id = $2 RETURNING handle, created_at",
+    "delete_expired": "DELETE FROM {s}.sessions WHERE expires_at <= $1",
+    "get_keys": "SELECT {key_columns} FROM {s}.keys ORDER BY signs_from, kid",
+    "add_key": "INSERT INTO {s}.keys ({key_columns}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
+    "delete_keys": "DELETE FROM {s}.keys WHERE kid = ANY($1::text[])",
+    "version": "SELECT max(version) FROM {s}.schema_version",
+    "set_version": "UPDATE {s}.schema_version SET version = $1",
+}
+
+
+def statements(quoted_schema: str) -> dict[str, str]:
+    """The statement templates by operation name, with ``{s}`` replaced by ``quoted_schema``."""
+    return {name: sql.format(s=quoted_schema, **_PARTS) for name, sql in _STATEMENTS.items()}

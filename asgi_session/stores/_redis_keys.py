@@ -1,0 +1,77 @@
+"""Encoding for RedisStore: ids escaped for key names, session records as Redis hash fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ..exceptions import StoreError
+from .base import SessionRecord
+
+__all__ = ["as_text", "dump_json", "escape", "load_json", "seconds", "to_fields", "to_record"]
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
+_REQUIRED = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.default is dataclasses.MISSING)
+_TIMES = ("rotated_at", "created_at", "last_seen", "expires_at", "absolute_expires_at")
+_JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
+
+
+def escape(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
+def as_text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def seconds(value: float, name: str) -> str:
+    number = float(value) if isinstance(value, (int, float)) else math.nan
+    if not math.isfinite(number):
+        raise StoreError(f"{name} must be a finite number of seconds")
+    return repr(number)  # the shortest text that reads back as exactly this float
+
+
+def dump_json(value: Mapping[str, Any], what: str) -> str:
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
+    if not text.startswith("{"):
+        raise StoreError(f"{what} must be a JSON object")
+    return text
+
+
+def load_json(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"the stored {what} is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise StoreError(f"the stored {what} is not a JSON object")
+    return value
+
+
+def to_fields(record: SessionRecord) -> list[str]:
+    fields: list[str] = []
+    for name, value in ((name, getattr(record, name)) for name in _FIELDS if getattr(record, name) is not None):
+        if name in _JSON_FIELDS:
+            fields += [name, dump_json(value, _JSON_FIELDS[name])]
+        else:
+            fields += [name, seconds(value, name) if name in _TIMES else str(value)]
+    return fields
+
+
+def to_record(raw: Mapping[Any, Any]) -> SessionRecord:
+    fields = {as_text(name): as_text(value) for name, value in raw.items()}
+    if any(name not in fields for name in _REQUIRED):
+        raise StoreError("a stored session lacks required fields")
+    values: dict[str, Any] = {name: fields.get(name) for name in _FIELDS}
+    for name, what in _JSON_FIELDS.items():
+        values[name] = load_json(fields[name], what)
+    for name in _TIMES:
+        values[name] = None if values[name] is None else float(values[name])
+    return SessionRecord(**values)
