@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from ..exceptions import StoreError
+from ._json import dump_object, load_object
 from .base import SessionRecord
 
-__all__ = ["as_text", "dump_json", "escape", "load_json", "seconds", "to_fields", "to_record"]
+__all__ = ["as_text", "escape", "seconds", "to_fields", "to_record"]
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
 _REQUIRED = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.default is dataclasses.MISSING)
@@ -35,31 +35,11 @@ def seconds(value: float, name: str) -> str:
     return repr(number)  # the shortest text that reads back as exactly this float
 
 
-def dump_json(value: Mapping[str, Any], what: str) -> str:
-    try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
-    if not text.startswith("{"):
-        raise StoreError(f"{what} must be a JSON object")
-    return text
-
-
-def load_json(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"the stored {what} is not valid JSON") from exc
-    if not isinstance(value, dict):
-        raise StoreError(f"the stored {what} is not a JSON object")
-    return value
-
-
 def to_fields(record: SessionRecord) -> list[str]:
     fields: list[str] = []
     for name, value in ((name, getattr(record, name)) for name in _FIELDS if getattr(record, name) is not None):
         if name in _JSON_FIELDS:
-            fields += [name, dump_json(value, _JSON_FIELDS[name])]
+            fields += [name, dump_object(value, _JSON_FIELDS[name])]
         else:
             fields += [name, seconds(value, name) if name in _TIMES else str(value)]
     return fields
@@ -71,7 +51,7 @@ def to_record(raw: Mapping[Any, Any]) -> SessionRecord:
         raise StoreError("a stored session lacks required fields")
     values: dict[str, Any] = {name: fields.get(name) for name in _FIELDS}
     for name, what in _JSON_FIELDS.items():
-        values[name] = load_json(fields[name], what)
+        values[name] = load_object(fields[name], what)
     for name in _TIMES:
         values[name] = None if values[name] is None else float(values[name])
     return SessionRecord(**values)

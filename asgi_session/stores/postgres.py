@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 
 from ..exceptions import ConfigurationError, StoreError
+from ._json import dump_object
 from ._postgres_sql import FIELDS, KEY_FIELDS, MIGRATIONS, statements
 from ._postgres_sql import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: importable from here, as before
 from .base import KeyRecord, Rotation, SessionRecord, SessionStore
@@ -97,16 +98,6 @@ def _detail(exc: BaseException) -> str:
     if isinstance(exc, (OSError, asyncpg.InterfaceError)) and not isinstance(exc, ValueError):
         return f"{name}: {exc}"
     return name
-
-
-def _dump(value: Mapping[str, Any], what: str) -> str:
-    try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
-    if not text.startswith("{"):
-        raise StoreError(f"{what} must be a JSON object")
-    return text
 
 
 def _to_record(row: Any) -> SessionRecord:
@@ -371,7 +362,7 @@ class PostgresStore(SessionStore):
             StoreError: the handle exists, the data is not a JSON object, or the database failed.
         """
         values = [
-            _dump(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value
+            dump_object(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value
             for name, value in ((name, getattr(record, name)) for name in FIELDS)
         ]
         if await self._execute("create", *values) == 0:
@@ -403,11 +394,13 @@ class PostgresStore(SessionStore):
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""
-        return await self._execute("update_session_data", handle, _dump(data, "session data")) > 0
+        return await self._execute("update_session_data", handle, dump_object(data, "session data")) > 0
 
     async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
         """Replace the stored custom claims; return whether the session exists."""
-        return await self._execute("update_access_token_payload", handle, _dump(payload, "access-token payload")) > 0
+        return (
+            await self._execute("update_access_token_payload", handle, dump_object(payload, "access-token payload")) > 0
+        )
 
     async def touch(self, handle: str, last_seen: float) -> bool:
         """Set the last-seen time; return whether the session exists."""

@@ -73,7 +73,8 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     raise ConfigurationError("RedisStore needs the redis package: pip install 'asgi-session[redis]'") from exc
 
 # After the guard above: _redis_scripts imports redis too, and a missing package must still get the pip hint.
-from ._redis_keys import as_text, dump_json, escape, load_json, seconds, to_fields, to_record
+from ._json import dump_object, load_object
+from ._redis_keys import as_text, escape, seconds, to_fields, to_record
 from ._redis_scripts import CHUNK, CREATE, DELETE, ROTATE, SET_FIELD
 
 __all__ = ["RedisStore"]
@@ -335,12 +336,12 @@ class RedisStore(SessionStore):
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""
-        text = dump_json(data, "session data")
+        text = dump_object(data, "session data")
         return await self._set_field("update_session_data", handle, "session_data", text)
 
     async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
         """Replace the stored custom claims; return whether the session exists."""
-        text = dump_json(payload, "access-token payload")
+        text = dump_object(payload, "access-token payload")
         return await self._set_field("update_access_token_payload", handle, "access_token_payload", text)
 
     async def touch(self, handle: str, last_seen: float) -> bool:
@@ -405,7 +406,7 @@ class RedisStore(SessionStore):
         async with self._using("get_keys") as client:
             raw = await client.hgetall(self._keys)
         try:
-            keys = [KeyRecord(**load_json(as_text(text), "key")) for text in raw.values()]
+            keys = [KeyRecord(**load_object(as_text(text), "key")) for text in raw.values()]
         except TypeError as exc:
             raise StoreError("a stored key is malformed") from exc
         return sorted(keys, key=lambda key: (key.signs_from, key.kid))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import sqlite3
@@ -34,6 +33,7 @@ import aiosqlite
 import anyio
 
 from ..exceptions import ConfigurationError, StoreError
+from ._json import dump_object, load_object
 from .base import KeyRecord, Rotation, SessionRecord, SessionStore
 
 __all__ = ["SQLiteStore"]
@@ -116,35 +116,15 @@ def _store_error(operation: str, exc: BaseException) -> StoreError:
     return StoreError(f"SQLite store: {operation} failed ({detail})")
 
 
-def _dump(value: Mapping[str, Any], what: str) -> str:
-    try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
-    if not text.startswith("{"):
-        raise StoreError(f"{what} must be a JSON object")
-    return text
-
-
-def _load(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"the stored {what} is not valid JSON") from exc
-    if not isinstance(value, dict):
-        raise StoreError(f"the stored {what} is not a JSON object")
-    return value
-
-
 def _to_row(record: SessionRecord) -> list[Any]:
     values = ((name, getattr(record, name)) for name in _FIELDS)
-    return [_dump(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value for name, value in values]
+    return [dump_object(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value for name, value in values]
 
 
 def _to_record(row: sqlite3.Row) -> SessionRecord:
     values = dict(zip(_FIELDS, row, strict=True))
     for name, what in _JSON_FIELDS.items():
-        values[name] = _load(values[name], what)
+        values[name] = load_object(values[name], what)
     return SessionRecord(**values)
 
 
@@ -348,13 +328,13 @@ class SQLiteStore(SessionStore):
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""
         sql = "UPDATE sessions SET session_data = ? WHERE handle = ?"
-        params = (_dump(data, "session data"), handle)
+        params = (dump_object(data, "session data"), handle)
         return await self._change("update_session_data", sql, params) > 0
 
     async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
         """Replace the stored custom claims; return whether the session exists."""
         sql = "UPDATE sessions SET access_token_payload = ? WHERE handle = ?"
-        params = (_dump(payload, "access-token payload"), handle)
+        params = (dump_object(payload, "access-token payload"), handle)
         return await self._change("update_access_token_payload", sql, params) > 0
 
     async def touch(self, handle: str, last_seen: float) -> bool:
