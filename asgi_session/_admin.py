@@ -1,26 +1,22 @@
-"""The offline session-administration half of SessionManager: revoke, list, inspect and update by handle.
+"""The offline session-administration layer of SessionManager: revoke, list, inspect and update by handle.
 
-Kept apart from ``manager.py`` (which creates, verifies and refreshes tokens) so each module has one job.
-:class:`SessionAdmin` is a base class of :class:`~asgi_session.SessionManager`, not used on its own.
+Kept apart from ``manager.py`` (which creates and verifies sessions) and ``_refresh.py`` (rotation) so each module
+has one job. :class:`SessionAdmin` is a base class of :class:`~asgi_session.SessionManager`, not used on its own.
+It is also the lowest layer that can stand behind a :class:`~asgi_session.Session` (it implements
+:class:`~asgi_session.session.SessionBackend`), so it is where new tokens become ``Session`` objects (``_issue``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._core import ManagerCore
 from .exceptions import InvalidPayloadError, UnauthorisedError
 from .session import Session, SessionInformation
 from .stores.base import SessionRecord
-from .tokens import check_custom_payload, check_json_object, sign_access_token
-
-if TYPE_CHECKING:
-    from ._clock import Clock
-    from .config import SessionConfig
-    from .keys import KeyRing
-    from .stores.base import SessionStore
-    from .tokens import VerifiedTokenCache
+from .tokens import anti_csrf_token_for, check_custom_payload, check_json_object, sha256_hex, sign_access_token
 
 __all__ = ["SessionAdmin"]
 
@@ -61,44 +57,42 @@ def merge_payload(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[
     return check_custom_payload(merged)
 
 
-class SessionAdmin:
+class SessionAdmin(ManagerCore):
     """Revocation, listing and per-handle updates; every method works without a request.
 
     A store failure raises :class:`~asgi_session.StoreError`; no method reports a success it did not achieve.
     """
 
-    store: SessionStore
-    config: SessionConfig
-    clock: Clock
-    keys: KeyRing
-    _cache: VerifiedTokenCache
-
-    async def open(self) -> None:  # pragma: no cover - implemented by SessionManager
-        """Open the store (implemented by the manager)."""
-        raise NotImplementedError
-
-    async def verify_access_token(  # pragma: no cover - implemented by SessionManager
-        self, access_token: str, *, allow_expired: bool = False
-    ) -> dict[str, Any]:
-        """Verify an access token (implemented by the manager)."""
-        raise NotImplementedError
-
-    def _check_cookie_size(  # pragma: no cover - implemented by SessionManager
-        self, record: SessionRecord, payload: Mapping[str, Any]
-    ) -> None:
-        raise NotImplementedError
-
-    def _claims(  # pragma: no cover - implemented by SessionManager
+    async def _issue(
         self,
         record: SessionRecord,
+        refresh_token: str,
         *,
-        exp: int,
-        refresh_hash1: str,
-        parent_hash1: str | None,
-        anti_csrf: str | None,
-        payload: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        raise NotImplementedError
+        parent: str | None,
+        disable_anti_csrf: bool,
+    ) -> Session:
+        """Sign a new access token for ``record`` and return the session carrying it and ``refresh_token``."""
+        anti_csrf = None
+        if self.config.anti_csrf_mode == "VIA_TOKEN" and not disable_anti_csrf:
+            anti_csrf = anti_csrf_token_for(self.keys.refresh_mac_key, refresh_token)
+        claims = self._claims(
+            record,
+            exp=self._access_expiry(record),
+            refresh_hash1=sha256_hex(refresh_token),
+            parent_hash1=sha256_hex(parent) if parent else None,
+            anti_csrf=anti_csrf,
+            payload=record.access_token_payload,
+        )
+        token = sign_access_token(claims, await self.keys.signing_key())
+        return Session(
+            self,
+            access_token=token,
+            claims=claims,
+            refresh_token=refresh_token,
+            refresh_token_expiry=record.expires_at,
+            anti_csrf_token=anti_csrf,
+            updated=True,
+        )
 
     async def _live(self, handle: str) -> SessionRecord | None:
         record = await self.store.get(handle)
@@ -207,7 +201,7 @@ class SessionAdmin:
             if not await self.store.update_access_token_payload(record.handle, payload):
                 return None
         if claims["exp"] <= self.clock.now():
-            return Session(self, access_token=access_token, claims=claims)  # type: ignore[arg-type]
+            return Session(self, access_token=access_token, claims=claims)
         new_claims = self._claims(
             record,
             exp=claims["exp"],
@@ -217,7 +211,7 @@ class SessionAdmin:
             payload=payload,
         )
         token = sign_access_token(new_claims, await self.keys.signing_key())
-        return Session(self, access_token=token, claims=new_claims, updated=True)  # type: ignore[arg-type]
+        return Session(self, access_token=token, claims=new_claims, updated=True)
 
     async def _merge_and_reissue(self, session: Session, patch: Mapping[str, Any]) -> None:
         await self.open()

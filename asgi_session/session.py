@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .exceptions import UnauthorisedError
 from .tokens import PROTECTED_CLAIMS, front_token
 
-if TYPE_CHECKING:
-    from .manager import SessionManager
-
-__all__ = ["Session", "SessionInformation"]
+__all__ = ["Session", "SessionBackend", "SessionInformation"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +41,29 @@ class SessionInformation:
     last_seen: int
     user_agent: str | None = None
     ip: str | None = None
+
+
+class SessionBackend(Protocol):
+    """The narrow part of :class:`~asgi_session.SessionManager` a :class:`Session` calls.
+
+    It keeps this module below the manager: ``session`` imports nothing from ``_admin`` or ``manager``.
+    """
+
+    async def revoke_session(self, session_handle: str) -> bool:
+        """Revoke one session by handle; return whether it existed."""
+        ...
+
+    async def get_session_information(self, session_handle: str) -> SessionInformation | None:
+        """Return what the store knows of a session, or ``None`` once it is revoked or expired."""
+        ...
+
+    async def update_session_data_in_database(self, session_handle: str, data: Mapping[str, Any]) -> bool:
+        """Replace a session's server-side data; return whether the session exists."""
+        ...
+
+    async def _merge_and_reissue(self, session: Session, patch: Mapping[str, Any]) -> None:
+        """Merge ``patch`` into the stored payload and put a re-signed access token on ``session``."""
+        ...
 
 
 class Session:
@@ -81,7 +101,7 @@ class Session:
 
     def __init__(
         self,
-        manager: SessionManager,
+        manager: SessionBackend,
         *,
         access_token: str,
         claims: dict[str, Any],

@@ -6,7 +6,7 @@ and are imported by path only, so this package never imports an optional driver.
 
 from __future__ import annotations
 
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 from .url import store_from_url
@@ -18,5 +18,6 @@ __all__ = [
     "SQLiteStore",
     "SessionRecord",
     "SessionStore",
+    "StoreLifecycle",
     "store_from_url",
 ]

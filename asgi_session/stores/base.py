@@ -13,14 +13,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import anyio
 
 __all__ = [
     "KeyRecord",
     "Rotation",
     "SessionRecord",
     "SessionStore",
+    "StoreLifecycle",
 ]
+
+_L = TypeVar("_L", bound="StoreLifecycle")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,3 +190,58 @@ class SessionStore(Protocol):
     async def delete_keys(self, kids: Sequence[str]) -> int:
         """Delete these keys; return how many existed."""
         ...
+
+
+class StoreLifecycle:
+    """The open / close / ``async with`` bookkeeping shared by the built-in stores and the manager.
+
+    A subclass writes only ``_open()`` (connect, migrate) and ``_close()`` (release); this base makes both
+    idempotent and serialises them with one lock, never the operations. ``open()`` on an open object returns
+    without taking the lock, so calling it at the start of every operation costs an attribute read. A store of
+    your own does not need this class: the protocol is all the manager relies on.
+
+    Subclasses call ``super().__init__()``.
+    """
+
+    def __init__(self) -> None:
+        self._opened = False
+        self._lifecycle = anyio.Lock()
+
+    @property
+    def opened(self) -> bool:
+        """Whether ``open()`` has completed and ``close()`` has not been called since."""
+        return self._opened
+
+    async def _open(self) -> None:
+        """Connect and prepare; called by :meth:`open` once per open/close cycle. Raise to leave it closed."""
+
+    async def _close(self) -> None:
+        """Release what ``_open`` acquired; called by :meth:`close` only when open."""
+
+    async def open(self) -> None:
+        """Open; does nothing when already open."""
+        if self._opened:
+            return
+        async with self._lifecycle:
+            if not self._opened:
+                await self._open()
+                self._opened = True
+
+    async def close(self) -> None:
+        """Close; does nothing when already closed. Marked closed before ``_close`` runs, even if it fails."""
+        async with self._lifecycle:
+            if self._opened:
+                self._opened = False
+                await self._close()
+
+    async def __aenter__(self: _L) -> _L:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from ..exceptions import StoreError
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
 
 __all__ = ["MemoryStore"]
 
@@ -33,7 +32,7 @@ def _copy(record: SessionRecord) -> SessionRecord:
     )
 
 
-class MemoryStore(SessionStore):
+class MemoryStore(StoreLifecycle, SessionStore):
     """Sessions and keys in a dict. For tests and single-process development: nothing survives a restart.
 
     Every method is atomic with respect to other tasks on the same event loop (none awaits mid-way).
@@ -42,30 +41,10 @@ class MemoryStore(SessionStore):
     def __init__(self) -> None:
         self._sessions: dict[str, SessionRecord] = {}
         self._keys: dict[str, KeyRecord] = {}
-        self._open = False
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"MemoryStore(sessions={len(self._sessions)})"
-
-    async def open(self) -> None:
-        """Mark the store open (there is nothing to connect to)."""
-        self._open = True
-
-    async def close(self) -> None:
-        """Mark the store closed; the data stays, so reopening sees it."""
-        self._open = False
-
-    async def __aenter__(self) -> MemoryStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def create(self, record: SessionRecord) -> None:
         """Insert a new session; a duplicate handle raises ``StoreError``."""

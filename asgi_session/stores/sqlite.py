@@ -26,7 +26,6 @@ import math
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
@@ -34,7 +33,7 @@ import anyio
 
 from ..exceptions import ConfigurationError, StoreError
 from ._json import dump_object, load_object
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
 
 __all__ = ["SQLiteStore"]
 
@@ -137,7 +136,7 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-class SQLiteStore(SessionStore):
+class SQLiteStore(StoreLifecycle, SessionStore):
     """Sessions and keys in one SQLite file, shared safely by every process that opens it.
 
     Each operation is one SQL statement on one autocommit connection (one round trip to aiosqlite's thread). The
@@ -175,36 +174,33 @@ class SQLiteStore(SessionStore):
         self._busy_ms = min(round(busy_timeout * 1000), 2**31 - 1)  # SQLite takes a 32-bit count of milliseconds
         self._synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
-        self._lifecycle = anyio.Lock()  # serialises open() and close(), never the operations
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
 
-    async def open(self) -> None:
-        """Connect, set the PRAGMAs, and create or migrate the schema. Does nothing if already open.
+    async def _open(self) -> None:
+        """Connect, set the PRAGMAs, and create or migrate the schema.
 
         Raises:
             StoreError: the file cannot be opened or configured, or its schema is newer than this code knows.
         """
-        async with self._lifecycle:
-            if self._db is not None:
-                return
-            try:
-                # Shielded: a cancellation here would strand the connection's worker thread.
-                with anyio.CancelScope(shield=True):
-                    db = await aiosqlite.connect(self._path, isolation_level=None, timeout=self._busy_ms / 1000)
-            except _DRIVER_ERRORS as exc:
-                raise _store_error(f"opening {self._path!r}", exc) from exc
-            try:
-                await self._configure(db)
-                await self._migrate(db)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    # The original error is the one worth reporting.
-                    with contextlib.suppress(*_DRIVER_ERRORS):
-                        await db.close()
-                raise
-            self._db = db
+        try:
+            # Shielded: a cancellation here would strand the connection's worker thread.
+            with anyio.CancelScope(shield=True):
+                db = await aiosqlite.connect(self._path, isolation_level=None, timeout=self._busy_ms / 1000)
+        except _DRIVER_ERRORS as exc:
+            raise _store_error(f"opening {self._path!r}", exc) from exc
+        try:
+            await self._configure(db)
+            await self._migrate(db)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                # The original error is the one worth reporting.
+                with contextlib.suppress(*_DRIVER_ERRORS):
+                    await db.close()
+            raise
+        self._db = db
 
     async def _configure(self, db: aiosqlite.Connection) -> None:
         operation = f"configuring {self._path!r}"
@@ -248,32 +244,19 @@ class SQLiteStore(SessionStore):
         except _DRIVER_ERRORS as exc:
             raise _store_error(operation, exc) from exc
 
-    async def close(self) -> None:
-        """Close the connection and stop its worker thread. Does nothing if already closed.
+    async def _close(self) -> None:
+        """Close the connection and stop its worker thread.
 
         Operations already queued complete first; later ones raise ``StoreError``.
         """
-        async with self._lifecycle:
-            db, self._db = self._db, None
-            if db is None:
-                return
-            with anyio.CancelScope(shield=True):
-                try:
-                    await db.close()
-                except _DRIVER_ERRORS as exc:
-                    raise _store_error("closing", exc) from exc
-
-    async def __aenter__(self) -> SQLiteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        db, self._db = self._db, None
+        if db is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await db.close()
+            except _DRIVER_ERRORS as exc:
+                raise _store_error("closing", exc) from exc
 
     async def _call(self, operation: str, run: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
         db = self._db

@@ -1,0 +1,169 @@
+"""The manager's core: its store, key ring and clock, the open/close lifecycle, and access-token signing rules.
+
+Every layer of :class:`~asgi_session.SessionManager` builds on this class: ``_admin`` (revoke, list, update by
+handle), ``_refresh`` (rotation) and ``manager`` (create, verify). It knows nothing of requests or of
+:class:`~asgi_session.Session` objects, so the layers import downward only:
+``session`` < ``_core`` < ``_admin`` < ``_refresh`` < ``manager``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ._asgi import MAX_COOKIE_BYTES
+from ._clock import Clock, SystemClock
+from .config import SessionConfig
+from .exceptions import ConfigurationError, InvalidPayloadError, TryRefreshTokenError
+from .keys import KeyRing
+from .stores.base import SessionRecord, SessionStore, StoreLifecycle
+from .tokens import (
+    UnknownKeyError,
+    VerifiedTokenCache,
+    access_token_length_bound,
+    decode_access_token,
+)
+from .transport import ACCESS_COOKIE
+
+__all__ = ["DEFAULT_STORE_URL", "ManagerCore"]
+
+DEFAULT_STORE_URL = "sqlite:///asgi_session.db"
+
+
+class ManagerCore(StoreLifecycle):
+    """The state every manager layer shares, its lifecycle, access-token verification and the claim set.
+
+    Args:
+        store: where sessions and keys live. Default: ``store_from_url(ASGI_SESSION_STORE_URL)``, else a SQLite
+            file ``./asgi_session.db``.
+        config: the settings (default ``SessionConfig()``).
+        clock: the time source (tests inject :class:`asgi_session.testing.FakeClock`).
+    """
+
+    def __init__(
+        self,
+        store: SessionStore | None = None,
+        config: SessionConfig | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        if store is None:
+            from .stores.url import store_from_url
+
+            store = store_from_url(os.environ.get("ASGI_SESSION_STORE_URL") or DEFAULT_STORE_URL)
+        if config is not None and not isinstance(config, SessionConfig):
+            raise ConfigurationError("config must be a SessionConfig")
+        super().__init__()
+        self.store = store
+        self.config = config or SessionConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.keys = KeyRing(self.store, self.config, self.clock)
+        self._cache = VerifiedTokenCache(self.config.verified_token_cache_size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(store={self.store!r})"
+
+    async def _open(self) -> None:
+        """Open the store and load (or create) the keys."""
+        await self.store.open()
+        await self.keys.load()
+
+    async def _close(self) -> None:
+        """Forget verified tokens and close the store; the manager reopens it on next use."""
+        self._cache.clear()
+        await self.store.close()
+
+    # -- verification ----------------------------------------------------------------------------------------
+
+    def _decode(self, access_token: str, now: float, *, allow_expired: bool) -> dict[str, Any]:
+        return decode_access_token(
+            access_token,
+            lookup=self.keys.verification_key,
+            issuer=self.config.issuer,
+            now=now,
+            max_length=self.config.max_token_length,
+            allow_expired=allow_expired,
+        )
+
+    async def verify_access_token(self, access_token: str, *, allow_expired: bool = False) -> dict[str, Any]:
+        """Verify an access token's signature and claims (locally; a cache makes repeats a dict lookup).
+
+        Raises:
+            TryRefreshTokenError: the token is expired or invalid.
+        """
+        if not isinstance(access_token, str):
+            raise TryRefreshTokenError("access token is not a string")
+        now = self.clock.now()
+        if not allow_expired:
+            cached = self._cache.get(access_token, now)
+            if cached is not None:
+                return cached
+        try:
+            claims = self._decode(access_token, now, allow_expired=allow_expired)
+        except UnknownKeyError as exc:
+            # Another worker may have published a key we have not seen yet: re-read the ring (rate-limited).
+            if not await self.keys.reload_for_unknown_kid(exc.kid):
+                raise
+            claims = self._decode(access_token, now, allow_expired=allow_expired)
+        if not allow_expired:
+            self._cache.put(access_token, claims)
+        return claims
+
+    # -- the claim set and its limits ------------------------------------------------------------------------
+
+    def _idle_expiry(self, now: float, absolute: float | None) -> float:
+        expiry = now + self.config.refresh_token_validity.total_seconds()
+        return expiry if absolute is None else min(expiry, absolute)
+
+    def _access_expiry(self, record: SessionRecord) -> int:
+        now = self.clock.now()
+        return int(min(now + self.config.access_token_validity.total_seconds(), record.expires_at))
+
+    def _check_cookie_size(self, record: SessionRecord, payload: Mapping[str, Any]) -> None:
+        """Refuse a payload whose access token could not travel in a cookie (when cookies may be used).
+
+        Checked before anything is stored, so a session can never be left with a payload that makes every later
+        response (and refresh) fail.
+        """
+        if self.config.token_transfer_method == "header":
+            return
+        worst = self._claims(
+            record,
+            exp=int(self.clock.now()) + 10**10,
+            refresh_hash1="0" * 64,
+            parent_hash1="0" * 64,
+            anti_csrf="0" * 32 if self.config.anti_csrf_mode == "VIA_TOKEN" else None,
+            payload=payload,
+        )
+        size = len(ACCESS_COOKIE) + access_token_length_bound(worst, self.config.signing_algorithm)
+        if size > MAX_COOKIE_BYTES:
+            raise InvalidPayloadError(
+                f"the access token would make a cookie of up to {size} bytes, over the {MAX_COOKIE_BYTES} browsers "
+                "keep: keep access_token_payload small (put bulk data in session_data_in_database), or set "
+                "token_transfer_method='header'"
+            )
+
+    def _claims(
+        self,
+        record: SessionRecord,
+        *,
+        exp: int,
+        refresh_hash1: str,
+        parent_hash1: str | None,
+        anti_csrf: str | None,
+        payload: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "sub": record.user_id,
+            "exp": exp,
+            "iat": int(self.clock.now()),
+            "tId": record.tenant_id,
+            "rsub": record.user_id,
+            "sessionHandle": record.handle,
+            "refreshTokenHash1": refresh_hash1,
+            "parentRefreshTokenHash1": parent_hash1,
+            "antiCsrfToken": anti_csrf,
+            "iss": self.config.issuer,
+            **payload,
+        }

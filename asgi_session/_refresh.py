@@ -1,0 +1,104 @@
+"""The refresh layer of SessionManager: rotate a refresh token by compare-and-swap, with grace and theft detection.
+
+:class:`SessionRefresh` is a base class of :class:`~asgi_session.SessionManager`, not used on its own. How rotation
+works (children derived from parents, the grace window, the theft verdict) is described in ``docs/rotation.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import logging
+
+from ._admin import SessionAdmin
+from .exceptions import StoreError, TokenTheftDetectedError, UnauthorisedError
+from .session import Session
+from .stores.base import Rotation, SessionRecord
+from .tokens import anti_csrf_token_for, child_refresh_token, refresh_token_handle, stored_refresh_hash
+
+__all__ = ["SessionRefresh"]
+
+logger = logging.getLogger("asgi_session")
+
+_ROTATE_ATTEMPTS = 4
+
+
+class SessionRefresh(SessionAdmin):
+    """Refresh-token rotation; works without a request."""
+
+    async def refresh_session_without_request_response(
+        self,
+        refresh_token: str,
+        disable_anti_csrf: bool = False,
+        anti_csrf_token: str | None = None,
+    ) -> Session:
+        """Rotate a refresh token and return the session with new tokens.
+
+        The parent presented again within ``refresh_token_grace_period`` gets the same child (no theft verdict);
+        a superseded token presented after that revokes the session.
+
+        Raises:
+            UnauthorisedError: the token is not ours, the session is gone or expired, or the anti-CSRF token
+                does not match (``VIA_TOKEN`` mode, unless ``disable_anti_csrf``).
+            TokenTheftDetectedError: a superseded refresh token was reused; the session is now revoked.
+            StoreError: the store failed; the presented token stays valid.
+        """
+        await self.open()
+        mac_key = self.keys.refresh_mac_key
+        handle = refresh_token_handle(mac_key, refresh_token)
+        if handle is None:
+            raise UnauthorisedError("invalid refresh token")
+        if self.config.anti_csrf_mode == "VIA_TOKEN" and not disable_anti_csrf:
+            expected = anti_csrf_token_for(mac_key, refresh_token)
+            if not anti_csrf_token or not hmac.compare_digest(anti_csrf_token.encode(), expected.encode()):
+                logger.info("asgi_session: anti-CSRF check failed on refresh of session %s", handle)
+                raise UnauthorisedError("anti-csrf check failed on refresh", handle=handle)
+        presented = stored_refresh_hash(refresh_token)
+        child = child_refresh_token(mac_key, refresh_token)
+        for _ in range(_ROTATE_ATTEMPTS):
+            record = await self.store.get(handle)
+            now = self.clock.now()
+            if record is None or record.expires_at <= now:
+                raise UnauthorisedError("session does not exist or has expired", handle=handle)
+            if hmac.compare_digest(presented, record.refresh_hash):
+                rotation = Rotation(
+                    handle=handle,
+                    expected_refresh_hash=presented,
+                    new_refresh_hash=stored_refresh_hash(child),
+                    rotated_at=now,
+                    last_seen=now,
+                    expires_at=self._idle_expiry(now, record.absolute_expires_at),
+                )
+                if await self.store.rotate(rotation):
+                    rotated = dataclasses.replace(
+                        record,
+                        refresh_hash=rotation.new_refresh_hash,
+                        previous_refresh_hash=presented,
+                        rotated_at=now,
+                        last_seen=now,
+                        expires_at=rotation.expires_at,
+                    )
+                    logger.info("asgi_session: refreshed session %s (user %s)", handle, record.user_id)
+                    return await self._issue(rotated, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf)
+                continue  # somebody rotated first: re-read; we are now the grace-window case
+            if self._within_grace(record, presented, now):
+                if not hmac.compare_digest(stored_refresh_hash(child), record.refresh_hash):
+                    raise UnauthorisedError("refresh token lineage mismatch", handle=handle)
+                return await self._issue(record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf)
+            await self.store.delete([handle])
+            self._cache.discard_session(handle)
+            logger.warning(
+                "asgi_session: refresh token theft detected; revoked session %s (user %s, tenant %s)",
+                handle,
+                record.user_id,
+                record.tenant_id,
+            )
+            raise TokenTheftDetectedError(handle=handle, user_id=record.user_id, tenant_id=record.tenant_id)
+        raise StoreError("refresh did not settle after repeated concurrent rotations; try again")
+
+    def _within_grace(self, record: SessionRecord, presented: str, now: float) -> bool:
+        if record.previous_refresh_hash is None or record.rotated_at is None:
+            return False
+        if not hmac.compare_digest(presented, record.previous_refresh_hash):
+            return False
+        return now <= record.rotated_at + self.config.refresh_token_grace_period.total_seconds()
