@@ -1,17 +1,15 @@
-"""PostgresStore: sessions and keys in PostgreSQL, reached through an asyncpg connection pool.
+"""PostgresStore: the session store in PostgreSQL, reached through an asyncpg connection pool.
 
 Concurrency. Every operation is one SQL statement on a pooled autocommit connection: one round trip, atomic on its
 own. Rotation is one ``UPDATE ... WHERE handle = $1 AND refresh_hash = $2 RETURNING handle``; its row lock queues
 concurrent rotations of a session and each re-checks the ``WHERE`` clause against the winner's row, so exactly one
-matches. No state is left on a connection, so the pool hands connections back without a reset query.
+matches. No state is left on a connection (see ``_postgres_pool``).
 
-Failures. A serialization failure or deadlock (40001, 40P01) was rolled back, so it is retried up to
-``serialization_retries`` times. Any other driver error becomes :class:`~asgi_session.StoreError` naming the
-operation, never a bound value. A write whose connection died (or whose statement timed out) in flight has an
-unknown outcome and the store never guesses: ``rotate`` re-reads the row and reports success only if it holds the
-new hash; otherwise ``StoreError``, and the caller retries (the manager's compare-and-swap makes that safe). Reads
-retry on another connection. Broken connections are replaced on the next acquire, so the store heals by itself. A
-cancelled call may still complete on the server: asyncpg asks it to cancel the statement, which may finish first.
+Failures. ``_postgres_pool`` retries rollbacks and lost reads, and raises every driver error as
+:class:`~asgi_session.StoreError`; see its notes. A write whose connection died (or whose statement timed out) in
+flight has an unknown outcome and the store never guesses: ``rotate`` re-reads the row and reports success only if
+it holds the new hash; otherwise ``StoreError``, and the caller retries (the manager's compare-and-swap makes that
+safe).
 
 Schema. Tables live in one schema, created or migrated by :meth:`open` in one transaction under an advisory lock,
 so processes opening a fresh database at once do not race; ``schema_version`` holds the version. Times are
@@ -21,35 +19,32 @@ characters (``StoreError``) and keeps numbers as decimals, so a float of 1e16 or
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import inspect
 import json
 import math
-import random
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-import anyio
 
 from ..exceptions import ConfigurationError, StoreError
 from ._json import dump_object
 from ._postgres_sql import FIELDS, KEY_FIELDS, MIGRATIONS, statements
 from ._postgres_sql import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: importable from here, as before
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
 
 try:
-    import asyncpg  # type: ignore[import-untyped]
+    # Here, not only in _postgres_pool: this runs on every import of this module, so a missing asyncpg always
+    # gets the pip hint.
+    import asyncpg  # type: ignore[import-untyped]  # noqa: F401
 except ImportError as exc:  # pragma: no cover - tested by hiding the module
     raise ConfigurationError("PostgresStore needs asyncpg: pip install 'asgi-session[postgres]'") from exc
 
-__all__ = ["PostgresStore"]
+# After the guard above: _postgres_pool imports asyncpg too.
+from ._postgres_pool import OutcomeUnknown, PostgresPool
 
-_T = TypeVar("_T")
+__all__ = ["PostgresStore"]
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
@@ -58,46 +53,6 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("min_size", "max_size", "serialization_retries"), int),
     **dict.fromkeys(("acquire_timeout", "command_timeout", "connect_timeout"), float),
 }
-
-_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)  # distinct classes before Python 3.11
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, ValueError)
-_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
-_READS = frozenset({"get", "list_for_user", "list_for_user_tenant", "get_keys"})
-_NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
-
-
-class _OutcomeUnknown(StoreError):
-    """The connection was lost, or the statement timed out, after a write was sent: it may have been applied."""
-
-
-def _unknown(operation: str, what: str) -> StoreError:
-    if operation in _READS:
-        return StoreError(f"PostgreSQL store: {operation} {what}")
-    return _OutcomeUnknown(f"PostgreSQL store: {operation} {what}; whether it was applied is unknown")
-
-
-def _lost(exc: BaseException) -> bool:
-    """Whether ``exc`` means the connection died or the statement timed out: the server may have committed."""
-    if isinstance(exc, asyncpg.PostgresError):
-        return bool(exc.sqlstate.startswith("08") or exc.sqlstate in ("57P01", "57P02", "57P03"))
-    return isinstance(exc, (*_TIMEOUTS, OSError, asyncpg.InternalClientError)) or (
-        isinstance(exc, asyncpg.InterfaceError) and not isinstance(exc, ValueError)
-    )
-
-
-def _detail(exc: BaseException) -> str:
-    """Describe a driver error without any bound value: data errors and DSN errors keep only their type."""
-    name = type(exc).__name__
-    if isinstance(exc, asyncpg.PostgresError):
-        if exc.sqlstate.startswith("22"):  # data exceptions can quote the offending value
-            return f"{name} [{exc.sqlstate}]"
-        # ``message`` is the server's primary message, without the DETAIL line that can quote values.
-        return f"{name} [{exc.sqlstate}]: {exc.message or exc}"
-    if isinstance(exc, _TIMEOUTS):
-        return "timed out"
-    if isinstance(exc, (OSError, asyncpg.InterfaceError)) and not isinstance(exc, ValueError):
-        return f"{name}: {exc}"
-    return name
 
 
 def _to_record(row: Any) -> SessionRecord:
@@ -114,15 +69,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def _keep_connection(connection: Any) -> None:
-    """Pool reset hook: the store leaves no session state on a connection, so skip asyncpg's reset query."""
-
-
-# asyncpg < 0.30 has no reset hook; it then runs its reset query on each release (one more round trip).
-_POOL_OPTIONS = {"reset": _keep_connection} if "reset" in inspect.signature(asyncpg.create_pool).parameters else {}
-
-
-class PostgresStore(SessionStore):
+class PostgresStore(StoreLifecycle, SessionStore):
     """Sessions and keys in PostgreSQL, shared by every process and host that uses the same database and schema.
 
     Args:
@@ -171,16 +118,18 @@ class PostgresStore(SessionStore):
             number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
             if not number or not 0 < seconds < math.inf:
                 raise ConfigurationError(f"{name}_timeout must be a finite number of seconds > 0, e.g. 5.0")
-        self._dsn = dsn
         self._schema = schema
-        self._sizes = (min_size, max_size)
-        self._acquire_timeout = float(acquire_timeout)
-        self._command_timeout = float(command_timeout)
-        self._connect_timeout = float(connect_timeout)
-        self._retries = serialization_retries
         self._application_name = (application_name or f"asgi-session:{schema}:{secrets.token_hex(4)}")[:63]
-        self._pool: Any = None
-        self._lifecycle = anyio.Lock()  # serialises open() and close(), never the operations
+        self._pool = PostgresPool(
+            dsn,
+            sizes=(min_size, max_size),
+            acquire_timeout=float(acquire_timeout),
+            command_timeout=float(command_timeout),
+            connect_timeout=float(connect_timeout),
+            retries=serialization_retries,
+            application_name=self._application_name,
+        )
+        super().__init__()
         s = '"' + schema + '"'  # the name is validated above, so quoting needs no escaping
         self._quoted_schema = s
         self._lock_key = int.from_bytes(hashlib.sha256(f"asgi-session:{schema}".encode()).digest()[:8], "big") >> 1
@@ -231,33 +180,13 @@ class PostgresStore(SessionStore):
         """The ``application_name`` of the store's connections, as ``pg_stat_activity`` shows it."""
         return self._application_name
 
-    async def open(self) -> None:
-        """Create the pool, then create or migrate the schema. Does nothing if already open.
+    async def _open(self) -> None:
+        """Create the pool, then create or migrate the schema.
 
         Raises:
             StoreError: the server cannot be reached, or the schema is newer than this code knows.
         """
-        async with self._lifecycle:
-            if self._pool is not None:
-                return
-            try:
-                pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=self._sizes[0],
-                    max_size=self._sizes[1],
-                    command_timeout=self._command_timeout,
-                    timeout=self._connect_timeout,
-                    server_settings={"application_name": self._application_name},
-                    **_POOL_OPTIONS,
-                )
-            except (*_DRIVER_ERRORS, *_TIMEOUTS) as exc:
-                raise StoreError(f"PostgreSQL store: connecting failed ({_detail(exc)})") from exc
-            try:
-                await self._run("creating the schema", self._migrate, pool=pool)
-            except BaseException:
-                await self._shut(pool)
-                raise
-            self._pool = pool
+        await self._pool.open("creating the schema", self._migrate)
 
     async def _migrate(self, con: Any) -> None:
         s = self._quoted_schema
@@ -280,80 +209,19 @@ class PostgresStore(SessionStore):
             if version != SCHEMA_VERSION:
                 await con.execute(self._sql["set_version"], SCHEMA_VERSION)
 
-    async def close(self) -> None:
-        """Close every connection, waiting up to ``command_timeout`` for running operations. Idempotent."""
-        async with self._lifecycle:
-            pool, self._pool = self._pool, None
-            if pool is not None:
-                await self._shut(pool)
-
-    async def _shut(self, pool: Any) -> None:
-        with anyio.move_on_after(self._command_timeout, shield=True):
-            try:
-                await pool.close()
-                return
-            except (*_DRIVER_ERRORS, *_TIMEOUTS):
-                pass  # terminated below: closing must not fail
-        pool.terminate()
-
-    async def __aenter__(self) -> PostgresStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def _run(self, operation: str, call: Callable[[Any], Awaitable[_T]], *, pool: Any = None) -> _T:
-        """Run ``call`` on a pooled connection, retrying rollbacks; wrap every driver error in ``StoreError``."""
-        pool = pool if pool is not None else self._pool
-        if pool is None:
-            raise StoreError(_NOT_OPEN)
-        attempt = 0
-        # A read may retry on another connection (it changes nothing): after a server restart, each pooled
-        # connection fails once before the pool replaces it.
-        lost_retries = self._sizes[1] if operation in _READS else 0
-        while True:
-            acquired = False
-            try:
-                async with pool.acquire(timeout=self._acquire_timeout) as con:
-                    acquired = True
-                    return await call(con)
-            except _RETRYABLE as exc:
-                if attempt >= self._retries:
-                    raise StoreError(
-                        f"PostgreSQL store: {operation} failed after {attempt + 1} attempts ({_detail(exc)})"
-                    ) from exc
-            except _TIMEOUTS as exc:
-                if not acquired:
-                    raise StoreError(
-                        f"PostgreSQL store: {operation} failed: pool exhausted (no connection free within "
-                        f"{self._acquire_timeout:g} s; max_size={self._sizes[1]})"
-                    ) from exc
-                raise _unknown(operation, f"timed out after {self._command_timeout:g} s") from exc
-            except _DRIVER_ERRORS as exc:
-                if acquired and _lost(exc) and lost_retries > 0:
-                    lost_retries -= 1
-                    continue
-                if acquired and _lost(exc):
-                    raise _unknown(operation, f"lost its connection ({_detail(exc)})") from exc
-                raise StoreError(f"PostgreSQL store: {operation} failed ({_detail(exc)})") from exc
-            attempt += 1
-            await anyio.sleep(0.005 * 2**attempt * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+    async def _close(self) -> None:
+        """Close every connection, waiting up to ``command_timeout`` for running operations."""
+        await self._pool.close()
 
     async def _execute(self, operation: str, *args: Any) -> int:
         """Run the write statement named ``operation`` (one round trip) and return its row count."""
         sql = self._sql[operation]
-        return _count(await self._run(operation, lambda con: con.execute(sql, *args)))
+        return _count(await self._pool.run(operation, lambda con: con.execute(sql, *args)))
 
     async def _fetch(self, operation: str, *args: Any) -> list[Any]:
         """Run the ``SELECT`` or ``... RETURNING`` statement named ``operation`` (one round trip)."""
         sql = self._sql[operation]
-        return list(await self._run(operation, lambda con: con.fetch(sql, *args)))
+        return list(await self._pool.run(operation, lambda con: con.fetch(sql, *args)))
 
     async def create(self, record: SessionRecord) -> None:
         """Insert a new session.
@@ -382,7 +250,7 @@ class PostgresStore(SessionStore):
         names = ("handle", "expected_refresh_hash", "new_refresh_hash", "rotated_at", "last_seen", "expires_at")
         try:
             return len(await self._fetch("rotate", *(getattr(rotation, name) for name in names))) == 1
-        except _OutcomeUnknown as unknown:
+        except OutcomeUnknown as unknown:
             try:
                 record = await self.get(rotation.handle)
             except StoreError as exc:

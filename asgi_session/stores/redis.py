@@ -1,4 +1,4 @@
-"""RedisStore: sessions and keys in one Redis server, reached through ``redis.asyncio`` (extra ``[redis]``).
+"""RedisStore: the session store in one Redis server, reached through ``redis.asyncio`` (extra ``[redis]``).
 
 Key layout (``P`` the prefix; ``U``, ``T``, ``H`` the user id, tenant id and handle with ``%``, ``{``, ``}`` and ``:``
 percent-escaped, so any id is safe in a key name and never ends a hash tag early)::
@@ -37,62 +37,41 @@ flushing to the OS (tens of seconds); without persistence a restart loses every 
 session back; a lost rotation makes the client's new refresh token look stolen, logging the user out. Replication
 is asynchronous: a failover can lose acknowledged writes the same way.
 
-Connections. Built from a URL, the store owns a bounded pool (a task waits at most ``socket_timeout`` for a free
-connection) with connect and reply timeouts, so a dead or paused server gives ``StoreError`` within seconds. A
-command whose connection broke is sent once more on a fresh one (``retries=0`` turns that off); that is safe: a
-repeated rotation, create or delete reports the swap as lost, the handle as taken, the session as gone, never a
-success it did not have. A client passed in is used as configured and left open by ``close``. A cancelled call may
-still have been applied.
+Connections (the pool, its timeouts and retries, a client passed in) are ``_redis_pool``'s job; see its notes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
-from types import TracebackType
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import anyio
-
 from ..exceptions import ConfigurationError, StoreError
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore
+from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
 
 try:
     import redis.asyncio as aioredis
-    from redis.asyncio.connection import parse_url
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import ResponseError
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ConfigurationError("RedisStore needs the redis package: pip install 'asgi-session[redis]'") from exc
 
-# After the guard above: _redis_scripts imports redis too, and a missing package must still get the pip hint.
+# After the guard above: _redis_pool and _redis_scripts import redis too, and a missing package must still get the
+# pip hint.
 from ._json import dump_object, load_object
 from ._redis_keys import as_text, escape, seconds, to_fields, to_record
+from ._redis_pool import RedisPool
 from ._redis_scripts import CHUNK, CREATE, DELETE, ROTATE, SET_FIELD
 
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger("asgi_session")
 
-# Redis errors, the pool's timeouts (OSError), and ValueError for a string that cannot be encoded or decoded.
-_DRIVER_ERRORS = (RedisError, OSError, ValueError)
-_NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
 
-
-def _store_error(operation: str, exc: BaseException) -> StoreError:
-    """Wrap a driver error, naming the operation; Redis' messages quote no values, a UnicodeError's would."""
-    detail = type(exc).__name__ if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-    return StoreError(f"Redis store: {operation} failed ({detail})")
-
-
-class RedisStore(SessionStore):
+class RedisStore(StoreLifecycle, SessionStore):
     """Sessions and keys in one Redis server (standalone or Sentinel-managed), shared by every process using it.
 
     Args:
@@ -128,31 +107,16 @@ class RedisStore(SessionStore):
                 raise ConfigurationError(f"{name} must be a finite number of seconds >= {least}")
         if not (type(max_connections) is int and max_connections >= 1 and type(retries) is int and retries >= 0):
             raise ConfigurationError("max_connections must be an integer >= 1 and retries an integer >= 0")
-        if isinstance(client_or_url, str):
-            try:
-                parse_url(client_or_url)
-            except (TypeError, ValueError) as exc:  # the message may quote the URL, password included
-                raise ConfigurationError("the Redis URL is malformed; use redis://[user:pass@]host:port/db") from exc
-        elif not isinstance(client_or_url, aioredis.Redis):
-            raise ConfigurationError("client_or_url must be a redis:// URL or a redis.asyncio.Redis client")
-        self._source = client_or_url
+        self._pool = RedisPool(
+            client_or_url,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            retries=retries,
+        )
         self._prefix, self._expiry, self._keys = prefix, f"{prefix}:{{expiry}}", f"{prefix}:{{keys}}"
         self._leeway_ms = str(math.ceil(ttl_leeway * 1000))
-        self._pool_options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": connect_timeout,
-            "timeout": socket_timeout,
-            "max_connections": max_connections,
-            "decode_responses": True,
-            "retry": Retry(NoBackoff(), retries, supported_errors=(RedisConnectionError,)),
-        }
-        self._client: aioredis.Redis | None = None
-        self._lifecycle = anyio.Lock()  # serialises open() and close(), never the operations
-        # In front of a pool the store owns: redis-py's BlockingConnectionPool does not serve waiters in order (a
-        # task that just released a connection can take it back first), so under load a waiter can time out on
-        # a healthy server. A FIFO semaphore with one permit per connection hands them out in arrival order.
-        self._slots: anyio.Semaphore | None = None
-        self._slot_wait: float | None = None
+        super().__init__()
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -179,35 +143,13 @@ class RedisStore(SessionStore):
         """The start of every key name this store uses."""
         return self._prefix
 
-    async def open(self) -> None:
-        """Connect and check the server answers. Does nothing if already open.
+    async def _open(self) -> None:
+        """Connect and check the server answers.
 
         Raises:
             StoreError: the server cannot be reached or refused the connection.
         """
-        async with self._lifecycle:
-            if self._client is not None:
-                return
-            source = self._source
-            if isinstance(source, str):
-                pool = aioredis.BlockingConnectionPool.from_url(source, **self._pool_options)
-                client = aioredis.Redis.from_pool(pool)
-                self._slots = anyio.Semaphore(pool.max_connections)
-                self._slot_wait = pool.timeout
-            else:
-                client = source
-                self._slots = None
-            try:
-                await client.ping()
-                await self._check_eviction(client)
-            except BaseException as exc:
-                if client is not source:
-                    with anyio.CancelScope(shield=True), contextlib.suppress(*_DRIVER_ERRORS):
-                        await client.aclose()
-                if isinstance(exc, _DRIVER_ERRORS):
-                    raise _store_error("connecting", exc) from exc
-                raise
-            self._client = client
+        await self._pool.open(self._check_eviction)
 
     async def _check_eviction(self, client: aioredis.Redis) -> None:
         try:
@@ -222,50 +164,9 @@ class RedisStore(SessionStore):
                 policy,
             )
 
-    async def close(self) -> None:
-        """Close the pool the store owns (a client passed in stays open). Does nothing if already closed."""
-        async with self._lifecycle:
-            client, self._client = self._client, None
-            if client is None or client is self._source:
-                return
-            with anyio.CancelScope(shield=True):
-                try:
-                    await client.aclose()
-                except _DRIVER_ERRORS as exc:
-                    raise _store_error("closing", exc) from exc
-
-    async def __aenter__(self) -> RedisStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @contextlib.asynccontextmanager
-    async def _using(self, operation: str) -> AsyncIterator[aioredis.Redis]:
-        """The client, with every driver error raised as a StoreError naming ``operation``."""
-        client = self._client
-        if client is None:
-            raise StoreError(_NOT_OPEN)
-        slots = self._slots
-        if slots is not None:
-            try:
-                with anyio.fail_after(self._slot_wait):
-                    await slots.acquire()
-            except TimeoutError as exc:
-                raise StoreError(f"Redis store: {operation} failed (pool exhausted: no connection came free)") from exc
-        try:
-            yield client
-        except _DRIVER_ERRORS as exc:
-            raise _store_error(operation, exc) from exc
-        finally:
-            if slots is not None:
-                slots.release()
+    async def _close(self) -> None:
+        """Close the pool the store owns (a client passed in stays open)."""
+        await self._pool.close()
 
     def _lookup(self, handle: str) -> str:
         return f"{self._prefix}:{{h:{escape(handle)}}}"
@@ -305,14 +206,14 @@ class RedisStore(SessionStore):
         keys = [self._lookup(handle), self._user(user_tag, f"s:{escape(handle)}"), self._user(user_tag, "idx")]
         times = [seconds(record.created_at, "created_at"), seconds(record.expires_at, "expires_at"), self._leeway_ms]
         args = [locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}", *times, *to_fields(record)]
-        async with self._using("create") as client:
+        async with self._pool.using("create") as client:
             created = await CREATE(client, [*keys, self._expiry], args)
         if created != 1:
             raise StoreError("a session with this handle already exists")
 
     async def get(self, handle: str) -> SessionRecord | None:
         """Return the session (expired or not) or ``None``."""
-        async with self._using("get") as client:
+        async with self._pool.using("get") as client:
             found = await self._locate(client, handle)
             raw = await client.hgetall(found[0]) if found else None
             return to_record(raw) if raw else None
@@ -321,7 +222,7 @@ class RedisStore(SessionStore):
         """Compare-and-swap the refresh hash in one Lua script, which also extends the TTLs."""
         times = [seconds(getattr(rotation, name), name) for name in ("rotated_at", "last_seen", "expires_at")]
         args = [rotation.expected_refresh_hash, rotation.new_refresh_hash, *times, self._leeway_ms]
-        async with self._using("rotate") as client:
+        async with self._pool.using("rotate") as client:
             found = await self._locate(client, rotation.handle)
             if found is None:
                 return False
@@ -330,7 +231,7 @@ class RedisStore(SessionStore):
             return bool(await ROTATE(client, keys, [*args, f"{locator}:{rotation.handle}"]))
 
     async def _set_field(self, operation: str, handle: str, field: str, value: str) -> bool:
-        async with self._using(operation) as client:
+        async with self._pool.using(operation) as client:
             found = await self._locate(client, handle)
             return found is not None and bool(await SET_FIELD(client, [found[0]], [field, value]))
 
@@ -353,7 +254,7 @@ class RedisStore(SessionStore):
         unique = list(dict.fromkeys(handles))
         if not unique:
             return []
-        async with self._using("delete") as client:
+        async with self._pool.using("delete") as client:
             locators = await client.mget([self._lookup(handle) for handle in unique])
             found = [(handle, as_text(loc)) for handle, loc in zip(unique, locators, strict=True) if loc is not None]
             deleted = set(await self._delete(client, found))
@@ -371,7 +272,7 @@ class RedisStore(SessionStore):
 
     async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
         """Return the user's sessions in one tenant or all, by ``created_at`` then ``handle``."""
-        async with self._using("list_for_user") as client:
+        async with self._pool.using("list_for_user") as client:
             pairs = await self._of_user(client, user_id, tenant_id)
             if not pairs:
                 return []
@@ -383,14 +284,14 @@ class RedisStore(SessionStore):
 
     async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
         """Delete the user's sessions in one tenant or all, with their index entries; return their handles."""
-        async with self._using("delete_for_user") as client:
+        async with self._pool.using("delete_for_user") as client:
             return await self._delete(client, await self._of_user(client, user_id, tenant_id))
 
     async def delete_expired(self, now: float) -> int:
         """Delete sessions with ``expires_at <= now`` (those TTL has not removed yet); return how many."""
         bound, total, fetched = seconds(now, "now"), 0, CHUNK
         while fetched == CHUNK:
-            async with self._using("delete_expired") as client:
+            async with self._pool.using("delete_expired") as client:
                 members = await client.zrangebyscore(self._expiry, "-inf", bound, start=0, num=CHUNK)
                 fetched, entries = len(members), []
                 for parts in (as_text(member).split(":", 2) for member in members):
@@ -403,7 +304,7 @@ class RedisStore(SessionStore):
 
     async def get_keys(self) -> list[KeyRecord]:
         """Return every key, ordered by ``signs_from`` then ``kid``."""
-        async with self._using("get_keys") as client:
+        async with self._pool.using("get_keys") as client:
             raw = await client.hgetall(self._keys)
         try:
             keys = [KeyRecord(**load_object(as_text(text), "key")) for text in raw.values()]
@@ -414,7 +315,7 @@ class RedisStore(SessionStore):
     async def add_key(self, key: KeyRecord) -> bool:
         """Insert a key unless its kid exists (``HSETNX``); return whether it was inserted."""
         text = json.dumps(dataclasses.asdict(key), separators=(",", ":"))
-        async with self._using("add_key") as client:
+        async with self._pool.using("add_key") as client:
             return bool(await client.hsetnx(self._keys, key.kid, text))
 
     async def delete_keys(self, kids: Sequence[str]) -> int:
@@ -422,5 +323,5 @@ class RedisStore(SessionStore):
         unique = list(dict.fromkeys(kids))
         if not unique:
             return 0
-        async with self._using("delete_keys") as client:
+        async with self._pool.using("delete_keys") as client:
             return int(await client.hdel(self._keys, *unique))
