@@ -1,36 +1,49 @@
-"""The apps `benchmarks/e2e.sh` serves with uvicorn, and its helpers (log in and check, a fallback load generator).
+"""The apps the end-to-end benchmark (``benchmarks/e2e.py``) serves with uvicorn, one server per app.
 
-    uvicorn --app-dir benchmarks e2e_apps:bare | e2e_apps:starlette_sessions | e2e_apps:asgi_session
-    python benchmarks/e2e_apps.py prepare CASE URL      # log in, check 200 with the token and 401 without,
-                                                        # print the request header that carries the token
-    python benchmarks/e2e_apps.py load URL HEADER [--connections 32] [--duration 5]
+    uvicorn --app-dir benchmarks e2e_apps:bare
+    uvicorn --app-dir benchmarks --factory e2e_apps:starlette_sessions
+    uvicorn --app-dir benchmarks --factory e2e_apps:asgi_session
+    STORE_URL=sqlite:////tmp/s.db uvicorn --app-dir benchmarks --factory e2e_apps:asgi_session_blacklisting
+    NAIVE_DB=/tmp/naive.db uvicorn --app-dir benchmarks --factory e2e_apps:naive_blacklisting
 
-Every app answers ``GET /`` with 200 only when it found the session (401 otherwise; the bare app has nothing to
-check and always answers 200). ``POST /login`` creates a session for ``user-1``. CASE is one of ``bare``,
-``starlette``, ``ours-cookie``, ``ours-bearer``.
+Every app answers ``GET /`` with 200 only when it found the session, 401 otherwise (the bare app has nothing to
+check and always answers 200). ``POST /login`` creates a session for ``user-1``; ``POST /revoke`` revokes the
+request's session (the apps that read a store on every request: so a benchmark can check that they really do).
+
+- ``bare``: the limit, no middleware.
+- ``starlette_sessions``: Starlette's ``SessionMiddleware`` (a signed cookie), the P2 anchor.
+- ``asgi_session``: ``SessionMiddleware`` on a ``MemoryStore``, default settings (P2).
+- ``asgi_session_blacklisting``: ``SessionMiddleware`` with ``access_token_blacklisting=True`` on the store
+  ``STORE_URL`` names (P4).
+- ``naive_blacklisting``: the PERFORMANCE.md P4 anchor, a PyJWT HS256 decode and one aiosqlite round trip per
+  request, on the file ``NAIVE_DB``.
+
+All but ``bare`` are factories (``uvicorn --factory``), so importing this module builds nothing.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
+import secrets
 import time
+import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
+import aiosqlite
+import jwt
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
+from stores import naive_session
 
-from asgi_session import SessionManager, SessionMiddleware, create_new_session, get_session
-from asgi_session.stores import MemoryStore
+from asgi_session import SessionConfig, SessionManager, SessionMiddleware, create_new_session, get_session
+from asgi_session.stores import MemoryStore, store_from_url
 
 Scope = dict[str, Any]
 
 
-async def _respond(send: Any, status: int) -> None:
+async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = b"ok" if status == 200 else b"no"
-    headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    base = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": status, "headers": base + (headers or [])})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -73,104 +86,62 @@ async def _ours_inner(scope: Scope, receive: Any, send: Any) -> None:
         return
     try:
         session = await get_session(scope)
-    except Exception:  # TryRefreshTokenError: the token was bad
+    except Exception:  # the middleware already answered for a bad, revoked or expired token
         session = None
+    if session is not None and scope["method"] == "POST" and scope["path"] == "/revoke":
+        await session.revoke()
     await _respond(send, 200 if session is not None else 401)
 
 
-starlette_sessions = StarletteSessionMiddleware(_starlette_inner, secret_key=os.urandom(32).hex())
-asgi_session = SessionMiddleware(_ours_inner, manager=SessionManager(store=MemoryStore()))
+def starlette_sessions() -> Any:
+    """Starlette's ``SessionMiddleware``, with a random secret key."""
+    return StarletteSessionMiddleware(_starlette_inner, secret_key=os.urandom(32).hex())
 
 
-# -- helpers for e2e.sh ------------------------------------------------------------------------------------
+def asgi_session() -> Any:
+    """asgi-session with its default settings on a ``MemoryStore``."""
+    return SessionMiddleware(_ours_inner, manager=SessionManager(store=MemoryStore()))
 
 
-def _get(url: str, headers: dict[str, str]) -> int:
-    import httpx
-
-    return httpx.get(url, headers=headers).status_code
-
-
-def prepare(case: str, url: str) -> str:
-    """Wait for the server, log in, check 200 with the token (and 401 without); return the token's header."""
-    import httpx
-
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{case}: no server at {url}") from None
-            time.sleep(0.1)
-    if case == "bare":
-        header = ("X-Bench", "bare")
-    elif case == "starlette":
-        response = httpx.post(url + "login")
-        header = ("Cookie", f"session={response.cookies['session']}")
-    elif case == "ours-cookie":
-        response = httpx.post(url + "login", headers={"st-auth-mode": "cookie"})
-        header = ("Cookie", f"sAccessToken={response.cookies['sAccessToken']}")
-    elif case == "ours-bearer":
-        response = httpx.post(url + "login", headers={"st-auth-mode": "header"})
-        header = ("Authorization", f"Bearer {response.headers['st-access-token']}")
-    else:
-        raise SystemExit(f"unknown case {case!r}")
-    with_token = _get(url, {header[0]: header[1]})
-    without = _get(url, {})
-    if with_token != 200 or (case != "bare" and without != 401):
-        raise SystemExit(f"{case}: expected 200 with the token and 401 without, got {with_token} and {without}")
-    return f"{header[0]}: {header[1]}"
+def asgi_session_blacklisting() -> Any:
+    """asgi-session, blacklisting on, on the store ``STORE_URL`` names (opened by the lifespan)."""
+    config = SessionConfig(access_token_blacklisting=True, cookie_secure=False)
+    manager = SessionManager(store=store_from_url(os.environ["STORE_URL"]), config=config)
+    return SessionMiddleware(_ours_inner, manager=manager)
 
 
-async def load(url: str, header: str, connections: int, duration: float) -> None:
-    """A bounded load generator for machines without wrk: `connections` keep-alive HTTP/1.1 connections sending
-    GET requests back to back for `duration` seconds. Prints its result in wrk's format."""
-    parsed = urlsplit(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-    request = f"GET {parsed.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n{header}\r\n\r\n".encode("latin-1")
-    counts = {"ok": 0, "other": 0}
-    deadline = time.perf_counter() + duration
+def naive_blacklisting() -> Any:
+    """The anchor: a PyJWT HS256 decode and one aiosqlite round trip per request, on the file ``NAIVE_DB``."""
+    secret = secrets.token_bytes(32)
+    state: dict[str, aiosqlite.Connection] = {}
 
-    async def connection() -> None:
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            while time.perf_counter() < deadline:
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
-                counts["ok" if 200 <= status < 400 else "other"] += 1
-        finally:
-            writer.close()
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    db = await aiosqlite.connect(os.environ["NAIVE_DB"])
+                    await db.execute("PRAGMA journal_mode=WAL")
+                    await db.execute("CREATE TABLE IF NOT EXISTS sessions (handle TEXT PRIMARY KEY, user_id TEXT)")
+                    await db.commit()
+                    state["db"] = db
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await state["db"].close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        db = state["db"]
+        if scope["method"] == "POST" and scope["path"] == "/login":
+            handle = str(uuid.uuid4())
+            await db.execute("INSERT INTO sessions VALUES (?, ?)", (handle, "user-1"))
+            await db.commit()
+            token = jwt.encode({"sub": "user-1", "sid": handle, "exp": int(time.time()) + 3600}, secret, "HS256")
+            await _respond(send, 200, [(b"set-cookie", f"sAccessToken={token}; Path=/; HttpOnly".encode())])
+            return
+        claims = await naive_session(db, secret, scope["headers"])
+        if claims is not None and scope["method"] == "POST" and scope["path"] == "/revoke":
+            await db.execute("DELETE FROM sessions WHERE handle = ?", (claims["sid"],))
+            await db.commit()
+        await _respond(send, 200 if claims is not None else 401)
 
-    start = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(connections)))
-    elapsed = time.perf_counter() - start
-    if counts["other"]:
-        print(f"  Non-2xx or 3xx responses: {counts['other']}")
-    print(f"Requests/sec: {(counts['ok'] + counts['other']) / elapsed:.2f}")
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    prepare_parser = commands.add_parser("prepare")
-    prepare_parser.add_argument("case")
-    prepare_parser.add_argument("url")
-    load_parser = commands.add_parser("load")
-    load_parser.add_argument("url")
-    load_parser.add_argument("header")
-    load_parser.add_argument("--connections", type=int, default=32)
-    load_parser.add_argument("--duration", type=float, default=5.0)
-    args = parser.parse_args()
-    if args.command == "prepare":
-        print(prepare(args.case, args.url))
-    else:
-        asyncio.run(load(args.url, args.header, args.connections, args.duration))
+    return app

@@ -123,6 +123,19 @@ async def ours_inner(scope: Scope, receive: Any, send: Any) -> None:
     await respond(send, 200 if session is not None else 401)
 
 
+def access_token_cookie(header: bytes) -> str | None:
+    """The last ``sAccessToken`` in one ``Cookie`` header, read as a hand-written middleware would; None if absent.
+
+    Shared by every naive anchor (here, ``stores.py``, ``e2e_apps.py``), so they all pay the same for it.
+    """
+    token = None
+    for chunk in header.decode("latin-1").split(";"):
+        name, _, value = chunk.strip().partition("=")
+        if name == "sAccessToken":
+            token = value
+    return token
+
+
 class NaivePyJWTMiddleware:
     """What a user writes by hand: read the token (Bearer, else cookie), ``jwt.decode`` it on every request."""
 
@@ -136,10 +149,7 @@ class NaivePyJWTMiddleware:
             if name == b"authorization" and value[:7].lower() == b"bearer ":
                 token = value[7:].decode("latin-1")
             elif name == b"cookie" and token is None:
-                for chunk in value.decode("latin-1").split(";"):
-                    cookie_name, _, cookie_value = chunk.strip().partition("=")
-                    if cookie_name == "sAccessToken":
-                        token = cookie_value
+                token = access_token_cookie(value)
         scope["user"] = None
         if token is not None:
             try:

@@ -11,20 +11,21 @@ Rounds interleave the cases so machine noise spreads over all of them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
 import anyio
 
 from asgi_session import SessionManager
-from asgi_session.stores import SQLiteStore
+from asgi_session.stores import SessionStore, SQLiteStore
 
 
 async def _run_concurrently(count: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> float:
@@ -45,11 +46,18 @@ async def _run_concurrently(count: int, concurrency: int, job: Callable[[int], A
     return count / (time.perf_counter() - start)
 
 
-async def naive_insert(folder: Path, count: int, concurrency: int, *, wal: bool = False) -> float:
+@contextlib.asynccontextmanager
+async def _naive_db(folder: Path, *, wal: bool) -> AsyncIterator[aiosqlite.Connection]:
+    """A new database file with aiosqlite's defaults, or (``wal``) the journal settings our store uses."""
     async with aiosqlite.connect(folder / f"naive-{uuid.uuid4().hex}.db") as db:
         if wal:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
+        yield db
+
+
+async def naive_insert(folder: Path, count: int, concurrency: int, *, wal: bool = False) -> float:
+    async with _naive_db(folder, wal=wal) as db:
         await db.execute("CREATE TABLE s (handle TEXT PRIMARY KEY, user_id TEXT, hash TEXT, expires REAL)")
         await db.commit()
 
@@ -64,10 +72,7 @@ async def naive_insert(folder: Path, count: int, concurrency: int, *, wal: bool 
 
 
 async def naive_cas(folder: Path, count: int, concurrency: int, *, wal: bool = False) -> float:
-    async with aiosqlite.connect(folder / f"naive-{uuid.uuid4().hex}.db") as db:
-        if wal:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
+    async with _naive_db(folder, wal=wal) as db:
         await db.execute("CREATE TABLE s (handle TEXT PRIMARY KEY, hash TEXT)")
         rows = [(f"h{i}", "a") for i in range(count)]
         await db.executemany("INSERT INTO s VALUES (?, ?)", rows)
@@ -84,12 +89,15 @@ async def naive_cas(folder: Path, count: int, concurrency: int, *, wal: bool = F
         return await _run_concurrently(count, concurrency, job)
 
 
-async def ours(folder: Path, count: int, concurrency: int) -> tuple[float, float]:
-    async with SessionManager(store=SQLiteStore(folder / f"ours-{uuid.uuid4().hex}.db")) as manager:
+async def create_then_refresh(
+    store: SessionStore, count: int, concurrency: int, users: str = "user"
+) -> tuple[float, float]:
+    """asgi-session on ``store``: create ``count`` sessions (of 97 users), then refresh each; both rates per second."""
+    async with SessionManager(store=store) as manager:
         refresh_tokens: list[str] = [""] * count
 
         async def create(i: int) -> None:
-            session = await manager.create_new_session_without_request_response(f"user-{i % 97}")
+            session = await manager.create_new_session_without_request_response(f"{users}-{i % 97}")
             refresh_tokens[i] = session.get_all_session_tokens_dangerously()["refreshToken"]
 
         async def refresh(i: int) -> None:
@@ -98,6 +106,10 @@ async def ours(folder: Path, count: int, concurrency: int) -> tuple[float, float
         created = await _run_concurrently(count, concurrency, create)
         refreshed = await _run_concurrently(count, concurrency, refresh)
         return created, refreshed
+
+
+async def ours(folder: Path, count: int, concurrency: int) -> tuple[float, float]:
+    return await create_then_refresh(SQLiteStore(folder / f"ours-{uuid.uuid4().hex}.db"), count, concurrency)
 
 
 async def main(count: int, concurrency: int, rounds: int) -> None:

@@ -27,7 +27,7 @@ Rounds interleave the cases (the order rotates each round) so machine noise spre
 
 - P4 (in-process proxy): (ours - bare) / (naive - bare) per store, and the end-to-end ratio it implies for a
   server whose bare request costs ``--bare-e2e-us`` (33 µs: uvicorn + httptools, RESULTS.md): bare / (bare +
-  overhead). The real P4 is end to end: ``benchmarks/e2e_blacklist.sh`` (target >= 0.60 x bare, SQLite).
+  overhead). The real P4 is end to end: ``benchmarks/e2e.py p4`` (target >= 0.60 x bare, SQLite).
 - P5: ours / naive, create against INSERT and refresh against CAS UPDATE (target >= 3x, SQLite; the others are for
   comparison).
 """
@@ -55,8 +55,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiosqlite
 import jwt
-from inprocess import bare_app, make_scope, noop_send, ours_inner, receive, respond
-from store_throughput import _run_concurrently, naive_cas, naive_insert
+from inprocess import access_token_cookie, bare_app, make_scope, noop_send, ours_inner, receive, respond
+from store_throughput import create_then_refresh, naive_cas, naive_insert
 
 from asgi_session import SessionConfig, SessionManager, SessionMiddleware
 from asgi_session.stores import store_from_url
@@ -106,8 +106,14 @@ async def _available(url: str) -> str | None:
             await store.close()
 
 
-async def prepare_stores(wanted: list[str], folder: Path) -> tuple[list[StoreUnderTest], list[str]]:
-    """The stores to measure, and a note for each one skipped."""
+async def prepare_stores(
+    wanted: list[str], folder: Path, *, postgres_pool: int | None = 20
+) -> tuple[list[StoreUnderTest], list[str]]:
+    """The stores to measure, and a note for each one skipped.
+
+    ``postgres_pool``: the PostgreSQL pool's ``max_size`` (None: the store's default). The in-process cases share
+    one pool among many concurrent tasks; a server under wrk keeps the default.
+    """
     stores: list[StoreUnderTest] = []
     skipped: list[str] = []
     tag = f"bench_{secrets.token_hex(5)}"
@@ -136,7 +142,8 @@ async def prepare_stores(wanted: list[str], folder: Path) -> tuple[list[StoreUnd
 
             cleanup = clean_redis
         else:
-            url = _with_query(service, schema=tag, max_size="20")
+            pool = {} if postgres_pool is None else {"max_size": str(postgres_pool)}
+            url = _with_query(service, schema=tag, **pool)
 
             async def drop_schema(service: str = service) -> None:
                 import asyncpg
@@ -161,31 +168,36 @@ async def prepare_stores(wanted: list[str], folder: Path) -> tuple[list[StoreUnd
 # -- (a) verify with blacklisting -----------------------------------------------------------------------------------
 
 
+async def naive_session(db: aiosqlite.Connection, secret: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
+    """What the PERFORMANCE.md anchor does per request: the token from the cookie, a PyJWT HS256 decode, then one
+    aiosqlite round trip for the session row. Returns the claims when the row exists, else None.
+
+    Shared with the end-to-end anchor (``e2e_apps.naive_blacklisting``), so both measure the very same code.
+    """
+    token = None
+    for name, value in headers:
+        if name == b"cookie" and (cookie := access_token_cookie(value)) is not None:
+            token = cookie
+    if token is None:
+        return None
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+    except jwt.InvalidTokenError:
+        return None
+    rows = await db.execute_fetchall("SELECT user_id FROM sessions WHERE handle = ?", (claims["sid"],))
+    return claims if rows else None
+
+
 class NaiveBlacklistMiddleware:
-    """The PERFORMANCE.md anchor: PyJWT HS256 decode, then one aiosqlite round trip to check the session row."""
+    """The anchor as a middleware: ``scope["user"]`` is the user of a session found in the store, else None."""
 
     def __init__(self, app: App, db: aiosqlite.Connection) -> None:
         self.app = app
         self.db = db
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        token = None
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                for chunk in value.decode("latin-1").split(";"):
-                    cookie_name, _, cookie_value = chunk.strip().partition("=")
-                    if cookie_name == "sAccessToken":
-                        token = cookie_value
-        scope["user"] = None
-        if token is not None:
-            try:
-                claims = jwt.decode(token, HS256_SECRET, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-            except jwt.InvalidTokenError:
-                claims = None
-            if claims is not None:
-                rows = await self.db.execute_fetchall("SELECT user_id FROM sessions WHERE handle = ?", (claims["sid"],))
-                if rows:
-                    scope["user"] = claims["sub"]
+        claims = await naive_session(self.db, HS256_SECRET, scope["headers"])
+        scope["user"] = None if claims is None else claims["sub"]
         await self.app(scope, receive, send)
 
 
@@ -299,20 +311,8 @@ async def measure_verify(stores: list[StoreUnderTest], folder: Path, requests: i
 
 
 async def ours_throughput(url: str, count: int, concurrency: int) -> tuple[float, float]:
-    async with SessionManager(store=store_from_url(url)) as manager:
-        refresh_tokens: list[str] = [""] * count
-        run = secrets.token_hex(3)
-
-        async def create(i: int) -> None:
-            session = await manager.create_new_session_without_request_response(f"user-{run}-{i % 97}")
-            refresh_tokens[i] = session.get_all_session_tokens_dangerously()["refreshToken"]
-
-        async def refresh(i: int) -> None:
-            await manager.refresh_session_without_request_response(refresh_tokens[i])
-
-        created = await _run_concurrently(count, concurrency, create)
-        refreshed = await _run_concurrently(count, concurrency, refresh)
-        return created, refreshed
+    run = secrets.token_hex(3)  # the store is shared by the rounds: users of this run only
+    return await create_then_refresh(store_from_url(url), count, concurrency, f"user-{run}")
 
 
 async def measure_throughput(
@@ -395,7 +395,7 @@ def report(
     print(
         f"\nP4 proxy: overhead over bare, its ratio to the naive anchor's, and bare/(bare+overhead) for a {bare_e2e} µs"
     )
-    print("server request (the real P4 is end to end: benchmarks/e2e_blacklist.sh; target >= 0.60)")
+    print("server request (the real P4 is end to end: benchmarks/e2e.py p4; target >= 0.60)")
     for case in cases:
         if not case.name.startswith("asgi-session"):
             continue
