@@ -13,10 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._core import ManagerCore
+from ._validate import check_id, check_session_data, is_possible_id
 from .exceptions import InvalidPayloadError, UnauthorisedError
+from .keys import SigningKey
 from .session import Session, SessionInformation
 from .stores.base import SessionRecord
-from .tokens import anti_csrf_token_for, check_custom_payload, check_json_object, sha256_hex, sign_access_token
+from .tokens import anti_csrf_token_for, check_custom_payload, sha256_hex, sign_access_token
 
 __all__ = ["SessionAdmin"]
 
@@ -43,6 +45,12 @@ def session_information(record: SessionRecord) -> SessionInformation:
     )
 
 
+def _check_user(user_id: str, tenant_id: str | None) -> None:
+    check_id("user_id", user_id)
+    if tenant_id is not None:
+        check_id("tenant_id", tenant_id)
+
+
 def merge_payload(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """Shallow-merge ``patch`` into ``current``; a ``None`` value deletes the key. Protected claims refused."""
     if not isinstance(patch, Mapping):
@@ -63,15 +71,20 @@ class SessionAdmin(ManagerCore):
     A store failure raises :class:`~asgi_session.StoreError`; no method reports a success it did not achieve.
     """
 
-    async def _issue(
+    def _issue(
         self,
         record: SessionRecord,
         refresh_token: str,
         *,
         parent: str | None,
         disable_anti_csrf: bool,
+        key: SigningKey,
     ) -> Session:
-        """Sign a new access token for ``record`` and return the session carrying it and ``refresh_token``."""
+        """Sign a new access token for ``record`` and return the session carrying it and ``refresh_token``.
+
+        Synchronous work only: the caller fetched ``key`` (which may read the store) before it wrote anything, so
+        nothing can fail between the write and the answer.
+        """
         anti_csrf = None
         if self.config.anti_csrf_mode == "VIA_TOKEN" and not disable_anti_csrf:
             anti_csrf = anti_csrf_token_for(self.keys.refresh_mac_key, refresh_token)
@@ -83,10 +96,9 @@ class SessionAdmin(ManagerCore):
             anti_csrf=anti_csrf,
             payload=record.access_token_payload,
         )
-        token = sign_access_token(claims, await self.keys.signing_key())
         return Session(
             self,
-            access_token=token,
+            access_token=sign_access_token(claims, key),
             claims=claims,
             refresh_token=refresh_token,
             refresh_token_expiry=record.expires_at,
@@ -95,24 +107,28 @@ class SessionAdmin(ManagerCore):
         )
 
     async def _live(self, handle: str) -> SessionRecord | None:
+        if not is_possible_id(handle):
+            return None  # no session can have this handle; the store need not be asked
         record = await self.store.get(handle)
         if record is None or record.expires_at <= self.clock.now():
             return None
         return record
 
     async def revoke_session(self, session_handle: str) -> bool:
-        """Revoke one session by handle; return whether it existed."""
+        """Revoke one session by handle; return whether it existed (a value that cannot be a handle: ``False``)."""
         await self.open()
+        if not is_possible_id(session_handle):
+            return False
         deleted = await self.store.delete([session_handle])
         self._cache.discard_session(session_handle)
         if deleted:
-            logger.info("asgi_session: revoked session %s", session_handle)
+            logger.info("asgi_session: revoked session %r", session_handle)
         return bool(deleted)
 
     async def revoke_multiple_sessions(self, session_handles: Sequence[str]) -> list[str]:
         """Revoke several sessions; return the handles that existed and were revoked."""
         await self.open()
-        deleted = await self.store.delete(list(session_handles))
+        deleted = await self.store.delete([handle for handle in session_handles if is_possible_id(handle)])
         for handle in deleted:
             self._cache.discard_session(handle)
         if deleted:
@@ -126,11 +142,12 @@ class SessionAdmin(ManagerCore):
             The handles actually revoked (sessions already expired but not yet cleaned up are included).
         """
         await self.open()
+        _check_user(user_id, tenant_id)
         deleted = await self.store.delete_for_user(user_id, tenant_id)
         for handle in deleted:
             self._cache.discard_session(handle)
         logger.info(
-            "asgi_session: revoked all %d sessions of user %s (tenant %s)",
+            "asgi_session: revoked all %d sessions of user %r (tenant %r)",
             len(deleted),
             user_id,
             "*" if tenant_id is None else tenant_id,
@@ -144,6 +161,7 @@ class SessionAdmin(ManagerCore):
     async def get_sessions_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionInformation]:
         """Return a user's unexpired sessions with created, last-seen, expiry, user agent and IP, oldest first."""
         await self.open()
+        _check_user(user_id, tenant_id)
         now = self.clock.now()
         records = await self.store.list_for_user(user_id, tenant_id)
         return [session_information(r) for r in records if r.expires_at > now]
@@ -157,7 +175,7 @@ class SessionAdmin(ManagerCore):
     async def update_session_data_in_database(self, session_handle: str, data: Mapping[str, Any]) -> bool:
         """Replace a session's server-side data; return whether the session exists."""
         await self.open()
-        checked = check_json_object(data, "session data")
+        checked = check_session_data(data, self.config.max_session_data_bytes, "session data")
         if await self._live(session_handle) is None:
             return False
         return await self.store.update_session_data(session_handle, checked)
@@ -173,7 +191,7 @@ class SessionAdmin(ManagerCore):
         if record is None:
             return False
         merged = merge_payload(record.access_token_payload, patch)
-        self._check_cookie_size(record, merged)
+        self._check_token_size(record, merged)
         return await self.store.update_access_token_payload(session_handle, merged)
 
     async def regenerate_access_token(
@@ -190,14 +208,15 @@ class SessionAdmin(ManagerCore):
             TryRefreshTokenError: the token is not a valid token of ours (expiry aside).
         """
         await self.open()
-        claims = await self.verify_access_token(access_token, allow_expired=True)
+        claims = await self._verify(access_token, allow_expired=True)
         record = await self._live(claims["sessionHandle"])
         if record is None:
             return None
         payload = record.access_token_payload
+        key = await self.keys.signing_key()  # before the write: a failure here leaves the stored payload as it was
         if new_payload is not None:
             payload = check_custom_payload(new_payload)
-            self._check_cookie_size(record, payload)
+            self._check_token_size(record, payload)
             if not await self.store.update_access_token_payload(record.handle, payload):
                 return None
         if claims["exp"] <= self.clock.now():
@@ -210,8 +229,7 @@ class SessionAdmin(ManagerCore):
             anti_csrf=claims["antiCsrfToken"],
             payload=payload,
         )
-        token = sign_access_token(new_claims, await self.keys.signing_key())
-        return Session(self, access_token=token, claims=new_claims, updated=True)
+        return Session(self, access_token=sign_access_token(new_claims, key), claims=new_claims, updated=True)
 
     async def _merge_and_reissue(self, session: Session, patch: Mapping[str, Any]) -> None:
         await self.open()

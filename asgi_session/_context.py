@@ -141,7 +141,7 @@ def check_anti_csrf(context: RequestContext, session: Session, anti_csrf_check: 
             failure = "anti-csrf check failed: the anti-csrf header does not match"
     if failure is not None:
         logger.warning(
-            "asgi_session: %s (%s %s; session %s, user %s, tenant %s)",
+            "asgi_session: %s (%r %r; session %r, user %r, tenant %r)",  # %r: path and ids come from outside
             failure,
             method,
             scope.get("path", ""),
@@ -203,7 +203,9 @@ async def create_new_session(
 ) -> Session:
     """Create a session for this request; the middleware writes its tokens to the response.
 
-    Any session the request carried is revoked first, and a new handle is always minted (no fixation).
+    The session the request carried is revoked first (a valid access token's, or one whose token expired less
+    than ``refresh_token_grace_period`` ago; an older expired token revokes nothing), and a new handle is always
+    minted (no fixation).
 
     Raises:
         StoreError: the store failed; no tokens are issued.
@@ -216,13 +218,18 @@ async def create_new_session(
     if context.session is not None and not context.session.revoked:
         await context.session.revoke()
     elif context.session is None and context.source.token:
-        # An expired (but genuine) access token still names a session this browser held: end it too.
+        # A just-expired (but genuine) access token still names the session this browser holds: end it too. Only
+        # just-expired: anyone can send an old token as a Bearer header, and a token that expired long ago must not
+        # let its sender end its owner's current session (the handle survives refreshes).
+        manager = context.manager
         try:
-            claims = await context.manager.verify_access_token(context.source.token, allow_expired=True)
+            claims = await manager.verify_access_token(context.source.token, allow_expired=True)
         except TryRefreshTokenError:
             pass
         else:
-            await context.manager.revoke_session(claims["sessionHandle"])
+            recent = manager.clock.now() - manager.config.refresh_token_grace_period.total_seconds()
+            if claims["exp"] > recent:
+                await manager.revoke_session(claims["sessionHandle"])
     client = scope.get("client")
     session = await context.manager.create_new_session_without_request_response(
         user_id,

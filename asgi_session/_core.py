@@ -8,14 +8,17 @@ handle), ``_refresh`` (rotation) and ``manager`` (create, verify). It knows noth
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+
 from ._asgi import MAX_COOKIE_BYTES
 from ._clock import Clock, SystemClock
 from .config import SessionConfig
-from .exceptions import ConfigurationError, InvalidPayloadError, TryRefreshTokenError
+from .exceptions import ConfigurationError, InvalidPayloadError, StoreError, TryRefreshTokenError
 from .keys import KeyRing
 from .stores.base import SessionRecord, SessionStore, StoreLifecycle
 from .tokens import (
@@ -23,6 +26,7 @@ from .tokens import (
     VerifiedTokenCache,
     access_token_length_bound,
     decode_access_token,
+    json_copy,
 )
 from .transport import ACCESS_COOKIE
 
@@ -65,9 +69,15 @@ class ManagerCore(StoreLifecycle):
         return f"{type(self).__name__}(store={self.store!r})"
 
     async def _open(self) -> None:
-        """Open the store and load (or create) the keys."""
+        """Open the store and load (or create) the keys; a failure leaves the store closed again."""
         await self.store.open()
-        await self.keys.load()
+        try:
+            await self.keys.load()
+        except BaseException:
+            # The load's error is the one worth reporting; a failing close must not hide it.
+            with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
+                await self.store.close()
+            raise
 
     async def _close(self) -> None:
         """Forget verified tokens and close the store; the manager reopens it on next use."""
@@ -86,12 +96,23 @@ class ManagerCore(StoreLifecycle):
             allow_expired=allow_expired,
         )
 
+    def has_verified(self, access_token: str) -> bool:
+        """Whether this exact token verified before and has not expired since (a lookup in the cache)."""
+        return self._cache.get(access_token, self.clock.now()) is not None
+
     async def verify_access_token(self, access_token: str, *, allow_expired: bool = False) -> dict[str, Any]:
         """Verify an access token's signature and claims (locally; a cache makes repeats a dict lookup).
+
+        Returns:
+            The claims: a copy the caller may change without affecting later verifications.
 
         Raises:
             TryRefreshTokenError: the token is expired or invalid.
         """
+        return json_copy(await self._verify(access_token, allow_expired=allow_expired))  # type: ignore[no-any-return]
+
+    async def _verify(self, access_token: str, *, allow_expired: bool = False) -> dict[str, Any]:
+        """:meth:`verify_access_token` returning the cache's own claims dict: callers in the package never change it."""
         if not isinstance(access_token, str):
             raise TryRefreshTokenError("access token is not a string")
         now = self.clock.now()
@@ -120,14 +141,13 @@ class ManagerCore(StoreLifecycle):
         now = self.clock.now()
         return int(min(now + self.config.access_token_validity.total_seconds(), record.expires_at))
 
-    def _check_cookie_size(self, record: SessionRecord, payload: Mapping[str, Any]) -> None:
-        """Refuse a payload whose access token could not travel in a cookie (when cookies may be used).
+    def _check_token_size(self, record: SessionRecord, payload: Mapping[str, Any]) -> None:
+        """Refuse a payload whose access token could not travel in a cookie, whatever the transfer method.
 
         Checked before anything is stored, so a session can never be left with a payload that makes every later
-        response (and refresh) fail.
+        response (and refresh) fail. Header mode has the same limit: proxies and servers commonly refuse header
+        lines of 8 KiB or more, and a dropped ``st-access-token`` header makes the client loop refresh -> 401.
         """
-        if self.config.token_transfer_method == "header":
-            return
         worst = self._claims(
             record,
             exp=int(self.clock.now()) + 10**10,
@@ -139,9 +159,9 @@ class ManagerCore(StoreLifecycle):
         size = len(ACCESS_COOKIE) + access_token_length_bound(worst, self.config.signing_algorithm)
         if size > MAX_COOKIE_BYTES:
             raise InvalidPayloadError(
-                f"the access token would make a cookie of up to {size} bytes, over the {MAX_COOKIE_BYTES} browsers "
-                "keep: keep access_token_payload small (put bulk data in session_data_in_database), or set "
-                "token_transfer_method='header'"
+                f"the access token could take up to {size} bytes with its cookie or header name, over the "
+                f"{MAX_COOKIE_BYTES} that browsers and proxies reliably keep: keep access_token_payload small (put "
+                "bulk data in session_data_in_database)"
             )
 
     def _claims(

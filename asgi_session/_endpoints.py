@@ -1,13 +1,15 @@
-"""The protocol endpoints (refresh, sign-out, JWKS) and the mapping of session errors to responses."""
+"""The protocol endpoints (refresh, sign-out, JWKS, OpenID discovery) and the mapping of errors to responses."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from ._asgi import Scope, Send, header_value
+from ._asgi import Scope, Send, header_value, header_values
 from ._context import RequestContext, check_anti_csrf
 from .config import SessionConfig
 from .exceptions import (
@@ -18,7 +20,8 @@ from .exceptions import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from .transport import ResponseChanges, read_refresh_token, request_has_token_cookies
+from .tokens import refresh_token_handle
+from .transport import ResponseChanges, duplicated_session_cookies, read_refresh_token, request_has_token_cookies
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -26,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["Endpoints", "error_response", "send_response"]
 
 logger = logging.getLogger("asgi_session")
+
+_DISCOVERY = "/.well-known/openid-configuration"
+_ANY_ORIGIN = (b"access-control-allow-origin", b"*")  # public documents any site or service may read
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 Response = tuple[int, Any, ResponseChanges | None, list[tuple[bytes, bytes]]]
 Handler = Callable[[RequestContext, Send], Awaitable[None]]
@@ -78,8 +85,35 @@ def error_response(exc: SessionError, config: SessionConfig, context: RequestCon
     return None
 
 
+def _nothing_is_ours(token: str) -> bool:
+    return False
+
+
+def _bare(domain: str) -> str:
+    return domain.strip().lstrip(".").lower()
+
+
+def _request_origin(scope: Scope) -> str:
+    scheme = str(scope.get("scheme") or "http")
+    host = header_value(scope, b"host")
+    if host is None or not _HOST.fullmatch(host):  # never echo a forged Host into a document others trust
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else "localhost"
+    return f"{scheme}://{host}"
+
+
+def _request_host(scope: Scope) -> str:
+    host = header_value(scope, b"host") or ""
+    name, _, port = host.rpartition(":")
+    return name if port.isdigit() else host
+
+
 class Endpoints:
-    """Routes ``POST <base>/session/refresh``, ``POST <base>/signout`` and ``GET <base>/jwt/jwks.json``."""
+    """Routes refresh, sign-out, the JWKS and the OpenID discovery document.
+
+    ``POST <base>/session/refresh``, ``POST <base>/signout``, ``GET <base>/jwt/jwks.json``, and
+    ``GET /.well-known/openid-configuration`` (also under ``<base>``, where SuperTokens serves it).
+    """
 
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
@@ -89,7 +123,10 @@ class Endpoints:
             self.refresh_path: ("POST", self.refresh),
             f"{base}/signout": ("POST", self.signout),
             f"{base}/jwt/jwks.json": ("GET", self.jwks),
+            _DISCOVERY: ("GET", self.openid_configuration),
+            f"{base}{_DISCOVERY}": ("GET", self.openid_configuration),
         }
+        self.jwks_path = f"{base}/jwt/jwks.json"
 
     def match(self, scope: Scope) -> Handler | None:
         """Return the handler for this request, or ``None`` when it is not a protocol endpoint."""
@@ -120,10 +157,31 @@ class Endpoints:
         """Rotate the refresh token; 200 ``{}`` with new tokens, or a 401 that says why."""
         config = self.manager.config
         scope = context.scope
-        source = read_refresh_token(scope, config)
+        ours = _nothing_is_ours
+        if config.token_transfer_method != "cookie" and header_values(scope, b"authorization"):
+            # The refresh-token MAC tells our Bearer value from anyone else's; a request without one needs no key.
+            try:
+                await self.manager.open()
+            except SessionError as exc:
+                await self._fail(context, send, exc)
+                return
+            mac_key = self.manager.keys.refresh_mac_key
+
+            def ours(token: str) -> bool:
+                return refresh_token_handle(mac_key, token) is not None
+
+        source = read_refresh_token(scope, config, ours)
+        if source.method != "header" and config.token_transfer_method != "header":
+            duplicated = duplicated_session_cookies(scope)
+            if duplicated:
+                await self._duplicated_cookies(duplicated, scope, send)
+                return
         if source.token is None:
+            # No refresh token was presented, so nothing is cleared: a cross-site form post reaches this endpoint
+            # without the SameSite cookies, and clearing here would sign the user out. ``front-token: remove``
+            # only tells the SuperTokens client (its no-cookie probe) that there is no session.
             changes = ResponseChanges(config)
-            changes.clear_tokens(None)
+            changes.remove_front_token()
             await send_response(send, config.session_expired_status_code, {"message": "unauthorised"}, changes, [])
             return
         is_cookie = source.method == "cookie"
@@ -158,6 +216,43 @@ class Endpoints:
         )
         await send_response(send, 200, {}, changes, [])
 
+    async def _duplicated_cookies(self, names: list[str], scope: Scope, send: Send) -> None:
+        """Answer a refresh whose request carries a session cookie twice, without ever clearing the current ones.
+
+        With ``older_cookie_domain`` set, the cookies of that domain are cleared and the client retries (200, no
+        ``front-token``); without it, a 500 says how to fix the configuration, and nothing is cleared: the
+        duplicate may have been planted by a sibling subdomain, and clearing would sign the victim out.
+        """
+        config = self.manager.config
+        older = config.older_cookie_domain
+        current = config.cookie_domain
+        # Clearing on a domain is clearing the current cookies too when it names the same domain: cookie_domain,
+        # or this host when the current cookies are host-only (a browser keys cookies on name, domain and path).
+        if older is not None and _bare(older) != _bare(current or _request_host(scope)):
+            logger.info(
+                "asgi_session: refresh: clearing duplicated %s cookies of the domain %r", " and ".join(names), older
+            )
+            changes = ResponseChanges(config)
+            changes.clear_cookies_on_domain(names, older)
+            body = {
+                "message": "The request contains multiple session cookies; the ones for the older cookie domain "
+                "are cleared: refresh again"
+            }
+            await send_response(send, 200, body, changes, [])
+            return
+        logger.warning(
+            "asgi_session: refresh refused: the request carries more than one %s cookie (an old cookie_domain, "
+            "or a cookie planted by another subdomain); set SessionConfig.older_cookie_domain to the domain the "
+            "old cookies were set for, different from cookie_domain (%r)",
+            " and ".join(names),
+            current,
+        )
+        message = (
+            "The request contains multiple session cookies. This happens after cookie_domain changed; set "
+            "older_cookie_domain (different from cookie_domain) in the session configuration to clear the old ones."
+        )
+        await send_response(send, 500, {"message": message}, None, [])
+
     async def signout(self, context: RequestContext, send: Send) -> None:
         """Revoke the request's session and clear its tokens; 200 ``{"status": "OK"}``."""
         try:
@@ -171,7 +266,12 @@ class Endpoints:
             await self._fail(context, send, exc)
             return
         changes = ResponseChanges(self.manager.config)
-        changes.clear_tokens(context.source.method)
+        if context.source.token is None:
+            # No session was presented: nothing to clear. A cross-site form post arrives without the SameSite
+            # cookies and must not sign anyone out; ``front-token: remove`` touches no cookie.
+            changes.remove_front_token()
+        else:
+            changes.clear_tokens(context.source.method)
         await send_response(send, 200, {"status": "OK"}, changes, [])
 
     async def jwks(self, context: RequestContext, send: Send) -> None:
@@ -182,4 +282,21 @@ class Endpoints:
             await self._fail(context, send, exc)
             return
         cache = f"max-age={self.manager.keys.jwks_max_age()}, must-revalidate".encode("ascii")
-        await send_response(send, 200, document, None, [(b"cache-control", cache)])
+        await send_response(send, 200, document, None, [(b"cache-control", cache), _ANY_ORIGIN])
+
+    async def openid_configuration(self, context: RequestContext, send: Send) -> None:
+        """Serve the OpenID discovery document: the ``issuer`` and where its keys are (``jwks_uri``).
+
+        ``jwks_uri`` is absolute: on the issuer's origin when ``issuer`` is an ``http(s)://`` URL, else on the
+        origin the request was sent to (behind a proxy, run the server with its proxy-headers option).
+        """
+        config = self.manager.config
+        issuer = urlsplit(config.issuer)
+        if issuer.scheme in ("http", "https") and issuer.netloc:
+            origin = f"{issuer.scheme}://{issuer.netloc}"
+        else:
+            origin = _request_origin(context.scope)
+        document: dict[str, Any] = {"issuer": config.issuer, "jwks_uri": origin + self.jwks_path}
+        if config.signing_algorithm != "HS256":
+            document["id_token_signing_alg_values_supported"] = [config.signing_algorithm]
+        await send_response(send, 200, document, None, [(b"cache-control", b"max-age=3600"), _ANY_ORIGIN])

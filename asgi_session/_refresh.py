@@ -51,10 +51,13 @@ class SessionRefresh(SessionAdmin):
         if self.config.anti_csrf_mode == "VIA_TOKEN" and not disable_anti_csrf:
             expected = anti_csrf_token_for(mac_key, refresh_token)
             if not anti_csrf_token or not hmac.compare_digest(anti_csrf_token.encode(), expected.encode()):
-                logger.info("asgi_session: anti-CSRF check failed on refresh of session %s", handle)
+                logger.info("asgi_session: anti-CSRF check failed on refresh of session %r", handle)
                 raise UnauthorisedError("anti-csrf check failed on refresh", handle=handle)
         presented = stored_refresh_hash(refresh_token)
         child = child_refresh_token(mac_key, refresh_token)
+        # Everything the answer needs that may read the store comes before the swap: once the swap commits, the
+        # presented token is superseded, and a failure then would turn the client's retry into a theft verdict.
+        key = await self.keys.signing_key()
         for _ in range(_ROTATE_ATTEMPTS):
             record = await self.store.get(handle)
             now = self.clock.now()
@@ -78,17 +81,19 @@ class SessionRefresh(SessionAdmin):
                         last_seen=now,
                         expires_at=rotation.expires_at,
                     )
-                    logger.info("asgi_session: refreshed session %s (user %s)", handle, record.user_id)
-                    return await self._issue(rotated, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf)
+                    logger.info("asgi_session: refreshed session %r (user %r)", handle, record.user_id)
+                    return self._issue(
+                        rotated, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key
+                    )
                 continue  # somebody rotated first: re-read; we are now the grace-window case
             if self._within_grace(record, presented, now):
                 if not hmac.compare_digest(stored_refresh_hash(child), record.refresh_hash):
                     raise UnauthorisedError("refresh token lineage mismatch", handle=handle)
-                return await self._issue(record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf)
+                return self._issue(record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key)
             await self.store.delete([handle])
             self._cache.discard_session(handle)
             logger.warning(
-                "asgi_session: refresh token theft detected; revoked session %s (user %s, tenant %s)",
+                "asgi_session: refresh token theft detected; revoked session %r (user %r, tenant %r)",
                 handle,
                 record.user_id,
                 record.tenant_id,

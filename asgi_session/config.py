@@ -49,6 +49,11 @@ class SessionConfig:
             two tabs) and receive the same child instead of a theft verdict.
         signing_algorithm: ``"ES256"`` (default), ``"RS256"``, ``"EdDSA"`` or ``"HS256"``.
         signing_secret: the HS256 key (at least 32 bytes); required for, and only for, HS256.
+        key_encryption_secret: a random secret (at least 32 bytes, e.g. ``secrets.token_urlsafe(32)``) under
+            which keys created from now on (signing keys and the refresh-token MAC key) are stored encrypted
+            with AES-256-GCM; ``None`` stores them in clear. Keys already stored in clear still load and are not
+            re-encrypted. Once keys are encrypted, every process needs the same secret: without it, or with
+            another one, opening the manager raises ``ConfigurationError``.
         key_rotation_interval: how often a new asymmetric signing key is introduced.
         key_publish_ahead: how long a new key is published (in the JWKS and the store) before it signs.
         issuer: the ``iss`` claim, matched exactly on verification.
@@ -66,6 +71,8 @@ class SessionConfig:
         expose_access_token_to_frontend_in_cookie_based_auth: also send ``st-access-token`` in cookie mode.
         verified_token_cache_size: entries in the cache of already-verified access tokens (0 disables it).
         max_token_length: access tokens longer than this many characters are refused before any decoding.
+        max_session_data_bytes: the largest ``session_data_in_database`` accepted, in bytes of compact UTF-8
+            JSON (default 64 KiB); larger data is refused with ``InvalidPayloadError`` before anything is stored.
     """
 
     api_base_path: str = "/auth"
@@ -75,6 +82,7 @@ class SessionConfig:
     refresh_token_grace_period: timedelta = timedelta(seconds=30)
     signing_algorithm: SigningAlgorithm = "ES256"
     signing_secret: str | bytes | None = dataclasses.field(default=None, repr=False)
+    key_encryption_secret: str | bytes | None = dataclasses.field(default=None, repr=False)
     key_rotation_interval: timedelta = timedelta(days=7)
     key_publish_ahead: timedelta = timedelta(seconds=60)
     issuer: str = "asgi-session"
@@ -90,10 +98,12 @@ class SessionConfig:
     expose_access_token_to_frontend_in_cookie_based_auth: bool = False
     verified_token_cache_size: int = 10_000
     max_token_length: int = 8192
+    max_session_data_bytes: int = 65_536
 
     def __post_init__(self) -> None:
         self._check_durations()
         self._check_signing()
+        self._check_key_encryption()
         self._check_http()
         if self.anti_csrf is None:
             derived = "VIA_CUSTOM_HEADER" if self.cookie_same_site == "none" else "NONE"
@@ -165,6 +175,31 @@ class SessionConfig:
         if not self.issuer or not isinstance(self.issuer, str):
             raise ConfigurationError("issuer must be a non-empty string")
 
+    def _check_key_encryption(self) -> None:
+        # The messages name the type and length only: the value is a secret.
+        secret = self.key_encryption_secret
+        if secret is None:
+            return
+        if isinstance(secret, str):
+            try:
+                size = len(secret.encode("utf-8"))
+            except UnicodeError:
+                raise ConfigurationError(
+                    "key_encryption_secret is not encodable as UTF-8; generate one with secrets.token_urlsafe(32)"
+                ) from None
+        elif isinstance(secret, bytes):
+            size = len(secret)
+        else:
+            raise ConfigurationError(
+                f"key_encryption_secret must be None, a str or bytes, got {type(secret).__name__}; generate one "
+                "with secrets.token_urlsafe(32)"
+            )
+        if size < _MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"key_encryption_secret is {size} bytes; it needs at least {_MIN_SECRET_BYTES} random bytes "
+                "(generate one with secrets.token_urlsafe(32))"
+            )
+
     def _check_http(self) -> None:
         if not isinstance(self.api_base_path, str) or not _BASE_PATH.match(self.api_base_path):
             raise ConfigurationError(
@@ -202,6 +237,9 @@ class SessionConfig:
             raise ConfigurationError("verified_token_cache_size must be an int >= 0 (0 disables the cache)")
         if not isinstance(self.max_token_length, int) or self.max_token_length < 256:
             raise ConfigurationError("max_token_length must be an int >= 256")
+        limit = self.max_session_data_bytes
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 2:
+            raise ConfigurationError("max_session_data_bytes must be an int >= 2 (bytes of JSON), e.g. 65536")
         for name, domain in (
             ("cookie_domain", self.cookie_domain),
             ("older_cookie_domain", self.older_cookie_domain),

@@ -9,7 +9,7 @@
     ├── InvalidClaimsError            client: the session exists but a claim validator refused it
     ├── StoreError                    operator: the session store failed; requests fail closed (503)
     ├── ConfigurationError            developer: a setting is invalid (raised at construction, never per request)
-    └── InvalidPayloadError           developer: a payload tries to set a protected claim (also a ValueError)
+    └── InvalidPayloadError           developer: a bad payload, session data or id (also a ValueError)
 
 The first four become the protocol responses of the HTTP layer (401/403). No third-party exception crosses the
 public API: driver and decoder errors are wrapped with ``raise ... from exc``. No message carries a token value.
@@ -112,7 +112,9 @@ class ConfigurationError(SessionError):
 
 
 class InvalidPayloadError(SessionError, ValueError):
-    """An access-token payload tries to set a protected claim, or is not JSON-serialisable.
+    """A payload sets a protected claim or is too large, session data is too large, or an id breaks the id rules.
+
+    Raised before anything is stored; also a ``ValueError``.
 
     Attributes:
         key: the offending key, when one is to blame.

@@ -8,18 +8,27 @@ worker has seen it (they re-read the ring at least that often while signing, and
 token signed with it arrives. A key is kept until every token it could have signed has expired, then deleted.
 
 The refresh-token MAC key (used to authenticate refresh tokens and derive their children) lives in the same ring.
+
+With ``SessionConfig.key_encryption_secret`` set, the ring seals every key it creates before writing it, and opens
+sealed keys as it reads them (:mod:`asgi_session._key_seal`); the store only ever holds the sealed text.
+
+Key material never shows in a ``repr``: the key dataclasses leave it out, and the MAC key and the HS256 secret are
+:class:`bytes` whose ``repr`` is redacted, so a traceback rendered with its locals (an error tracker) does not
+carry them either. A freshly generated PEM is only ever held by helpers that return before the store is called.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import functools
 import hashlib
 import hmac
 import logging
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import anyio
@@ -29,8 +38,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ._clock import Clock
+from ._key_seal import KeySealer, UnsealError, is_sealed
 from .config import SessionConfig
-from .exceptions import StoreError
+from .exceptions import ConfigurationError, StoreError
 from .stores.base import KeyRecord, SessionStore
 
 __all__ = ["KeyRing", "SigningKey", "VerificationKey"]
@@ -53,13 +63,24 @@ _KEY_SLACK_SECONDS = 60.0
 _UNKNOWN_KID_RELOAD_SECONDS = 1.0
 
 
+class _KeyBytes(bytes):
+    """Key bytes whose ``repr`` (and ``str``) never shows them: safe in logs, debuggers and tracebacks."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} secret bytes>"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True, slots=True)
 class VerificationKey:
     """A key that verifies tokens: its ``kid``, its one pinned algorithm, and the prepared public key."""
 
     kid: str
     algorithm: str
-    public_key: PublicKey
+    public_key: PublicKey = field(repr=False)  # the HS256 secret, for HS256
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Check a JWS signature (raw ``r || s`` for ES256) over ``message`` with this key's one algorithm."""
@@ -93,7 +114,7 @@ class SigningKey:
 
     kid: str
     algorithm: str
-    private_key: PrivateKey
+    private_key: PrivateKey = field(repr=False)
 
 
 def _b64url(data: bytes) -> str:
@@ -119,11 +140,46 @@ def _generate_pem(algorithm: str) -> str:
     ).decode("ascii")
 
 
+def _seal(sealer: KeySealer | None, kid: str, algorithm: str, text: str) -> str:
+    return text if sealer is None else sealer.seal(kid, algorithm, text)
+
+
+def _key_text(sealer: KeySealer | None, record: KeyRecord) -> str:
+    """The record's key text (PEM or base64), opened if sealed.
+
+    Raises:
+        UnsealError: the record is sealed and there is no secret, or it cannot be opened with this one.
+    """
+    if not is_sealed(record.private_key):
+        return record.private_key
+    if sealer is None:
+        raise UnsealError(
+            f"key {record.kid!r} in the store is encrypted, but SessionConfig.key_encryption_secret is not set; "
+            "set it to the secret the keys were encrypted with (every process sharing the store needs it)"
+        )
+    return sealer.open(record.kid, record.algorithm, record.private_key)
+
+
+def _new_signing_record(
+    sealer: KeySealer | None, algorithm: str, kid: str, now: float, signs_from: float, expires_at: float
+) -> KeyRecord:
+    # The PEM is generated and sealed inside this call and never bound to a name in the caller's frame.
+    return KeyRecord(
+        kid=kid,
+        algorithm=algorithm,
+        private_key=_seal(sealer, kid, algorithm, _generate_pem(algorithm)),
+        created_at=now,
+        signs_from=signs_from,
+        expires_at=expires_at,
+    )
+
+
 def _load_private(
     record: KeyRecord,
+    sealer: KeySealer | None,
 ) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(record.private_key.encode("ascii"), password=None)
+        key = serialization.load_pem_private_key(_key_text(sealer, record).encode("ascii"), password=None)
     except (ValueError, TypeError, UnicodeError) as exc:
         raise StoreError(f"signing key {record.kid!r} in the store is corrupt") from exc
     expected: dict[str, type[Any]] = {
@@ -164,6 +220,9 @@ def public_jwk(key: VerificationKey) -> dict[str, str]:
 class KeyRing:
     """The signing keys and the refresh-token MAC key, loaded from and persisted in the store.
 
+    With ``config.key_encryption_secret`` set, keys this ring creates are stored sealed (AES-256-GCM); keys it reads
+    are opened, and keys stored in clear still load (a warning names them once) but are never re-encrypted.
+
     Args:
         store: the session store that holds the keys.
         config: the session configuration (algorithm, rotation interval, validity).
@@ -178,10 +237,16 @@ class KeyRing:
         self._verification: dict[str, VerificationKey] = {}
         self._private: dict[str, AsymmetricPrivateKey] = {}
         self._refresh_mac: bytes | None = None
+        self._refresh_mac_stored: str | None = None  # the stored text it was read from, to skip re-opening it
         self._loaded_at = float("-inf")
         self._unknown_kid_reload_at = float("-inf")
         self._lock = anyio.Lock()
-        secret = config.signing_secret_bytes
+        encryption = config.key_encryption_secret
+        self._sealer = None if encryption is None else KeySealer(encryption)
+        self._warned_clear: set[str] = set()
+        raw_secret = config.signing_secret_bytes
+        secret = None if raw_secret is None else _KeyBytes(raw_secret)
+        self._hs256_secret = secret
         self._hs256: SigningKey | None = None
         if secret is not None:
             kid = "s-" + hmac.new(secret, b"asgi-session kid", hashlib.sha256).hexdigest()[:16]
@@ -200,22 +265,36 @@ class KeyRing:
         return self._verification.get(kid)
 
     async def load(self) -> None:
-        """Read the ring from the store, creating the MAC key and a signing key when missing."""
-        async with self._lock:
-            await self._reload()
-            if self._refresh_mac is None:
-                record = KeyRecord(
-                    kid=REFRESH_MAC_KID,
-                    algorithm=_REFRESH_MAC_ALGORITHM,
-                    private_key=base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
-                    created_at=self._clock.now(),
-                    signs_from=self._clock.now(),
-                )
-                await self._store.add_key(record)  # first writer wins; everyone then reads the winner
+        """Read the ring from the store, creating the MAC key and a signing key when missing.
+
+        Raises:
+            ConfigurationError: a stored key is encrypted and ``key_encryption_secret`` is missing or another
+                secret. Nothing is created then: new keys would sign every user out.
+            StoreError: the store failed, or holds a damaged key.
+        """
+        try:
+            async with self._lock:
                 await self._reload()
-            if self._refresh_mac is None:
-                raise StoreError("the store did not keep the refresh-token MAC key")
-            await self._rotate_if_due()
+                if self._refresh_mac is None:
+                    record = KeyRecord(
+                        kid=REFRESH_MAC_KID,
+                        algorithm=_REFRESH_MAC_ALGORITHM,
+                        private_key=_seal(
+                            self._sealer,
+                            REFRESH_MAC_KID,
+                            _REFRESH_MAC_ALGORITHM,
+                            base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
+                        ),
+                        created_at=self._clock.now(),
+                        signs_from=self._clock.now(),
+                    )
+                    await self._store.add_key(record)  # first writer wins; everyone then reads the winner
+                    await self._reload()
+                if self._refresh_mac is None:
+                    raise StoreError("the store did not keep the refresh-token MAC key")
+                await self._rotate_if_due()
+        except UnsealError as exc:
+            raise ConfigurationError(str(exc)) from exc
 
     async def reload_for_unknown_kid(self, kid: str) -> bool:
         """Re-read the ring because a token named an unknown ``kid``; rate-limited. Return whether it is known now."""
@@ -225,8 +304,11 @@ class KeyRing:
         if now - self._unknown_kid_reload_at < _UNKNOWN_KID_RELOAD_SECONDS:
             return kid in self._verification
         self._unknown_kid_reload_at = now
-        async with self._lock:
-            await self._reload()
+        try:
+            async with self._lock:
+                await self._reload()
+        except UnsealError as exc:  # another process sealed a key this one cannot open: fail closed
+            raise StoreError(str(exc)) from exc
         return kid in self._verification
 
     async def signing_key(self) -> SigningKey:
@@ -237,9 +319,12 @@ class KeyRing:
         reload_every = max(1.0, self._config.key_publish_ahead.total_seconds() / 2)
         signer = self._current_signer(now)
         if signer is None or now - self._loaded_at >= reload_every or self._rotation_due(signer, now):
-            async with self._lock:
-                await self._reload()
-                await self._rotate_if_due()
+            try:
+                async with self._lock:
+                    await self._reload()
+                    await self._rotate_if_due()
+            except UnsealError as exc:  # another process sealed a key this one cannot open: fail closed
+                raise StoreError(str(exc)) from exc
             signer = self._current_signer(self._clock.now())
         if signer is None:  # pragma: no cover - _rotate_if_due always leaves a signer
             raise StoreError("no signing key is available")
@@ -304,15 +389,9 @@ class KeyRing:
             + _KEY_SLACK_SECONDS
         )
         algorithm = self._config.signing_algorithm
-        pem = await anyio.to_thread.run_sync(_generate_pem, algorithm)
-        record = KeyRecord(
-            kid=f"d-{int(now * 1000)}-{secrets.token_hex(4)}",
-            algorithm=algorithm,
-            private_key=pem,
-            created_at=now,
-            signs_from=signs_from,
-            expires_at=expires_at,
-        )
+        kid = f"d-{int(now * 1000)}-{secrets.token_hex(4)}"
+        build = functools.partial(_new_signing_record, self._sealer, algorithm, kid, now, signs_from, expires_at)
+        record = await anyio.to_thread.run_sync(build)
         await self._store.add_key(record)
         logger.info(
             "asgi_session: published signing key %s (%s), signing from %.0f",
@@ -334,21 +413,52 @@ class KeyRing:
         for record in live:
             if record.algorithm == _REFRESH_MAC_ALGORITHM:
                 if record.kid == REFRESH_MAC_KID:
-                    self._refresh_mac = base64.b64decode(record.private_key)
+                    self._load_refresh_mac(record)
                 continue
             if record.algorithm not in ("ES256", "RS256", "EdDSA"):
                 continue
             cached = self._private.get(record.kid)
-            key = cached if cached is not None else _load_private(record)
+            key = cached if cached is not None else _load_private(record, self._sealer)
             private[record.kid] = key
             verification[record.kid] = VerificationKey(record.kid, record.algorithm, key.public_key())
-        secret = self._config.signing_secret_bytes
-        if self._hs256 is not None and secret is not None:
-            verification[self._hs256.kid] = VerificationKey(self._hs256.kid, "HS256", secret)
+        if self._hs256 is not None and self._hs256_secret is not None:
+            verification[self._hs256.kid] = VerificationKey(self._hs256.kid, "HS256", self._hs256_secret)
         self._records = [r for r in live if r.kid in verification]
         self._verification = verification
         self._private = private
         self._loaded_at = now
+        self._warn_about_clear_keys(live)
+
+    def _load_refresh_mac(self, record: KeyRecord) -> None:
+        if record.private_key == self._refresh_mac_stored:
+            return
+        try:
+            self._refresh_mac = _KeyBytes(base64.b64decode(_key_text(self._sealer, record), validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise StoreError("the refresh-token MAC key in the store is corrupt") from exc
+        self._refresh_mac_stored = record.private_key
+
+    def _warn_about_clear_keys(self, records: list[KeyRecord]) -> None:
+        """With encryption on, name (once each) the keys the store still holds in clear; kids are not secret."""
+        if self._sealer is None:
+            return
+        clear = [
+            r.kid
+            for r in records
+            if r.kid not in self._warned_clear
+            and (r.algorithm == _REFRESH_MAC_ALGORITHM or r.kid in self._verification)
+            and not is_sealed(r.private_key)
+        ]
+        if not clear:
+            return
+        self._warned_clear.update(clear)
+        logger.warning(
+            "asgi_session: key_encryption_secret is set, but the store holds %d key(s) in clear (%s); they still "
+            "load and are not re-encrypted. Rotation replaces the signing keys with encrypted ones; the "
+            "refresh-token MAC key stays in clear until you replace it (see the Security docs)",
+            len(clear),
+            ", ".join(clear),
+        )
 
     def describe(self) -> Mapping[str, Any]:
         """Return a summary of the ring (kids, algorithms, times) for the CLI and logs; no key material."""
@@ -361,6 +471,7 @@ class KeyRing:
                     "created_at": r.created_at,
                     "signs_from": r.signs_from,
                     "expires_at": r.expires_at,
+                    "encrypted": is_sealed(r.private_key),
                 }
                 for r in self._records
             ],

@@ -9,20 +9,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._refresh import SessionRefresh
+from ._validate import check_id, check_session_data
 from .exceptions import ConfigurationError, InvalidPayloadError, TryRefreshTokenError, UnauthorisedError
 from .session import Session
 from .stores.base import SessionRecord
-from .tokens import UnknownKeyError, check_custom_payload, check_json_object, mint_refresh_token, stored_refresh_hash
+from .tokens import (
+    UnknownKeyError,
+    check_custom_payload,
+    check_json_object,
+    mint_refresh_token,
+    sign_jwt,
+    stored_refresh_hash,
+)
 
 __all__ = ["SessionManager"]
 
 logger = logging.getLogger("asgi_session")
-
-
-def _check_id(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidPayloadError(f"{name} must be a non-empty string", key=name)
-    return value
 
 
 class SessionManager(SessionRefresh):
@@ -54,14 +56,16 @@ class SessionManager(SessionRefresh):
         """Create a session and return it with its tokens (see ``get_all_session_tokens_dangerously``).
 
         Raises:
-            InvalidPayloadError: the payload sets a protected claim or is not JSON; an id is empty.
+            InvalidPayloadError: the payload sets a protected claim, is not JSON or would make the access token
+                too large; the session data is not JSON or is over ``max_session_data_bytes``; an id breaks the
+                id rules (non-empty, at most 256 characters, no control character or lone surrogate).
             StoreError: the store failed; no session exists and no token was issued.
         """
         await self.open()
-        _check_id("user_id", user_id)
-        _check_id("tenant_id", tenant_id)
+        check_id("user_id", user_id)
+        check_id("tenant_id", tenant_id)
         payload = check_custom_payload(access_token_payload)
-        data = check_json_object(session_data_in_database, "session_data_in_database")
+        data = check_session_data(session_data_in_database, self.config.max_session_data_bytes)
         now = self.clock.now()
         handle = str(uuid.uuid4())
         refresh_token = mint_refresh_token(self.keys.refresh_mac_key, handle)
@@ -82,10 +86,11 @@ class SessionManager(SessionRefresh):
             user_agent=user_agent,
             ip=ip,
         )
-        self._check_cookie_size(record, payload)
+        self._check_token_size(record, payload)
+        key = await self.keys.signing_key()  # before the write: a store failure here leaves no orphan session
         await self.store.create(record)
-        logger.info("asgi_session: created session %s (user %s, tenant %s)", handle, user_id, tenant_id)
-        return await self._issue(record, refresh_token, parent=None, disable_anti_csrf=disable_anti_csrf)
+        logger.info("asgi_session: created session %r (user %r, tenant %r)", handle, user_id, tenant_id)
+        return self._issue(record, refresh_token, parent=None, disable_anti_csrf=disable_anti_csrf, key=key)
 
     async def get_session_without_request_response(
         self,
@@ -120,7 +125,7 @@ class SessionManager(SessionRefresh):
             if session_required:
                 raise UnauthorisedError("no access token", clear_tokens=False)
             return None
-        claims = await self.verify_access_token(access_token)
+        claims = await self._verify(access_token)
         if tenant_id is not None and claims["tId"] != tenant_id:
             raise UnauthorisedError("session belongs to another tenant", clear_tokens=False)
         self._check_anti_csrf(claims, anti_csrf_token, anti_csrf_check)
@@ -163,7 +168,7 @@ class SessionManager(SessionRefresh):
             not given or not hmac.compare_digest(str(given).encode(), str(expected).encode())
         ):
             logger.info(
-                "asgi_session: anti-CSRF check failed for session %s (user %s, tenant %s)",
+                "asgi_session: anti-CSRF check failed for session %r (user %r, tenant %r)",
                 claims["sessionHandle"],
                 claims["sub"],
                 claims["tId"],
@@ -188,3 +193,41 @@ class SessionManager(SessionRefresh):
             or record.tenant_id != claims["tId"]
         ):
             raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
+
+    # -- JWTs for other backends (SuperTokens' JWT recipe) ---------------------------------------------------
+
+    async def create_jwt(self, payload: Mapping[str, Any], validity_seconds: int | None = None) -> str:
+        """Sign a JWT that one backend sends another, verifiable by anyone through the JWKS (``jwks_uri``).
+
+        The token carries ``payload`` plus ``iat``, ``exp`` and ``iss`` (the configured ``issuer`` unless the
+        payload sets its own), in the header ``alg``, ``typ`` and the ``kid`` of the ring's current signing key.
+        It can never pass as an access token: it lacks the session claims, which ``payload`` may not set.
+
+        Args:
+            payload: the claims, a JSON object with string keys (``iat`` and ``exp`` are set here).
+            validity_seconds: the lifetime, from 1 second up to ``access_token_validity`` (the default): the ring
+                keeps a retired key only as long as the access tokens it signed can live.
+
+        Raises:
+            ConfigurationError: the signing algorithm is HS256 (a shared secret cannot be published in a JWKS).
+            InvalidPayloadError: the payload sets ``iat``, ``exp`` or a session claim, or is not JSON.
+            ValueError: ``validity_seconds`` is out of range.
+            StoreError: the key ring could not be read.
+        """
+        if self.config.signing_algorithm == "HS256":
+            raise ConfigurationError(
+                "create_jwt needs an asymmetric signing_algorithm (ES256, RS256 or EdDSA): its tokens are verified "
+                "through the public JWKS, which cannot hold an HS256 secret"
+            )
+        longest = int(self.config.access_token_validity.total_seconds())
+        validity = longest if validity_seconds is None else validity_seconds
+        if isinstance(validity, bool) or not isinstance(validity, int) or not 1 <= validity <= longest:
+            raise ValueError(f"validity_seconds must be an integer from 1 to {longest} (access_token_validity)")
+        claims = check_json_object(payload, "payload")
+        for name in ("iat", "exp"):
+            if name in claims:
+                raise InvalidPayloadError(f"create_jwt sets {name!r} itself (see validity_seconds)", key=name)
+        await self.open()
+        key = await self.keys.signing_key()
+        now = int(self.clock.now())
+        return sign_jwt({"iss": self.config.issuer, **claims, "iat": now, "exp": now + validity}, key)

@@ -1,8 +1,9 @@
 """SessionMiddleware: pure ASGI; verifies tokens, puts the session in the scope, serves the protocol endpoints.
 
-Per request it reads the access token (``Authorization: Bearer`` first, else the ``sAccessToken`` cookie),
-verifies it, and sets ``scope["asgi_session"]`` to the :class:`~asgi_session.Session` or ``None``. Token changes
-made during the request (a new session, a revoke, a payload merge) are written on ``http.response.start``.
+Per request it reads the access token (``Authorization: Bearer`` first when it holds a token shaped like ours,
+else the ``sAccessToken`` cookie), verifies it, and sets ``scope["asgi_session"]`` to the
+:class:`~asgi_session.Session` or ``None``. Token changes made during the request (a new session, a revoke, a
+payload merge) are written on ``http.response.start``.
 
 A :class:`~asgi_session.SessionError` raised by the app becomes the protocol response. Because frameworks turn an
 exception into a complete 500 response before re-raising it, a 5xx ``http.response.start`` is held back until the
@@ -105,7 +106,7 @@ class SessionMiddleware:
 
     async def _verify(self, scope: Scope) -> RequestContext:
         manager = self.manager
-        source = read_access_token(scope, manager.config)
+        source = read_access_token(scope, manager.config, self._known)
         token = source.token
         session: Session | None = None
         error: SessionError | None = None
@@ -123,6 +124,10 @@ class SessionMiddleware:
         scope[SCOPE_KEY] = session
         scope[CONTEXT_KEY] = context
         return context
+
+    def _known(self, token: str) -> bool:
+        # A token in the verified-token cache is ours: a dict lookup instead of the shape check's JSON parse.
+        return self.manager.has_verified(token)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

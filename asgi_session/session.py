@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .exceptions import UnauthorisedError
-from .tokens import PROTECTED_CLAIMS, front_token
+from .tokens import PROTECTED_CLAIMS, front_token, json_copy
 
 __all__ = ["Session", "SessionBackend", "SessionInformation"]
 
@@ -130,8 +130,8 @@ class Session:
 
     @property
     def access_token_payload(self) -> dict[str, Any]:
-        """The custom claims of the current access token (a copy; protected claims left out)."""
-        return {k: v for k, v in self._claims.items() if k not in PROTECTED_CLAIMS}
+        """The custom claims of the current access token (a deep copy; protected claims left out)."""
+        return {k: json_copy(v) for k, v in self._claims.items() if k not in PROTECTED_CLAIMS}
 
     @property
     def access_token_expiry(self) -> int:
@@ -139,8 +139,8 @@ class Session:
         return int(self._claims["exp"])
 
     def get_access_token_payload(self) -> dict[str, Any]:
-        """Return the whole access-token payload, protected claims included (a copy)."""
-        return dict(self._claims)
+        """Return the whole access-token payload, protected claims included (a deep copy)."""
+        return json_copy(self._claims)  # type: ignore[no-any-return]
 
     def get_user_id(self) -> str:
         """Return the user id."""

@@ -33,6 +33,7 @@ from .keys import SigningKey, VerificationKey
 
 __all__ = [
     "PROTECTED_CLAIMS",
+    "SESSION_ONLY_CLAIMS",
     "UnknownKeyError",
     "VerifiedTokenCache",
     "access_token_length_bound",
@@ -42,10 +43,13 @@ __all__ = [
     "child_refresh_token",
     "decode_access_token",
     "front_token",
+    "json_copy",
+    "looks_like_access_token",
     "mint_refresh_token",
     "refresh_token_handle",
     "sha256_hex",
     "sign_access_token",
+    "sign_jwt",
     "stored_refresh_hash",
 ]
 
@@ -116,13 +120,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-_CLAIMS_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once: json.loads(**kw) builds one per call
+# Built once (json.loads(**kw) builds a decoder per call). The duplicate-key hook costs nothing measurable here.
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
-    value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
-    if not isinstance(value, dict):
+    value = _STRICT_DECODER.decode(data.decode("utf-8"))
+    if type(value) is not dict:
         raise ValueError("not a JSON object")
+    return value
+
+
+def json_copy(value: Any) -> Any:
+    """Return a deep copy of a JSON value (dicts, lists and scalars), for handing out claims nobody may alias."""
+    if type(value) is dict:
+        return {key: json_copy(item) for key, item in value.items()}
+    if type(value) is list:
+        return [json_copy(item) for item in value]
     return value
 
 
@@ -175,11 +189,64 @@ def access_token_length_bound(claims: Mapping[str, Any], algorithm: str) -> int:
     return _HEADER_CHARS + 1 + (payload * 4 + 2) // 3 + 1 + _SIGNATURE_CHARS[algorithm]
 
 
+# The order of P-256's base point: of the two ECDSA signatures (r, s) and (r, n - s) that verify alike, only the
+# one with s <= n / 2 is canonical ("low S"). We sign low-S and refuse high-S, so one token has one spelling.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_ORDER = _P256_ORDER // 2
+
+
+def _low_s(signature: bytes) -> bytes:
+    """The low-S form of a raw ES256 signature ``r || s``."""
+    s = int.from_bytes(signature[32:], "big")
+    if s <= _P256_HALF_ORDER:
+        return signature
+    return signature[:32] + (_P256_ORDER - s).to_bytes(32, "big")
+
+
+def _check_canonical_signature(segment: str, signature: bytes, alg: str) -> None:
+    """Refuse the spellings of a signature other than the one we write.
+
+    Base64url's last character may carry unused bits that decoding ignores, and an ES256 signature verifies with
+    either ``s`` or ``n - s``; a token re-spelled either way would verify as a different string (and so be a
+    different key for anything that caches or logs tokens by their text).
+    """
+    if _b64url(signature) != segment:
+        raise ValueError("signature is not canonical base64url")
+    if alg == "ES256" and (len(signature) != 64 or int.from_bytes(signature[32:], "big") > _P256_HALF_ORDER):
+        raise ValueError("ES256 signature is not in low-S form")
+
+
 def sign_access_token(claims: Mapping[str, Any], key: SigningKey) -> str:
-    """Sign the claims as a compact JWT with ``key`` (header: alg, typ, kid, version 5)."""
-    header = {"alg": key.algorithm, "typ": "JWT", "kid": key.kid, "version": "5"}
+    """Sign the claims as a compact JWT with ``key`` (header: alg, typ, kid, version 5; ES256 in low-S form)."""
+    return _sign({"alg": key.algorithm, "typ": "JWT", "kid": key.kid, "version": "5"}, claims, key)
+
+
+# Session claims a service-to-service JWT may not carry: without them it can never pass as an access token,
+# although the same keys sign both.
+SESSION_ONLY_CLAIMS = frozenset(
+    {"sessionHandle", "refreshTokenHash1", "parentRefreshTokenHash1", "antiCsrfToken", "tId", "rsub"}
+)
+
+
+def sign_jwt(claims: Mapping[str, Any], key: SigningKey) -> str:
+    """Sign a general-purpose JWT (header: alg, typ, kid; no ``version``), e.g. for ``create_jwt``.
+
+    Raises:
+        InvalidPayloadError: the claims name a session-only claim, so the token could pass as an access token.
+    """
+    for name in SESSION_ONLY_CLAIMS:
+        if name in claims:
+            raise InvalidPayloadError(
+                f"a JWT from create_jwt may not carry the session claim {name!r}; choose another name", key=name
+            )
+    return _sign({"alg": key.algorithm, "typ": "JWT", "kid": key.kid}, claims, key)
+
+
+def _sign(header: Mapping[str, Any], claims: Mapping[str, Any], key: SigningKey) -> str:
     signing_input = _b64url(_compact_json(header)) + "." + _b64url(_compact_json(claims))
     signature = _ALGORITHMS[key.algorithm].sign(signing_input.encode("ascii"), key.private_key)
+    if key.algorithm == "ES256":
+        signature = _low_s(signature)
     return signing_input + "." + _b64url(signature)
 
 
@@ -230,6 +297,36 @@ def _check_claims(claims: dict[str, Any], issuer: str) -> None:
         raise ValueError("rsub differs from sub")
 
 
+_SIGNATURE_OR_EMPTY = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def looks_like_access_token(token: str, max_length: int) -> bool:
+    """Whether ``token`` is shaped like an access token we issue; it says nothing of whether the token is valid.
+
+    Shaped means: at most ``max_length`` characters, three base64url segments, a JSON header holding a string
+    ``kid`` and ``version`` (as every token we sign does), and a JSON payload holding every required claim. This
+    tells our token apart from other ``Authorization: Bearer`` values (``undefined``, another service's API key or
+    JWT), which are ignored rather than answered "try refresh token". A header segment that already verified
+    (every token of one key shares it) skips the header parse.
+    """
+    if len(token) > max_length or token.count(".") != 2:
+        return False
+    header, payload, signature = token.split(".")
+    if not _SIGNATURE_OR_EMPTY.fullmatch(signature) or not _SEGMENT.fullmatch(payload):
+        return False
+    try:
+        if header not in _HEADERS:
+            if not _SEGMENT.fullmatch(header):
+                return False
+            fields = _json_object(_b64url_decode(header))
+            if not isinstance(fields.get("kid"), str) or not isinstance(fields.get("version"), str):
+                return False
+        claims = _json_object(_b64url_decode(payload))
+    except (ValueError, RecursionError):  # bad base64, UTF-8 or JSON, a duplicate key, absurd nesting
+        return False
+    return claims.keys() >= PROTECTED_CLAIMS
+
+
 def decode_access_token(
     token: str,
     *,
@@ -273,15 +370,13 @@ def decode_access_token(
         if not _SEGMENT.fullmatch(signature_segment):
             raise ValueError("signature is not base64url")
         signature = _b64url_decode(signature_segment)
+        _check_canonical_signature(signature_segment, signature, alg)
         if not key.verify((header_segment + "." + payload_segment).encode("ascii"), signature):
             raise ValueError("bad signature")
         if header is None:
             _remember_header(header_segment, kid, alg)
-        # The signature covers this exact segment, so it is JSON we wrote: no duplicate-key hook needed (it is the
-        # costly part); NaN and Infinity, which we never write, are still refused.
-        claims = _CLAIMS_DECODER.decode(_b64url_decode(payload_segment).decode("utf-8"))
-        if type(claims) is not dict:
-            raise ValueError("claims are not a JSON object")
+        # Even under a valid signature: duplicate keys, NaN and Infinity (which we never write) are refused.
+        claims = _json_object(_b64url_decode(payload_segment))
         _check_claims(claims, issuer)
         if not allow_expired and not now < claims["exp"]:
             raise ValueError("expired")
@@ -293,17 +388,21 @@ def decode_access_token(
 
 
 class VerifiedTokenCache:
-    """A bounded map from exact token strings to their verified claims, honouring ``exp``.
+    """A bounded map from exact token strings to their verified claims, honouring ``exp``, indexed by session.
 
     Least-recently-used entries are evicted when full; an entry is dropped when found expired. ``size=0`` disables
-    it. Each entry holds the token string and its claims dict (well under 1 KiB for a typical token).
+    it. Each entry holds the token string and its claims dict (well under 1 KiB for a typical token). The claims
+    dicts are shared with callers inside the package, which never mutate them; public accessors hand out copies.
+    A second map from session handle to that session's cached tokens makes :meth:`discard_session` cost the
+    entries of one session, not a scan of the cache (revoking thousands of sessions must not stall the loop).
     """
 
-    __slots__ = ("_entries", "_size")
+    __slots__ = ("_by_handle", "_entries", "_size")
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._by_handle: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -316,7 +415,7 @@ class VerifiedTokenCache:
         if now < claims["exp"]:
             self._entries.move_to_end(token)
             return claims
-        del self._entries[token]
+        self._forget(token, self._entries.pop(token))
         return None
 
     def put(self, token: str, claims: dict[str, Any]) -> None:
@@ -326,18 +425,34 @@ class VerifiedTokenCache:
         entries = self._entries
         if token in entries:
             entries.move_to_end(token)
-        elif len(entries) >= self._size:
-            entries.popitem(last=False)
+            return
+        if len(entries) >= self._size:
+            self._forget(*entries.popitem(last=False))
         entries[token] = claims
+        handle = claims["sessionHandle"]
+        tokens = self._by_handle.get(handle)
+        if tokens is None:
+            self._by_handle[handle] = {token}
+        else:
+            tokens.add(token)
+
+    def _forget(self, token: str, claims: dict[str, Any]) -> None:
+        handle = claims["sessionHandle"]
+        tokens = self._by_handle.get(handle)
+        if tokens is not None:
+            tokens.discard(token)
+            if not tokens:
+                del self._by_handle[handle]
 
     def discard_session(self, handle: str) -> None:
         """Forget every cached token of one session (after a local revoke)."""
-        for token in [t for t, c in self._entries.items() if c.get("sessionHandle") == handle]:
-            del self._entries[token]
+        for token in self._by_handle.pop(handle, ()):
+            self._entries.pop(token, None)
 
     def clear(self) -> None:
         """Forget everything."""
         self._entries.clear()
+        self._by_handle.clear()
 
 
 def _tag(mac_key: bytes, handle: str, body: str) -> str:

@@ -2,23 +2,27 @@
 
 Cookie mode uses ``sAccessToken`` (Path ``/``) and ``sRefreshToken`` (Path ``<api_base_path>/session/refresh``);
 header mode reads ``Authorization: Bearer`` and writes ``st-access-token`` / ``st-refresh-token``. Both send the
-``front-token`` header. See PROTOCOL.md for the exact rules this module implements.
+``front-token`` header. A Bearer value that is not shaped like our token does not hide the cookie. See
+``docs/protocol.md`` for the exact rules this module implements.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from ._asgi import Message, Scope, cookie_header, header_value, parse_cookies
+from ._asgi import Message, Scope, cookie_header, header_value, header_values, parse_cookies
 from .config import SessionConfig
+from .tokens import looks_like_access_token
 
 __all__ = [
     "ACCESS_COOKIE",
     "REFRESH_COOKIE",
     "ResponseChanges",
     "TokenSource",
+    "duplicated_session_cookies",
     "new_session_method",
     "read_access_token",
     "read_refresh_token",
@@ -35,6 +39,7 @@ ANTI_CSRF_HEADER = "anti-csrf"
 EXPOSED = ("front-token", "st-access-token", "st-refresh-token", "anti-csrf")
 _ACCESS_COOKIE_LIFETIME = 365 * 24 * 3600.0  # the JWT's own exp is what is enforced
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr](?:[ \t]+(\S*))?[ \t]*")
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.-]+")  # every character our access and refresh tokens use
 
 
 class TokenSource(NamedTuple):
@@ -60,19 +65,29 @@ _MALFORMED_HEADER = TokenSource(None, "header", True)
 _MALFORMED_COOKIE = TokenSource(None, "cookie", True)
 
 
-def _bearer(authorization: list[bytes]) -> TokenSource | None:
-    """The Bearer token of the Authorization header(s); ``None`` when no header uses the Bearer scheme."""
-    if len(authorization) == 1:
-        value = authorization[0].decode("latin-1")
+def _bearer(authorization: list[bytes], ours: Callable[[str], bool]) -> TokenSource | None:
+    """The Bearer token of the Authorization header(s) when it is ours; ``None`` when nothing there is ours.
+
+    ``None`` sends the caller on to the cookie: a value that is not ours (``Bearer undefined``, another service's
+    token, another scheme) must not hide the session cookie. A token of ours in a broken value (trailing garbage,
+    quotes, no separator) or next to another Authorization header is malformed: never a guess, and no fall-through.
+    """
+    found: list[str] = []
+    for raw in authorization:
+        value = raw.decode("latin-1")
         if value[:6].lower() != "bearer":
-            return None
+            continue
         match = _BEARER.fullmatch(value)
-        if match is None or not match.group(1):
+        token = match.group(1) if match is not None else None
+        if token and ours(token):
+            found.append(token)
+        elif any(ours(piece) for piece in _TOKEN_CHARS.findall(value, 6)):
             return _MALFORMED_HEADER
-        return TokenSource(match.group(1), "header")
-    if any(value[:6].lower() == b"bearer" for value in authorization):
-        return _MALFORMED_HEADER  # two Authorization headers, one of them Bearer: never guess
-    return None
+    if not found:
+        return None
+    if len(found) == 1 and len(authorization) == 1:
+        return TokenSource(found[0], "header")
+    return _MALFORMED_HEADER  # two Authorization headers, one of them ours: never guess
 
 
 def _cookie_values(raw: bytes, name: bytes) -> list[bytes]:
@@ -115,7 +130,7 @@ def _cookie_token(cookie_headers: list[bytes], name: str) -> TokenSource:
     return TokenSource(values[0].decode("latin-1"), "cookie")
 
 
-def _read(scope: Scope, config: SessionConfig, cookie: str) -> TokenSource:
+def _read(scope: Scope, config: SessionConfig, cookie: str, ours: Callable[[str], bool]) -> TokenSource:
     # One pass over the headers; ASGI servers send lower-case names, but be tolerant of others.
     authorization: list[bytes] = []
     cookies: list[bytes] = []
@@ -128,7 +143,7 @@ def _read(scope: Scope, config: SessionConfig, cookie: str) -> TokenSource:
                 authorization.append(value)
     method = config.token_transfer_method
     if method != "cookie" and authorization:
-        found = _bearer(authorization)
+        found = _bearer(authorization, ours)
         if found is not None:
             return found
     if method == "header" or not cookies:
@@ -136,14 +151,45 @@ def _read(scope: Scope, config: SessionConfig, cookie: str) -> TokenSource:
     return _cookie_token(cookies, cookie)
 
 
-def read_access_token(scope: Scope, config: SessionConfig) -> TokenSource:
-    """Find the access token: the Bearer header if present (and allowed), else the ``sAccessToken`` cookie."""
-    return _read(scope, config, ACCESS_COOKIE)
+def read_access_token(scope: Scope, config: SessionConfig, known: Callable[[str], bool] | None = None) -> TokenSource:
+    """Find the access token: the Bearer header when it holds ours (and headers are allowed), else the cookie.
+
+    Args:
+        scope: the request.
+        config: the settings (transfer method, token length cap).
+        known: an optional fast check for tokens already verified (the verified-token cache): a token it accepts
+            skips the shape check of :func:`looks_like_access_token`.
+    """
+    max_length = config.max_token_length
+
+    def ours(token: str) -> bool:
+        return (known is not None and known(token)) or looks_like_access_token(token, max_length)
+
+    return _read(scope, config, ACCESS_COOKIE, ours)
 
 
-def read_refresh_token(scope: Scope, config: SessionConfig) -> TokenSource:
-    """Find the refresh token: the Bearer header if present (and allowed), else the ``sRefreshToken`` cookie."""
-    return _read(scope, config, REFRESH_COOKIE)
+def read_refresh_token(scope: Scope, config: SessionConfig, ours: Callable[[str], bool]) -> TokenSource:
+    """Find the refresh token: the Bearer header when ``ours`` accepts it (and headers are allowed), else the cookie.
+
+    ``ours`` tells a refresh token we issued (its MAC checks) from an unrelated ``Authorization`` value, which must
+    not hide the refresh cookie.
+    """
+    return _read(scope, config, REFRESH_COOKIE, ours)
+
+
+def duplicated_session_cookies(scope: Scope) -> list[str]:
+    """The session cookie names (``sAccessToken``, ``sRefreshToken``) the request carries more than once.
+
+    Two cookies of one name arrive when a browser holds them for two domains or paths: after ``cookie_domain``
+    changed, or when a sibling subdomain planted one (cookie tossing). A request cannot tell which one is current.
+    """
+    cookies = header_values(scope, b"cookie")
+    duplicated: list[str] = []
+    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+        needle = name.encode("latin-1")
+        if sum(len(_cookie_values(raw, needle)) for raw in cookies) > 1:
+            duplicated.append(name)
+    return duplicated
 
 
 def new_session_method(scope: Scope, config: SessionConfig) -> Method:
@@ -247,6 +293,15 @@ class ResponseChanges:
             self.headers[REFRESH_HEADER] = ""
         self.headers.pop(ANTI_CSRF_HEADER, None)
         self.headers[FRONT_TOKEN] = "remove"
+
+    def remove_front_token(self) -> None:
+        """Queue ``front-token: remove`` alone: the client drops its local state; no token is cleared."""
+        self.headers[FRONT_TOKEN] = "remove"
+
+    def clear_cookies_on_domain(self, names: list[str], domain: str) -> None:
+        """Queue clearing the named token cookies on ``domain`` only (same name and Path as when set)."""
+        for name in names:
+            self._cookie(name, "", "/" if name == ACCESS_COOKIE else self.refresh_path, 0, domain, True)
 
     def apply(self, message: Message) -> None:
         """Add the queued headers to an ``http.response.start`` message (with ``Cache-Control: no-store``)."""

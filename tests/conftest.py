@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
+from tests._testclient import TestClient, https_client
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +37,14 @@ def redis_url() -> str:
 def postgres_dsn() -> str:
     """``ASGI_SESSION_POSTGRES_DSN`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``)."""
     return _service("ASGI_SESSION_POSTGRES_DSN", "a PostgreSQL server")
+
+
+@pytest.fixture
+def client(harness: Any) -> Iterator[TestClient]:
+    """Starlette's TestClient on ``harness.app``, its lifespan run around the test.
+
+    For the modules whose ``harness`` fixture builds one app under test; a module that tests another kind of client
+    (Quart's) defines a ``client`` of its own.
+    """
+    with https_client(harness.app) as started:
+        yield started

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from asgi_session.stores.base import KeyRecord
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.stores.sqlite import SQLiteStore
 from asgi_session.testing import FakeClock
+from tests._helpers import b64u_json
 
 pytestmark = pytest.mark.anyio
 
@@ -22,10 +22,8 @@ DAY = 24 * 3600.0
 
 
 def header(token: str) -> dict[str, str]:
-    import base64
-
-    segment = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))  # type: ignore[no-any-return]
+    decoded: dict[str, str] = b64u_json(token.split(".")[0])
+    return decoded
 
 
 @pytest.mark.parametrize(

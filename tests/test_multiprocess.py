@@ -11,20 +11,13 @@ publish-ahead, so it takes about 4 s per store. Every process is stopped in ``fi
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import itertools
-import json
 import math
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +27,13 @@ import pytest
 
 from asgi_session import SessionManager
 from asgi_session.stores import KeyRecord, store_from_url
+from tests._helpers import b64u_json, cookieless_jar
 from tests._multiprocess_app import config_from_environment
+from tests._servers import ServerProcess, spawn_server, start_server, stop_servers
 from tests._store_urls import STORE_KINDS, shared_store_url
 
 ROOT = Path(__file__).resolve().parent.parent
 REFRESH = "/auth/session/refresh"
-STARTUP_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 UNAUTHORISED = {"message": "unauthorised"}
 ROTATION_SECONDS = 3.0
 PUBLISH_AHEAD_SECONDS = 1.0
@@ -49,130 +42,62 @@ ROTATION_TIMEOUT = 10.0
 
 # -- worker processes ---------------------------------------------------------------------------------------------
 
-
-@dataclass
-class Worker:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _spawn(name: str, store_url: str, folder: Path, env: dict[str, str]) -> Worker:
-    port = _free_port()
-    log = folder / f"worker-{name}-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "tests._multiprocess_app:app_from_environment",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--lifespan",
-        "on",
-        "--ws",
-        "none",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    environ = {**os.environ, **env, "STORE_URL": store_url, "WORKER": name, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own test app, with our own interpreter
-            command, cwd=ROOT, env=environ, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
-        )
-    return Worker(name, f"http://127.0.0.1:{port}", process, log)
-
-
-def _wait_until_ready(worker: Worker) -> None:
-    """Poll ``GET /health`` until it answers (the lifespan opened the store and loaded the keys), bounded."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if worker.process.poll() is not None:
-            raise RuntimeError(f"worker {worker.name} exited while starting:\n{worker.output()}")
-        try:
-            if httpx.get(worker.url + "/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"worker {worker.name} did not answer within {STARTUP_TIMEOUT} s:\n{worker.output()}")
-        time.sleep(0.05)  # polling a starting server
-
-
-def _stop(workers: list[Worker]) -> None:
-    """SIGTERM each worker (uvicorn closes the store on lifespan shutdown), then SIGKILL what is left, by PID."""
-    for worker in workers:
-        if worker.process.poll() is None:
-            worker.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for worker in workers:
-        try:
-            worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait(timeout=STOP_TIMEOUT)
-
-
-def _start(name: str, store_url: str, folder: Path, env: dict[str, str], workers: list[Worker]) -> None:
-    """Spawn a worker and wait until it answers; a port taken between choosing it and binding it is chosen again."""
-    for _ in range(3):
-        worker = _spawn(name, store_url, folder, env)
-        workers.append(worker)
-        try:
-            _wait_until_ready(worker)
-            return
-        except RuntimeError:
-            if "address already in use" not in worker.output().lower():
-                raise
-            workers.remove(worker)
-    raise RuntimeError(f"worker {name}: no free port after 3 attempts")
+WORKER_ARGUMENTS = [
+    "-m",
+    "uvicorn",
+    "--factory",
+    "tests._multiprocess_app:app_from_environment",
+    "--host",
+    "127.0.0.1",
+    "--lifespan",
+    "on",
+    "--ws",
+    "none",
+    "--log-level",
+    "warning",
+    "--no-access-log",
+]
 
 
 @contextlib.contextmanager
 def running_workers(
     store_url: str, folder: Path, env: dict[str, str] | None = None, *, together: bool = False
-) -> Iterator[list[Worker]]:
+) -> Iterator[list[ServerProcess]]:
     """Start worker ``a`` and wait for it (it creates the keys), then ``b``, then ``c``; always stop them.
 
-    ``together``: start all three at once instead, racing to create the schema and the keys.
+    ``together``: start all three at once instead, racing to create the schema and the keys. A worker is ready when
+    ``GET /health`` answers 200: its lifespan opened the store and loaded the keys. Stopping is SIGTERM (uvicorn
+    closes the store on lifespan shutdown), then SIGKILL for what is left.
     """
-    env = env or {}
-    workers: list[Worker] = []
+    workers: list[ServerProcess] = []
+
+    def worker_env(name: str) -> dict[str, str]:
+        return {**(env or {}), "STORE_URL": store_url, "WORKER": name}
+
     try:
         if together:
-            workers.extend(_spawn(name, store_url, folder, env) for name in ("a", "b", "c"))
+            for name in ("a", "b", "c"):
+                workers.append(spawn_server(name, WORKER_ARGUMENTS, folder=folder, cwd=ROOT, env=worker_env(name)))
             for worker in workers:
-                _wait_until_ready(worker)
+                worker.wait_until_ready("/health", 200)
         else:
             for name in ("a", "b", "c"):
-                _start(name, store_url, folder, env, workers)
+                start_server(
+                    name,
+                    WORKER_ARGUMENTS,
+                    folder=folder,
+                    cwd=ROOT,
+                    env=worker_env(name),
+                    path="/health",
+                    status=200,
+                    started=workers,
+                )
         yield workers
     finally:
-        _stop(workers)
+        stop_servers(workers)
 
 
 # -- HTTP helpers -------------------------------------------------------------------------------------------------
-
-
-class _KeepNoCookies(DefaultCookiePolicy):
-    """The tests send each token by hand, to the worker they choose; the client's jar keeps nothing."""
-
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
 
 
 @dataclass(frozen=True)
@@ -182,14 +107,12 @@ class Tokens:
 
     @property
     def kid(self) -> str:
-        header = self.access.split(".")[0]
-        kid: str = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+        kid: str = b64u_json(self.access.split(".")[0])["kid"]
         return kid
 
     @property
     def iat(self) -> int:
-        payload = self.access.split(".")[1]
-        iat: int = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["iat"]
+        iat: int = b64u_json(self.access.split(".")[1])["iat"]
         return iat
 
 
@@ -197,10 +120,10 @@ class Tokens:
 class Cluster:
     kind: str
     store_url: str
-    workers: list[Worker]
+    workers: list[ServerProcess]
     client: httpx.Client
 
-    def worker(self, name: str) -> Worker:
+    def worker(self, name: str) -> ServerProcess:
         return next(worker for worker in self.workers if worker.name == name)
 
     def login(self, name: str, user: str) -> tuple[dict[str, Any], Tokens]:
@@ -226,7 +149,8 @@ def cluster_on(
 ) -> Iterator[Cluster]:
     with (
         running_workers(store_url, folder, env, together=together) as workers,
-        httpx.Client(timeout=10.0, cookies=CookieJar(policy=_KeepNoCookies())) as client,
+        # The tests send each token by hand, to the worker they choose: the client's jar keeps nothing.
+        httpx.Client(timeout=10.0, cookies=cookieless_jar()) as client,
     ):
         yield Cluster(kind, store_url, workers, client)
 

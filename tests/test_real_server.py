@@ -6,69 +6,23 @@ parsing by ``http.cookiejar`` (Path scoping, deletion by an expired cookie), and
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.types import ASGIApp
 
 from asgi_session import SessionConfig, SessionManager
 from asgi_session.demo import create_app
 from asgi_session.stores import SQLiteStore
 from asgi_session.testing import FakeClock
+from tests._servers import ServerProcess, serve_in_thread, start_server, stop_servers
 
 REFRESH = "/auth/session/refresh"
 SESSION_COOKIES = ("sAccessToken", "sRefreshToken")
-STARTUP_TIMEOUT = 15.0
-
-
-@contextlib.contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
-    """Run ``app`` on a real uvicorn server on a free port of 127.0.0.1; yield its base URL; always stop it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # ws="none": the app has no websockets, and the websockets package may warn (warnings are errors here).
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="none")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
-    thread.start()
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_until_it_answers(base_url, lambda: server.started, thread.is_alive)
-        yield base_url
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_TIMEOUT)
-        sock.close()
-    assert not thread.is_alive(), "the server did not shut down"
-
-
-def wait_until_it_answers(base_url: str, started: Any = lambda: True, alive: Any = lambda: True) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if not alive():
-            raise RuntimeError("the server stopped while starting")
-        if started():
-            try:
-                httpx.get(base_url + "/", timeout=1.0)
-                return
-            except httpx.TransportError:
-                pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{base_url} did not answer within {STARTUP_TIMEOUT} s")
-        time.sleep(0.02)  # polling a starting server; no test time is simulated by this
 
 
 def jar(client: httpx.Client, name: str) -> list[Any]:
@@ -87,7 +41,7 @@ def demo_app(tmp_path: Path, clock: FakeClock | None = None) -> ASGIApp:
 
 
 def test_cookie_lifecycle_against_a_real_server(tmp_path: Path) -> None:
-    with serve(demo_app(tmp_path)) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+    with serve_in_thread(demo_app(tmp_path)) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
         # With no local state the SuperTokens client probes refresh with no cookies: a clean 401.
         probe = client.post(REFRESH, headers={"rid": "session"})
         assert probe.status_code == 401
@@ -139,7 +93,7 @@ def test_cookie_lifecycle_against_a_real_server(tmp_path: Path) -> None:
 def test_expired_access_token_then_refresh_then_retry(tmp_path: Path) -> None:
     # What the SuperTokens client does on a 401: refresh once, retry the original request.
     clock = FakeClock(start=float(int(time.time())))  # the jar compares cookie expiry with the real time
-    with serve(demo_app(tmp_path, clock)) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+    with serve_in_thread(demo_app(tmp_path, clock)) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
         assert client.post("/api/signin", json={"user": "alice"}).status_code == 200
         clock.advance(timedelta(hours=1, seconds=1))
         expired = client.get("/api/protected")
@@ -152,7 +106,7 @@ def test_expired_access_token_then_refresh_then_retry(tmp_path: Path) -> None:
 
 def test_sign_out_everywhere_against_a_real_server(tmp_path: Path) -> None:
     with (
-        serve(demo_app(tmp_path)) as base_url,
+        serve_in_thread(demo_app(tmp_path)) as base_url,
         httpx.Client(base_url=base_url, timeout=10) as laptop,
         httpx.Client(base_url=base_url, timeout=10) as phone,
     ):
@@ -169,7 +123,7 @@ def test_sign_out_everywhere_against_a_real_server(tmp_path: Path) -> None:
 
 
 def test_demo_page_served_by_uvicorn(tmp_path: Path) -> None:
-    with serve(demo_app(tmp_path)) as base_url:
+    with serve_in_thread(demo_app(tmp_path)) as base_url:
         response = httpx.get(base_url + "/", timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
@@ -177,41 +131,21 @@ def test_demo_page_served_by_uvicorn(tmp_path: Path) -> None:
     assert "content-security-policy" in response.headers
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_the_demo_command_serves_the_demo(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("ASGI_SESSION_STORE_URL", None)
-    process = subprocess.Popen(  # noqa: S603 - our own package, with our own interpreter
-        [sys.executable, "-m", "asgi_session", "demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = {"ASGI_SESSION_STORE_URL": None}  # the demo's default store: a file in the current directory
+    started: list[ServerProcess] = []
     try:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_until_it_answers(base_url, alive=lambda: process.poll() is None)
-        with httpx.Client(base_url=base_url, timeout=10) as client:
+        demo = start_server(
+            "demo", ["-m", "asgi_session", "demo"], folder=tmp_path, cwd=tmp_path, env=env, started=started
+        )
+        with httpx.Client(base_url=demo.url, timeout=10) as client:
             assert "signin-form" in client.get("/").text
             assert client.post("/api/signin", json={"user": "alice"}).status_code == 200
             assert client.post(REFRESH, headers={"rid": "session"}).status_code == 200
             assert client.post("/auth/signout", headers={"rid": "session"}).status_code == 200
             assert session_cookies(client) == []
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            out, err = process.communicate(timeout=STARTUP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, err = process.communicate()
-    assert process.returncode == 0, err
-    assert f"open http://127.0.0.1:{port}/" in out
+        stop_servers(started, signal.SIGINT)
+    assert demo.process.returncode == 0, demo.stderr.read_text()
+    assert f"open {demo.url}/" in demo.stdout.read_text()
     assert (tmp_path / "asgi_session_demo.db").is_file()

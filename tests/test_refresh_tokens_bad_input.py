@@ -8,19 +8,16 @@ shows a token value in an exception or a log record. The real refresh token stil
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import logging
 import secrets
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import pytest
 
 from asgi_session import (
@@ -32,9 +29,11 @@ from asgi_session import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from asgi_session.stores.base import Rotation, SessionRecord
+from asgi_session.stores.base import SessionRecord
 from asgi_session.stores.memory import MemoryStore
+from asgi_session.testing import FakeClock
 from asgi_session.tokens import stored_refresh_hash
+from tests._helpers import CountingStore, assert_not_leaked, b64u
 
 pytestmark = pytest.mark.anyio
 
@@ -43,108 +42,6 @@ GRACE = 30.0
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A settable clock: ``now()`` returns ``t``."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.t = start
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-WRITE_METHODS = frozenset(
-    {
-        "create",
-        "rotate",
-        "update_session_data",
-        "update_access_token_payload",
-        "touch",
-        "delete",
-        "delete_for_user",
-        "delete_expired",
-        "add_key",
-        "delete_keys",
-    }
-)
-READ_METHODS = frozenset({"get", "list_for_user", "get_keys"})
-
-
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts calls and, with ``interleave``, yields to other tasks around every operation so
-    concurrent refreshes really overlap (MemoryStore itself never suspends)."""
-
-    def __init__(self, *, interleave: bool = False) -> None:
-        super().__init__()
-        self.interleave = interleave
-        self.calls: Counter[str] = Counter()
-        self.rotations_applied = 0
-
-    def reset(self) -> None:
-        self.calls.clear()
-        self.rotations_applied = 0
-
-    def writes(self) -> dict[str, int]:
-        return {name: count for name, count in self.calls.items() if name in WRITE_METHODS}
-
-    async def rotate(self, rotation: Rotation) -> bool:
-        self.calls["rotate"] += 1
-        if self.interleave:
-            await anyio.lowlevel.checkpoint()
-        applied = await MemoryStore.rotate(self, rotation)
-        self.rotations_applied += applied
-        return applied
-
-
-def _counted(name: str) -> Callable[..., Awaitable[Any]]:
-    async def method(self: CountingStore, *args: Any, **kwargs: Any) -> Any:
-        self.calls[name] += 1
-        if self.interleave:
-            await anyio.lowlevel.checkpoint()
-        result = await getattr(MemoryStore, name)(self, *args, **kwargs)
-        if self.interleave:
-            await anyio.lowlevel.checkpoint()
-        return result
-
-    method.__name__ = name
-    return method
-
-
-for _name in (WRITE_METHODS | READ_METHODS) - {"rotate"}:
-    setattr(CountingStore, _name, _counted(_name))
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def assert_not_leaked(secrets_: list[object], exc: BaseException | None, caplog: pytest.LogCaptureFixture) -> None:
-    """No token (long enough to rule out a coincidental match) in the exception chain or any log record."""
-    for secret in secrets_:
-        if not isinstance(secret, str) or len(secret) < 8:
-            continue
-        if exc is not None:
-            for link in exception_chain(exc):
-                assert secret not in str(link)
-                assert secret not in repr(link)
-                assert all(secret not in repr(arg) for arg in link.args)
-        for record in caplog.records:
-            assert secret not in record.getMessage()
-            assert secret not in repr(record.args)
 
 
 @dataclasses.dataclass
@@ -329,7 +226,7 @@ async def test_past_the_absolute_lifetime(caplog: pytest.LogCaptureFixture) -> N
     async with open_ctx(caplog, session_max_lifetime=timedelta(hours=2)) as c:
         c.clock.advance(2 * 3600 + 1)
         await c.assert_refresh_fails(c.refresh_token)
-        c.clock.t = T0 + 2 * 3600  # exactly at the end: already over
+        c.clock.set(T0 + 2 * 3600)  # exactly at the end: already over
         await c.assert_refresh_fails(c.refresh_token)
 
 
@@ -345,11 +242,11 @@ async def test_refreshes_never_extend_past_the_absolute_lifetime(caplog: pytest.
             assert record is not None
             assert record.expires_at <= end
             assert refreshed.access_token_expiry <= end
-        c.clock.t = end - 1
+        c.clock.set(end - 1)
         refreshed = await c.refresh(token)  # the last second still works
         token = refreshed.refresh_token or ""
         c.session = refreshed
-        c.clock.t = end
+        c.clock.set(end)
         await c.assert_refresh_fails(token)
         with pytest.raises(TryRefreshTokenError):
             await c.manager.get_session_without_request_response(refreshed.access_token)

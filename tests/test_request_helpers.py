@@ -66,12 +66,18 @@ async def test_oversized_access_cookie_is_refused_and_nothing_kept() -> None:
         assert all(len(value) <= 4096 for value in response.headers.get_list("set-cookie"))
 
 
-async def test_header_only_transfer_has_no_cookie_limit() -> None:
-    app, _ = build(SessionConfig(token_transfer_method="header"))
+async def test_header_only_transfer_has_the_same_token_size_limit() -> None:
+    """Security finding 7: a 9.9 kB st-access-token header is dropped by proxies and loops the client."""
+    app, manager = build(SessionConfig(token_transfer_method="header"))
     async with client(app) as c:
         response = await c.post("/login", params={"size": 5000})
+        assert response.status_code == 400
+        assert "4096" in response.json()["error"]
+        assert "st-access-token" not in response.headers
+        assert await manager.get_all_session_handles_for_user("alice") == []
+        response = await c.post("/login", params={"size": 2000})
         assert response.status_code == 200
-        assert len(response.headers["st-access-token"]) > 4096
+        assert len(response.headers["st-access-token"]) <= 4096
 
 
 @pytest.mark.parametrize("algorithm", ["ES256", "RS256", "EdDSA", "HS256"])
@@ -152,11 +158,39 @@ async def test_login_with_an_expired_access_token_revokes_that_session() -> None
     )
     async with client(app) as c:
         first = (await c.post("/login")).json()["handle"]
-    clock.advance(2 * 3600)  # the access token has expired; the session itself has not
+    clock.advance(3600 + 10)  # the access token expired 10 s ago (within the 30 s grace); the session lives
     async with client(app) as c:
         second = (await c.post("/login", headers={"cookie": f"sAccessToken={issued[0]}"})).json()["handle"]
     assert second != first
     assert await manager.get_all_session_handles_for_user("alice") == [second]
+
+
+@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+async def test_login_with_a_long_expired_access_token_revokes_nothing(transport: str) -> None:
+    """Security finding 4: anyone holding a days-old token of a victim must not end the victim's session."""
+    from asgi_session.testing import FakeClock
+
+    clock = FakeClock()
+    manager = SessionManager(store=MemoryStore(), clock=clock)
+
+    async def login(request: Request) -> JSONResponse:
+        body = await request.json()
+        session = await create_new_session(request, body["user"])
+        return JSONResponse({"handle": session.handle, "token": session.access_token})
+
+    app = Starlette(
+        routes=[Route("/login", login, methods=["POST"])],
+        middleware=[Middleware(SessionMiddleware, manager=manager)],
+    )
+    async with client(app) as c:
+        victim = (await c.post("/login", json={"user": "victim"})).json()
+    clock.advance(3 * 24 * 3600)  # days later: the token is long expired, the session (100-day idle) lives
+    old = victim["token"]
+    headers = {"cookie": f"sAccessToken={old}"} if transport == "cookie" else {"authorization": f"Bearer {old}"}
+    async with client(app) as c:
+        attacker = (await c.post("/login", json={"user": "mallory"}, headers=headers)).json()
+    assert attacker["handle"] != victim["handle"]
+    assert await manager.get_all_session_handles_for_user("victim") == [victim["handle"]]
 
 
 def test_token_cookies_replace_earlier_set_cookie_headers_of_the_same_name() -> None:

@@ -28,7 +28,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +38,7 @@ import pytest
 
 from asgi_session import SessionManager, StoreError
 from asgi_session.stores import store_from_url
+from tests._helpers import cookieless_jar
 from tests._multiprocess_app import build_app, config_from_environment
 from tests._store_urls import async_shared_store_url, unique_name
 
@@ -53,11 +53,6 @@ T = TypeVar("T")
 
 
 # -- the site under test ------------------------------------------------------------------------------------------
-
-
-class _KeepNoCookies(DefaultCookiePolicy):
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
 
 
 @dataclass(frozen=True)
@@ -92,8 +87,7 @@ async def open_site(store_url: str) -> AsyncIterator[Site]:
     """The app on a manager of its own; opened by its first request (ASGITransport runs no lifespan)."""
     manager = SessionManager(store=store_from_url(store_url), config=config_from_environment({}))
     transport = httpx.ASGITransport(app=build_app(manager), raise_app_exceptions=False)
-    cookies = CookieJar(policy=_KeepNoCookies())
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", cookies=cookies) as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", cookies=cookieless_jar()) as client:
         try:
             yield Site(manager, client)
         finally:
@@ -119,6 +113,26 @@ async def assert_offline_calls_raise(manager: SessionManager, tokens: Tokens) ->
         await manager.revoke_all_sessions_for_user("alice")
     with pytest.raises(StoreError):
         await manager.refresh_session_without_request_response(tokens.refresh, disable_anti_csrf=True)
+
+
+async def signed_in(site: Site) -> Tokens:
+    """Log alice in, and check that her token works before any fault."""
+    alice = await site.login("alice")
+    assert (await site.me(alice)).status_code == 200
+    return alice
+
+
+async def assert_writes_fail_closed_under_fire(site: Site, alice: Tokens, strike: Callable[[], Awaitable[int]]) -> None:
+    """A refresh, a login and an offline revoke, each cut on the server while it runs: each fails closed."""
+    refreshed, strikes = await under_fire(lambda: site.refresh(alice.refresh), strike)
+    assert strikes >= 1
+    assert_unavailable(refreshed)
+    created, strikes = await under_fire(lambda: site.try_login("alice"), strike)
+    assert strikes >= 1
+    assert_unavailable(created)
+    revoked, strikes = await under_fire(lambda: site.manager.revoke_all_sessions_for_user("alice"), strike)
+    assert strikes >= 1
+    assert isinstance(revoked, StoreError), revoked
 
 
 async def assert_everything_works(site: Site, tokens: Tokens) -> None:
@@ -277,8 +291,7 @@ async def test_the_service_goes_away_and_comes_back_without_a_restart(
         relay_to(direct_url) as relay,
         open_site(relay.url(direct_url)) as site,
     ):
-        alice = await site.login("alice")
-        assert (await site.me(alice)).status_code == 200
+        alice = await signed_in(site)
 
         await relay.down()
         with anyio.fail_after(STEP_TIMEOUT):
@@ -339,6 +352,10 @@ class RedisFault:
                 killed += int(await self.admin.execute_command("CLIENT", "KILL", "ID", client["id"]))
         return killed
 
+    async def strike(self) -> int:
+        """Kill the connections a pause holds: a command sent and waiting on the server."""
+        return await self.kill(blocked_only=True)
+
 
 @contextlib.asynccontextmanager
 async def redis_fault(request: pytest.FixtureRequest, tmp_path: Path, **params: str) -> AsyncIterator[RedisFault]:
@@ -361,26 +378,13 @@ async def redis_fault(request: pytest.FixtureRequest, tmp_path: Path, **params: 
 async def test_redis_connection_killed_in_the_middle_of_a_write(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     async with redis_fault(request, tmp_path) as fault:
         site = fault.site
-        alice = await site.login("alice")
-        assert (await site.me(alice)).status_code == 200
+        alice = await signed_in(site)
 
         # PAUSE WRITE holds every write on the server (reads still run): the store's write is sent and waiting when
         # its connection is killed, and so is the one it is re-sent on.
         await fault.admin.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
         try:
-
-            async def strike() -> int:
-                return await fault.kill(blocked_only=True)
-
-            refreshed, strikes = await under_fire(lambda: site.refresh(alice.refresh), strike)
-            assert strikes >= 1
-            assert_unavailable(refreshed)
-            created, strikes = await under_fire(lambda: site.try_login("alice"), strike)
-            assert strikes >= 1
-            assert_unavailable(created)
-            revoked, strikes = await under_fire(lambda: site.manager.revoke_all_sessions_for_user("alice"), strike)
-            assert strikes >= 1
-            assert isinstance(revoked, StoreError), revoked
+            await assert_writes_fail_closed_under_fire(site, alice, fault.strike)
             # Reads are not paused: with blacklisting on, alice is still signed in (the revoke did not happen).
             assert (await site.me(alice)).status_code == 200
         finally:
@@ -392,8 +396,7 @@ async def test_redis_connection_killed_in_the_middle_of_a_write(request: pytest.
 async def test_redis_server_paused_makes_reads_time_out(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     async with redis_fault(request, tmp_path, socket_timeout="0.25") as fault:
         site = fault.site
-        alice = await site.login("alice")
-        assert (await site.me(alice)).status_code == 200
+        alice = await signed_in(site)
 
         # PAUSE ALL holds every command, CLIENT UNPAUSE included: keep it short. The store's reads time out.
         await fault.admin.execute_command("CLIENT", "PAUSE", "900", "ALL")
@@ -411,8 +414,7 @@ async def test_redis_idle_connections_killed_then_the_next_requests_work(
 ) -> None:
     async with redis_fault(request, tmp_path) as fault:
         site = fault.site
-        alice = await site.login("alice")
-        assert (await site.me(alice)).status_code == 200
+        alice = await signed_in(site)
         assert await fault.kill(blocked_only=False) >= 1
         await assert_everything_works(site, alice)
 
@@ -440,6 +442,10 @@ class PostgresFault:
         for row in pids:
             terminated += bool(await self.admin.fetchval("SELECT pg_terminate_backend($1)", row["pid"]))
         return terminated
+
+    async def strike(self) -> int:
+        """Terminate the backends a lock holds: a statement sent and waiting on the server."""
+        return await self.terminate(waiting_only=True)
 
     @contextlib.asynccontextmanager
     async def table_locked(self, mode: str) -> AsyncIterator[None]:
@@ -485,24 +491,11 @@ async def test_postgres_backend_terminated_in_the_middle_of_a_write(
 ) -> None:
     async with postgres_fault(request, tmp_path, max_size="2") as fault:
         site = fault.site
-        alice = await site.login("alice")
-        assert (await site.me(alice)).status_code == 200
+        alice = await signed_in(site)
 
         # EXCLUSIVE blocks writes and lets reads through: each write waits on the server until its backend dies.
         async with fault.table_locked("EXCLUSIVE"):
-
-            async def strike() -> int:
-                return await fault.terminate(waiting_only=True)
-
-            refreshed, strikes = await under_fire(lambda: site.refresh(alice.refresh), strike)
-            assert strikes >= 1
-            assert_unavailable(refreshed)
-            created, strikes = await under_fire(lambda: site.try_login("alice"), strike)
-            assert strikes >= 1
-            assert_unavailable(created)
-            revoked, strikes = await under_fire(lambda: site.manager.revoke_all_sessions_for_user("alice"), strike)
-            assert strikes >= 1
-            assert isinstance(revoked, StoreError), revoked
+            await assert_writes_fail_closed_under_fire(site, alice, fault.strike)
             assert (await site.me(alice)).status_code == 200  # the revoke did not happen
 
         await assert_everything_works(site, alice)
@@ -513,20 +506,16 @@ async def test_postgres_backend_terminated_in_the_middle_of_a_read(
 ) -> None:
     async with postgres_fault(request, tmp_path, max_size="2") as fault:
         site = fault.site
-        alice = await site.login("alice")
-        assert (await site.me(alice)).status_code == 200
+        alice = await signed_in(site)
 
         # ACCESS EXCLUSIVE blocks reads too: the blacklist check waits until its backend (and each retry's) dies.
         async with fault.table_locked("ACCESS EXCLUSIVE"):
-
-            async def strike() -> int:
-                return await fault.terminate(waiting_only=True)
-
-            verified, strikes = await under_fire(lambda: site.me(alice), strike)
+            verified, strikes = await under_fire(lambda: site.me(alice), fault.strike)
             assert strikes >= 1
             assert_unavailable(verified)
             checked, strikes = await under_fire(
-                lambda: site.manager.get_session_without_request_response(alice.access, anti_csrf_check=False), strike
+                lambda: site.manager.get_session_without_request_response(alice.access, anti_csrf_check=False),
+                fault.strike,
             )
             assert strikes >= 1
             assert isinstance(checked, StoreError), checked
@@ -539,8 +528,7 @@ async def test_postgres_idle_backends_terminated_then_the_next_requests_work(
 ) -> None:
     async with postgres_fault(request, tmp_path, max_size="2") as fault:
         site = fault.site
-        alice = await site.login("alice")
-        assert (await site.me(alice)).status_code == 200
+        alice = await signed_in(site)
         assert await fault.terminate(waiting_only=False) >= 1
         await assert_everything_works(site, alice)
 
@@ -548,9 +536,8 @@ async def test_postgres_idle_backends_terminated_then_the_next_requests_work(
 async def test_postgres_pool_exhausted(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     async with postgres_fault(request, tmp_path, max_size="1", min_size="1", acquire_timeout="0.3") as fault:
         site = fault.site
-        alice = await site.login("alice")
+        alice = await signed_in(site)
         bob = await site.login("bob")
-        assert (await site.me(alice)).status_code == 200
 
         first: list[httpx.Response] = []
         with anyio.fail_after(STEP_TIMEOUT):

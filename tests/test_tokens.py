@@ -45,7 +45,9 @@ from asgi_session import (
 )
 from asgi_session.keys import SigningKey, VerificationKey, public_jwk
 from asgi_session.stores.memory import MemoryStore
-from asgi_session.tokens import UnknownKeyError
+from asgi_session.testing import FakeClock
+from asgi_session.tokens import UnknownKeyError, sign_access_token
+from tests._helpers import P256_ORDER, CountingStore, assert_not_leaked, b64u, b64u_decode, examples, low_s
 
 pytestmark = pytest.mark.anyio
 
@@ -67,76 +69,10 @@ REQUIRED_CLAIMS = (
     "antiCsrfToken",
 )
 # The order n of the P-256 group: r = s = n is the "psychic signature" of CVE-2022-21449.
-P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _PYJWT = get_default_algorithms()
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A settable clock: ``now()`` returns ``t``."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.t = start
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-WRITE_METHODS = frozenset(
-    {
-        "create",
-        "rotate",
-        "update_session_data",
-        "update_access_token_payload",
-        "touch",
-        "delete",
-        "delete_for_user",
-        "delete_expired",
-        "add_key",
-        "delete_keys",
-    }
-)
-READ_METHODS = frozenset({"get", "list_for_user", "get_keys"})
-
-
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts every call (reads and writes) so tests can assert "no store write"."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: Counter[str] = Counter()
-
-    def reset(self) -> None:
-        self.calls.clear()
-
-    def writes(self) -> dict[str, int]:
-        return {name: count for name, count in self.calls.items() if name in WRITE_METHODS}
-
-
-def _counted(name: str) -> Callable[..., Awaitable[Any]]:
-    async def method(self: CountingStore, *args: Any, **kwargs: Any) -> Any:
-        self.calls[name] += 1
-        return await getattr(MemoryStore, name)(self, *args, **kwargs)
-
-    method.__name__ = name
-    return method
-
-
-for _name in WRITE_METHODS | READ_METHODS:
-    setattr(CountingStore, _name, _counted(_name))
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64u_decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def compact(value: Any) -> bytes:
@@ -150,30 +86,6 @@ def as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     return compact(value)
-
-
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def assert_not_leaked(secret: object, exc: BaseException, caplog: pytest.LogCaptureFixture | None) -> None:
-    """The token appears in no exception message of the chain and no log record (checked when it is long enough
-    that a coincidental match with a fixed message is impossible)."""
-    if not isinstance(secret, str) or len(secret) < 8:
-        return
-    for link in exception_chain(exc):
-        assert secret not in str(link)
-        assert secret not in repr(link)
-        assert all(secret not in repr(arg) for arg in link.args)
-    if caplog is not None:
-        for record in caplog.records:
-            assert secret not in record.getMessage()
-            assert secret not in repr(record.args)
 
 
 @dataclass
@@ -213,6 +125,8 @@ class Ctx:
         key = key or self.key
         signing_input = b64u(as_bytes(header)) + "." + b64u(as_bytes(payload))
         signature = _PYJWT[key.algorithm].sign(signing_input.encode("ascii"), key.private_key)
+        if key.algorithm == "ES256":
+            signature = low_s(signature)  # the one spelling verification accepts (high-S has its own tests)
         return signing_input + "." + b64u(signature)
 
     def with_claims(self, **changes: Any) -> str:
@@ -251,7 +165,7 @@ class Ctx:
         with pytest.raises(TryRefreshTokenError) as info:
             await self.manager.get_session_without_request_response(token, **kwargs)  # type: ignore[arg-type]
         assert type(info.value) in (TryRefreshTokenError, UnknownKeyError)
-        assert_not_leaked(token, info.value, self.caplog)
+        assert_not_leaked([token], info.value, self.caplog)
         assert self.store.writes() == {}
         return info.value
 
@@ -366,10 +280,10 @@ async def test_oracle_helpers_can_fail(ctx: Ctx) -> None:
     wrapped = TryRefreshTokenError("invalid access token")
     wrapped.__cause__ = leaked
     with pytest.raises(AssertionError):
-        assert_not_leaked(ctx.access_token, wrapped, None)  # found in the cause
+        assert_not_leaked([ctx.access_token], wrapped, None)  # found in the cause
     logging.getLogger("asgi_session").info("token %s", ctx.access_token)
     with pytest.raises(AssertionError):
-        assert_not_leaked(ctx.access_token, TryRefreshTokenError("clean"), ctx.caplog)
+        assert_not_leaked([ctx.access_token], TryRefreshTokenError("clean"), ctx.caplog)
 
 
 # -- JWT structure ----------------------------------------------------------------------------------------------
@@ -795,19 +709,37 @@ def _noncanonical_signature(c: Ctx) -> str:
     return f"{c.h}.{c.p}.{s}"
 
 
+async def test_our_es256_signatures_are_low_s(ctx: Ctx) -> None:
+    for _ in range(64):  # a random-nonce signature is high-S half of the time unless normalised
+        token = sign_access_token(ctx.claims, ctx.key)
+        assert int.from_bytes(b64u_decode(token.split(".")[2])[32:], "big") <= P256_ORDER // 2
+
+
+@pytest.mark.parametrize("respell", [_noncanonical_signature, _high_s_signature], ids=["base64-bits", "high-s"])
+async def test_a_respelled_signature_is_refused_even_while_the_session_lives(
+    ctx: Ctx, respell: Callable[[Ctx], str]
+) -> None:
+    """Security finding 10: one token has one spelling (canonical base64url, low-S ECDSA), never two."""
+    variant = respell(ctx)
+    assert variant != ctx.access_token
+    with pytest.raises(TryRefreshTokenError) as info:
+        await ctx.manager.get_session_without_request_response(variant)
+    assert_not_leaked([variant], info.value, ctx.caplog)
+    assert await ctx.manager.get_session_without_request_response(ctx.access_token) is not None
+
+
 async def test_revoked_session_is_refused_in_every_encoding_of_its_token(ctx: Ctx) -> None:
     """Blacklisting is keyed on the handle: other strings carrying the same signed claims are refused too."""
     variants = [ctx.access_token, _noncanonical_signature(ctx), _high_s_signature(ctx)]
-    for token in variants:  # verify (and cache) every variant while the session is live
-        session = await ctx.manager.get_session_without_request_response(token)
-        assert session is not None
-        assert session.handle == ctx.claims["sessionHandle"]
+    session = await ctx.manager.get_session_without_request_response(ctx.access_token)  # verified and cached
+    assert session is not None
+    assert session.handle == ctx.claims["sessionHandle"]
     assert await ctx.manager.revoke_session(ctx.claims["sessionHandle"])
     for token in variants:
         ctx.store.reset()
         with pytest.raises((TryRefreshTokenError, UnauthorisedError)) as info:
             await ctx.manager.get_session_without_request_response(token, check_database=True)
-        assert_not_leaked(token, info.value, ctx.caplog)
+        assert_not_leaked([token], info.value, ctx.caplog)
         assert ctx.store.writes() == {}
 
 
@@ -1074,10 +1006,10 @@ async def test_exp_boundary(ctx: Ctx) -> None:
     at_now, one_later = ctx.with_claims(exp=NOW), ctx.with_claims(exp=NOW + 1)
     await ctx.assert_rejected(at_now)
     await ctx.assert_accepted(one_later)
-    ctx.clock.t = T0 + 0.999
+    ctx.clock.set(T0 + 0.999)
     await ctx.assert_accepted(ctx.with_claims(exp=NOW + 1))  # a fresh (uncached) token just before exp
     await ctx.assert_accepted(one_later)  # the cached one too
-    ctx.clock.t = T0 + 1
+    ctx.clock.set(T0 + 1)
     await ctx.assert_rejected(one_later)  # cached, but now expired
     await ctx.assert_rejected(ctx.with_claims(exp=NOW + 1))  # uncached
 
@@ -1086,11 +1018,11 @@ async def test_cached_token_is_refused_after_exp(ctx: Ctx) -> None:
     await ctx.assert_accepted(ctx.access_token)  # verified once: now in the cache
     assert len(ctx.manager._cache) == 1  # the case really exercises the cache
     exp = ctx.claims["exp"]
-    ctx.clock.t = exp - 1
+    ctx.clock.set(exp - 1)
     await ctx.assert_accepted(ctx.access_token)
-    ctx.clock.t = exp
+    ctx.clock.set(exp)
     await ctx.assert_rejected(ctx.access_token)
-    ctx.clock.t = exp + 3600
+    ctx.clock.set(exp + 3600)
     await ctx.assert_rejected(ctx.access_token)
 
 
@@ -1106,7 +1038,7 @@ async def _assert_unauthorised(c: Ctx, token: str, **kwargs: Any) -> None:
     with pytest.raises(UnauthorisedError) as info:
         await c.manager.get_session_without_request_response(token, **kwargs)
     assert type(info.value) is UnauthorisedError
-    assert_not_leaked(token, info.value, c.caplog)
+    assert_not_leaked([token], info.value, c.caplog)
     assert c.store.writes() == {}
 
 
@@ -1216,14 +1148,14 @@ def _verify(portal: anyio.from_thread.BlockingPortal, state: PropertyState, toke
     if error is not None:
         assert type(error) in (TryRefreshTokenError, UnknownKeyError)
         if len(token) >= 21:  # longer than any fixed message, so a match would be a leak
-            assert_not_leaked(token, error, None)
+            assert_not_leaked([token], error, None)
         return "rejected"
     assert session is not None
     assert session.user_id == "alice"
     return "accepted"
 
 
-@settings(max_examples=2000, deadline=None, database=None)
+@settings(max_examples=examples(2000), deadline=None, database=None)
 @given(token=st.text(max_size=400))
 def test_property_arbitrary_text_is_rejected(
     property_state: tuple[anyio.from_thread.BlockingPortal, PropertyState], token: str
@@ -1232,7 +1164,7 @@ def test_property_arbitrary_text_is_rejected(
     assert _verify(portal, state, token) == "rejected"
 
 
-@settings(max_examples=2000, deadline=None, database=None)
+@settings(max_examples=examples(2000), deadline=None, database=None)
 @given(data=st.binary(max_size=400))
 def test_property_arbitrary_latin1_bytes_are_rejected(
     property_state: tuple[anyio.from_thread.BlockingPortal, PropertyState], data: bytes
@@ -1266,7 +1198,7 @@ def _mutate(token: str, mutations: list[tuple[str, int, Any]]) -> str:
     return "".join(chars)
 
 
-@settings(max_examples=2000, deadline=None, database=None)
+@settings(max_examples=examples(2000), deadline=None, database=None)
 @given(mutations=_MUTATIONS)
 def test_property_mutated_genuine_token(
     property_state: tuple[anyio.from_thread.BlockingPortal, PropertyState], mutations: list[tuple[str, int, Any]]

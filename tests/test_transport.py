@@ -7,13 +7,14 @@ from hypothesis import strategies as st
 
 from asgi_session._asgi import parse_cookies
 from asgi_session.transport import _cookie_values
+from tests._helpers import examples
 
 PIECES = st.sampled_from(
     [*'sAccessToken=; \t"abc%=x', "sAccessToken", "sAccessToken=", "xsAccessToken=", "; ", "\x00", "\xe9", " = "]
 )
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(st.lists(PIECES, max_size=30).map("".join))
 def test_fast_cookie_finder_matches_the_full_parser(text: str) -> None:
     raw = text.encode("latin-1")

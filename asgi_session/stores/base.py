@@ -11,7 +11,7 @@ themselves (``delete_expired`` is given ``now``), so tests can drive time.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -96,7 +96,8 @@ class KeyRecord:
     Attributes:
         kid: the key id (unique; the primary key).
         algorithm: ``"ES256"``, ``"RS256"``, ``"EdDSA"`` for signing keys; ``"refresh-mac"`` for the MAC key.
-        private_key: the key material (PKCS#8 PEM for signing keys, base64 for the MAC key).
+        private_key: the key material (PKCS#8 PEM for signing keys, base64 for the MAC key), or that text
+            encrypted (``enc1:...``) when ``key_encryption_secret`` is set. Left out of the ``repr``.
         created_at: when it was created.
         signs_from: when it starts signing (it is published, and verifies, from ``created_at``).
         expires_at: when it may be deleted: every token it signed has expired by then; ``None`` for never.
@@ -104,7 +105,7 @@ class KeyRecord:
 
     kid: str
     algorithm: str
-    private_key: str
+    private_key: str = field(repr=False)  # never printed: logs, tracebacks, debuggers
     created_at: float
     signs_from: float
     expires_at: float | None = None

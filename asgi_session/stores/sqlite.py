@@ -16,6 +16,8 @@ snapshot" error that a read-then-write transaction can hit.
 Cancellation. Cancelling a task that awaits an operation does not stop the statement: it was already handed to
 aiosqlite's thread and completes there (its result is dropped). A cancelled ``create`` may therefore have inserted
 its row, as if the response had been lost after the commit.
+
+File permissions: the file holds the signing keys, so it is created ``0600`` (see ``_sqlite_files``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import anyio
 
 from ..exceptions import ConfigurationError, StoreError
 from ._json import dump_object, load_object
+from ._sqlite_files import prepare_file
 from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
 
 __all__ = ["SQLiteStore"]
@@ -140,7 +143,9 @@ class SQLiteStore(StoreLifecycle, SessionStore):
     """Sessions and keys in one SQLite file, shared safely by every process that opens it.
 
     Each operation is one SQL statement on one autocommit connection (one round trip to aiosqlite's thread). The
-    file uses WAL; ``":memory:"`` gives a private database that is lost on close.
+    file uses WAL; ``":memory:"`` gives a private database that is lost on close. The file holds the signing keys:
+    a new one is created readable by its owner only (``0600``, as are the ``-wal`` and ``-shm`` files SQLite adds),
+    and an existing one that other users may read is warned about.
 
     Args:
         path: the database file (created if missing), or ``":memory:"``.
@@ -185,6 +190,10 @@ class SQLiteStore(StoreLifecycle, SessionStore):
         Raises:
             StoreError: the file cannot be opened or configured, or its schema is newer than this code knows.
         """
+        if self._path not in ("", ":memory:"):  # "" is a private temporary database too
+            # A few system calls on a local file (WAL needs a local disk), once per open: inline, not worth a
+            # worker thread that would outlive the store.
+            prepare_file(self._path)
         try:
             # Shielded: a cancellation here would strand the connection's worker thread.
             with anyio.CancelScope(shield=True):

@@ -12,37 +12,16 @@ import pytest
 from quart import Blueprint, Quart, websocket
 from quart.typing import TestClientProtocol as Client
 
-from asgi_session import ConfigurationError, SessionManager, SessionMiddleware, StoreError, UnauthorisedError
+from asgi_session import ConfigurationError, SessionManager, SessionMiddleware, UnauthorisedError
 from asgi_session.frameworks.quart import create_new_session, get_session, install, session_required
-from asgi_session.stores import MemoryStore
-from asgi_session.stores.base import SessionRecord
 from asgi_session.testing import FakeClock
+from tests._helpers import TrackingStore
 
 from . import CLEARING, TRY_REFRESH, TWO_HOURS, UNAUTHORISED
 
 pytestmark = pytest.mark.anyio
 
 PROTECTED = ["/me", "/account", "/plain", "/sync", "/admin/stats"]
-
-
-class TrackingStore(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[str] = []
-        self.fail_get = False
-
-    async def get(self, handle: str) -> SessionRecord | None:
-        if self.fail_get:
-            raise StoreError("injected: get failed")
-        return await super().get(handle)
-
-    async def open(self) -> None:
-        self.events.append("open")
-        await super().open()
-
-    async def close(self) -> None:
-        self.events.append("close")
-        await super().close()
 
 
 def build(*, testing: bool = False, installed: bool = True) -> tuple[Quart, SessionManager, FakeClock]:

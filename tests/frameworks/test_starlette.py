@@ -6,19 +6,15 @@ import inspect
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 from starlette.endpoints import HTTPEndpoint
-from starlette.exceptions import StarletteDeprecationWarning
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_session import (
@@ -26,7 +22,6 @@ from asgi_session import (
     SessionError,
     SessionManager,
     SessionMiddleware,
-    StoreError,
     create_new_session,
 )
 from asgi_session.frameworks.starlette import (
@@ -35,16 +30,11 @@ from asgi_session.frameworks.starlette import (
     requires_session,
     session_error_handler,
 )
-from asgi_session.stores import MemoryStore
-from asgi_session.stores.base import SessionRecord
 from asgi_session.testing import FakeClock
+from tests._helpers import TrackingStore
+from tests._testclient import SwallowErrors, TestClient, https_client
 
 from . import CLEARING, TRY_REFRESH, TWO_HOURS, UNAUTHORISED
-
-with warnings.catch_warnings():
-    # starlette.testclient warns at import time that it prefers httpx2 over httpx; the tests run with -W error.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 
 def _user(session: Any) -> str | None:
@@ -128,19 +118,10 @@ ROUTES = [
 PROTECTED = ["/me", "/account", "/sync", "/plain", "/profile"]
 
 
-class FlakyStore(MemoryStore):
-    fail_get = False
-
-    async def get(self, handle: str) -> SessionRecord | None:
-        if self.fail_get:
-            raise StoreError("injected: get failed")
-        return await super().get(handle)
-
-
 class Harness:
     def __init__(self) -> None:
         self.clock = FakeClock(start=time.time())  # the client's cookie jar drops cookies that expired in real time
-        self.store = FlakyStore()
+        self.store = TrackingStore()
         self.manager = SessionManager(self.store, clock=self.clock)
         self.app = Starlette(routes=ROUTES, middleware=[Middleware(SessionMiddleware, manager=self.manager)])
 
@@ -148,12 +129,6 @@ class Harness:
 @pytest.fixture
 def harness() -> Harness:
     return Harness()
-
-
-@pytest.fixture
-def client(harness: Harness) -> Iterator[TestClient]:
-    with TestClient(harness.app, base_url="https://testserver") as started:
-        yield started
 
 
 def sign_in(client: TestClient, user: str = "alice") -> str:
@@ -259,26 +234,13 @@ def test_an_endpoint_without_a_request_parameter_is_refused_at_decoration() -> N
 def test_without_the_middleware_the_developer_error_stays_a_500() -> None:
     app = Starlette(routes=ROUTES)
     install_exception_handlers(app)
-    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
+    with https_client(app, raise_server_exceptions=False) as client:
         assert client.get("/me").status_code == 500
     with (
-        TestClient(app, base_url="https://testserver") as client,
+        https_client(app) as client,
         pytest.raises(ConfigurationError, match="SessionMiddleware"),
     ):
         client.get("/me")
-
-
-class SwallowErrors:
-    """A layer that turns every exception into its own 500, so the exception never reaches SessionMiddleware."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.app(scope, receive, send)
-        except Exception:
-            await JSONResponse({"error": "internal"}, status_code=500)(scope, receive, send)
 
 
 def build_intercepted(harness: Harness, how: str) -> Starlette:
@@ -292,14 +254,14 @@ def build_intercepted(harness: Harness, how: str) -> Starlette:
 
 
 def test_an_intercepting_layer_hides_the_error_from_the_middleware(harness: Harness) -> None:
-    with TestClient(build_intercepted(harness, "none"), base_url="https://testserver") as client:
+    with https_client(build_intercepted(harness, "none")) as client:
         response = client.get("/me")
     assert (response.status_code, response.json()) == (500, {"error": "internal"})
 
 
 @pytest.mark.parametrize("how", ["install", "constructor"])
 def test_exception_handlers_answer_before_an_intercepting_layer(harness: Harness, how: str) -> None:
-    with TestClient(build_intercepted(harness, how), base_url="https://testserver") as client:
+    with https_client(build_intercepted(harness, how)) as client:
         assert (client.get("/plain").status_code, client.get("/plain").json()) == (401, UNAUTHORISED)
         handle = sign_in(client)
         assert client.get("/me").json() == {"user": "alice"}
@@ -317,7 +279,7 @@ def test_exception_handlers_answer_before_an_intercepting_layer(harness: Harness
 
 
 def test_a_store_failure_is_a_503_through_the_handlers(harness: Harness) -> None:
-    with TestClient(build_intercepted(harness, "install"), base_url="https://testserver") as client:
+    with https_client(build_intercepted(harness, "install")) as client:
         sign_in(client)
         harness.store.fail_get = True
         response = client.get("/account")
@@ -331,7 +293,7 @@ def test_each_cookie_is_cleared_once_when_a_revoke_is_followed_by_an_error(harne
     app = Starlette(routes=ROUTES, middleware=[Middleware(SessionMiddleware, manager=harness.manager)])
     if how == "install":
         install_exception_handlers(app, harness.manager)
-    with TestClient(app, base_url="https://testserver") as client:
+    with https_client(app) as client:
         sign_in(client)
         response = client.post("/revoke-then-fail")
     assert (response.status_code, response.json()) == (401, UNAUTHORISED)
@@ -343,7 +305,7 @@ def test_with_the_handlers_a_refused_websocket_is_still_closed_with_1008(harness
     app = Starlette(routes=ROUTES, middleware=[Middleware(SessionMiddleware, manager=harness.manager)])
     install_exception_handlers(app, harness.manager)
     with (
-        TestClient(app, base_url="https://testserver") as client,
+        https_client(app) as client,
         pytest.raises(WebSocketDisconnect) as refused,
         client.websocket_connect("/ws"),
     ):
@@ -354,7 +316,7 @@ def test_with_the_handlers_a_refused_websocket_is_still_closed_with_1008(harness
 def test_the_middleware_outside_the_app_still_answers_with_the_protocol(harness: Harness) -> None:
     """SessionMiddleware wrapped around the whole app: ServerErrorMiddleware's 500 is held back and replaced."""
     app = SessionMiddleware(Starlette(routes=ROUTES), manager=harness.manager)
-    with TestClient(app, base_url="https://testserver") as client:
+    with https_client(app) as client:
         response = client.get("/plain")
         assert (response.status_code, response.json()) == (401, UNAUTHORISED)
 

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import formatdate
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -34,6 +33,7 @@ from asgi_session import (
 from asgi_session.stores import MemoryStore
 from asgi_session.stores.base import Rotation, SessionRecord
 from asgi_session.testing import FakeClock
+from tests._helpers import b64u_json, cookieless_jar
 
 BASE_URL = "http://testserver"
 REFRESH = "/auth/session/refresh"
@@ -43,6 +43,8 @@ EXPOSED = "front-token, st-access-token, st-refresh-token, anti-csrf"
 EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 ACCESS_COOKIE_LIFETIME = timedelta(days=365)
 STREAM_CHUNKS = 5
+TRY_REFRESH = {"message": "try refresh token"}
+UNAUTHORISED = {"message": "unauthorised"}
 
 
 # -- a store that fails on demand ------------------------------------------------------------------------------
@@ -214,16 +216,6 @@ def make_app(clock: FakeClock) -> Callable[..., tuple[Any, SessionManager]]:
     return factory
 
 
-class _RefuseAll(DefaultCookiePolicy):
-    """A cookie policy that stores and returns nothing: tests send cookies only by hand."""
-
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-
 @pytest.fixture
 async def make_client() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
     """Factory: an ``httpx.AsyncClient`` over ``ASGITransport(app)`` whose cookie jar keeps nothing."""
@@ -232,7 +224,7 @@ async def make_client() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
     def factory(app: Any, *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         client = httpx.AsyncClient(
-            transport=transport, base_url=BASE_URL, cookies=CookieJar(policy=_RefuseAll()), follow_redirects=False
+            transport=transport, base_url=BASE_URL, cookies=cookieless_jar(), follow_redirects=False
         )
         clients.append(client)
         return client
@@ -351,22 +343,18 @@ def http_date(seconds: float) -> str:
     return formatdate(seconds, usegmt=True)
 
 
-def b64url_json(segment: str) -> Any:
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-
-
 def jwt_claims(token: str) -> dict[str, Any]:
     """The payload of a JWT, unverified (the tests check what was issued, not its signature)."""
     header, payload, signature = token.split(".")
     assert header
     assert signature
-    claims = b64url_json(payload)
+    claims = b64u_json(payload)
     assert isinstance(claims, dict)
     return claims
 
 
 def jwt_header(token: str) -> dict[str, Any]:
-    header = b64url_json(token.split(".")[0])
+    header = b64u_json(token.split(".")[0])
     assert isinstance(header, dict)
     return header
 

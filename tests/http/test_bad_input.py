@@ -42,67 +42,15 @@ from asgi_session import (
     create_new_session,
     get_session,
 )
-from asgi_session.stores.base import Rotation
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.testing import FakeClock
+from tests._helpers import CountingStore, examples
+from tests.http.conftest import JWKS, REFRESH, SIGNOUT, TRY_REFRESH, UNAUTHORISED
 
 T0 = 1_700_000_000.0
-REFRESH = "/auth/session/refresh"
-SIGNOUT = "/auth/signout"
-JWKS = "/auth/jwt/jwks.json"
 KIB = 1024
 MIB = 1024 * 1024
-TRY_REFRESH = {"message": "try refresh token"}
-UNAUTHORISED = {"message": "unauthorised"}
 Headers = list[tuple[bytes, bytes]]
-
-
-# -- a store that counts writes -----------------------------------------------------------------------------------
-
-WRITE_METHODS = (
-    "create",
-    "rotate",
-    "update_session_data",
-    "update_access_token_payload",
-    "touch",
-    "delete",
-    "delete_for_user",
-    "delete_expired",
-    "add_key",
-    "delete_keys",
-)
-
-
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts every write, and its open/close calls."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: Counter[str] = Counter()
-
-    def reset(self) -> None:
-        self.calls.clear()
-
-    def writes(self) -> dict[str, int]:
-        return {name: count for name, count in self.calls.items() if name in WRITE_METHODS}
-
-    async def rotate(self, rotation: Rotation) -> bool:
-        self.calls["rotate"] += 1
-        return await MemoryStore.rotate(self, rotation)
-
-
-def _counted(name: str) -> Callable[..., Awaitable[Any]]:
-    async def method(self: CountingStore, *args: Any, **kwargs: Any) -> Any:
-        self.calls[name] += 1
-        return await getattr(MemoryStore, name)(self, *args, **kwargs)
-
-    method.__name__ = name
-    return method
-
-
-for _name in WRITE_METHODS:
-    if _name != "rotate":
-        setattr(CountingStore, _name, _counted(_name))
 
 
 # -- the apps under test --------------------------------------------------------------------------------------------
@@ -432,7 +380,7 @@ async def test_junk_bytes_inside_the_cookie_token_are_rejected(env: Env, junk: b
 @pytest.mark.parametrize("junk", JUNK.values(), ids=JUNK.keys())
 async def test_junk_bytes_inside_the_bearer_token_are_rejected(env: Env, junk: bytes) -> None:
     reply = await env.request([bearer(_middle(env.alice.access, junk))])
-    assert_rejected(reply, env, TRY_REFRESH)
+    assert_rejected(reply, env, UNAUTHORISED)  # no longer shaped like our token: ignored, and there is no cookie
 
 
 @pytest.mark.anyio
@@ -478,8 +426,8 @@ async def test_huge_cookie_and_authorization_values(env: Env, size: int) -> None
     token = env.alice.access.encode()
     # A huge token is refused (before any decoding, in bounded time) ...
     assert_rejected(await env.request([cookie(access_cookie(filler))]), env, TRY_REFRESH)
-    assert_rejected(await env.request([bearer(filler)]), env, TRY_REFRESH)
-    assert_rejected(await env.request([bearer(token + b"." + filler)]), env, TRY_REFRESH)
+    assert_rejected(await env.request([bearer(filler)]), env, UNAUTHORISED)  # not shaped like ours: ignored
+    assert_rejected(await env.request([bearer(token + b"." + filler)]), env, UNAUTHORISED)
     assert_rejected(await env.request([bearer(token)] * 2 + [(b"authorization", filler)]), env, TRY_REFRESH)
     # ... a huge neighbour does not hide a genuine token ...
     assert_user(await env.request([cookie(b"big=" + filler, access_cookie(token))]), env.alice)
@@ -538,8 +486,9 @@ async def test_two_authorization_headers_are_never_a_guess(env: Env, other: byte
 @pytest.mark.anyio
 async def test_comma_joined_bearer_tokens(env: Env) -> None:
     alice, bob = env.alice.access.encode(), env.bob.access.encode()
+    # Nothing shaped like our token: the header is ignored (and there is no cookie).
+    assert_rejected(await env.request([(b"authorization", b"Bearer a, Bearer b")]), env, UNAUTHORISED)
     for value in (
-        b"Bearer a, Bearer b",
         b"Bearer " + alice + b", Bearer " + bob,
         b"Bearer " + bob + b", Bearer " + alice,
         b"Bearer " + alice + b", Bearer " + alice,
@@ -642,7 +591,8 @@ async def test_quoted_or_percent_encoded_tokens_are_rejected(env: Env) -> None:
         raw[:1] + b"%" + b"%02X" % raw[1] + raw[2:],
     ):
         assert_rejected(await env.request([cookie(access_cookie(value))]), env, TRY_REFRESH)
-        assert_rejected(await env.request([bearer(value)]), env, TRY_REFRESH)
+        # "try refresh token" when our token is recognisable inside the value; otherwise it is ignored (no session).
+        assert_rejected(await env.request([bearer(value)]), env, None)
 
 
 @pytest.mark.anyio
@@ -679,9 +629,9 @@ async def test_swapped_access_and_refresh_cookies(env: Env) -> None:
 
 AUTHORIZATION = {
     # id: (value built from alice's access token, refresh token and others, expected outcome)
-    "bearer-alone": (lambda e: b"Bearer", "try"),
-    "bearer-trailing-space": (lambda e: b"Bearer ", "try"),
-    "bearer-spaces-only": (lambda e: b"Bearer    ", "try"),
+    "bearer-alone": (lambda e: b"Bearer", "none"),
+    "bearer-trailing-space": (lambda e: b"Bearer ", "none"),
+    "bearer-spaces-only": (lambda e: b"Bearer    ", "none"),
     "lower-case-scheme": (lambda e: b"bearer " + e.alice.access.encode(), "alice"),
     "upper-case-scheme": (lambda e: b"BEARER " + e.alice.access.encode(), "alice"),
     "two-spaces": (lambda e: b"Bearer  " + e.alice.access.encode(), "alice"),
@@ -692,7 +642,7 @@ AUTHORIZATION = {
     "nul-separator": (lambda e: b"Bearer\x00" + e.alice.access.encode(), "try"),
     "token-scheme": (lambda e: b"Token " + e.alice.access.encode(), "none"),
     "basic": (lambda e: b"Basic dXNlcjpwYXNz", "none"),
-    "bearer-refresh-token": (lambda e: b"Bearer " + e.alice.refresh.encode(), "try"),
+    "bearer-refresh-token": (lambda e: b"Bearer " + e.alice.refresh.encode(), "none"),
     "bearer-expired": (lambda e: b"Bearer " + e.expired.access.encode(), "try"),
     "bearer-foreign-key-ring": (lambda e: b"Bearer " + e.foreign.access.encode(), "try"),
     "bearer-truncated": (lambda e: b"Bearer " + e.alice.access.encode()[:-8], "try"),
@@ -719,7 +669,7 @@ async def test_authorization_header_forms(env: Env, case: tuple[Callable[[Env], 
 async def test_authorization_header_forms_with_a_valid_cookie(
     env: Env, case: tuple[Callable[[Env], bytes], str]
 ) -> None:
-    """A Bearer header (valid or not) decides alone; any other scheme leaves the cookie in charge."""
+    """A Bearer token shaped like ours decides alone (valid or not); anything else leaves the cookie in charge."""
     build, expected = case
     reply = await env.request([(b"authorization", build(env)), cookie(access_cookie(env.alice.access))])
     if expected == "try":
@@ -766,12 +716,17 @@ async def test_signout_and_refresh_by_another_method_change_nothing(env: Env, pa
     "value",
     [b"Bearer garbage", b"Bearer", b"Bearer x.y.z", b"bearer  ", "expired", "refresh", "foreign", "revoked"],
 )
-async def test_an_invalid_bearer_with_a_valid_cookie_is_not_authenticated(env: Env, value: bytes | str) -> None:
+async def test_an_invalid_bearer_with_a_valid_cookie(env: Env, value: bytes | str) -> None:
+    """A token shaped like ours that fails is "try refresh token"; anything else leaves the cookie in charge."""
+    shaped = value in ("expired", "foreign")
     if isinstance(value, str):
         tokens = {"expired": env.expired.access, "refresh": env.alice.refresh, "foreign": env.foreign.access}
         value = b"Bearer " + tokens.get(value, "a.b.c").encode()
     reply = await env.request([(b"authorization", value), cookie(access_cookie(env.alice.access))], method="POST")
-    assert_rejected(reply, env, TRY_REFRESH)
+    if shaped:
+        assert_rejected(reply, env, TRY_REFRESH)
+    else:
+        assert_user(reply, env.alice)
 
 
 @pytest.mark.anyio
@@ -911,7 +866,8 @@ async def test_a_refresh_without_any_token_is_unauthorised(env: Env) -> None:
 
 
 @pytest.mark.anyio
-async def test_two_refresh_cookies_are_unauthorised(env: Env) -> None:
+async def test_two_refresh_cookies_are_a_500_that_clears_nothing(env: Env) -> None:
+    """Without ``older_cookie_domain``: the SuperTokens 500 that says to set it; the victim keeps their cookies."""
     genuine = b"sRefreshToken=" + env.alice.refresh.encode()
     for headers in (
         [cookie(genuine, genuine)],
@@ -919,7 +875,12 @@ async def test_two_refresh_cookies_are_unauthorised(env: Env) -> None:
         [cookie(b"sRefreshToken=x", genuine)],
     ):
         reply = await env.request(headers, method="POST", path=REFRESH)
-        assert_refresh_refused(reply, env)
+        assert reply.status == 500, reply
+        assert b"older_cookie_domain" in reply.body
+        assert env.alice.refresh.encode() not in reply.wire
+        assert reply.values(b"set-cookie") == []
+        assert reply.values(b"front-token") == []
+        assert reply.writes == {}
     await assert_alice_intact(env)
 
 
@@ -941,11 +902,9 @@ async def test_starlette_apps_answer_bad_input_like_the_raw_app(env: Env, kind: 
     )
     duplicate = cookie(access_cookie(alice), access_cookie(env.bob.access))
     assert_rejected(await env.request([duplicate], kind=kind), env, TRY_REFRESH)
-    assert_rejected(await env.request([bearer(b"A" * MIB)], kind=kind), env, TRY_REFRESH)
-    assert_rejected(
-        await env.request([bearer(b"garbage"), cookie(access_cookie(alice))], method="POST", kind=kind),
-        env,
-        TRY_REFRESH,
+    assert_rejected(await env.request([bearer(b"A" * MIB)], kind=kind), env, UNAUTHORISED)
+    assert_user(
+        await env.request([bearer(b"garbage"), cookie(access_cookie(alice))], method="POST", kind=kind), env.alice
     )
     assert_rejected(await env.request([], query=b"access_token=" + alice, kind=kind), env, UNAUTHORISED)
     optional = await env.request([cookie(access_cookie(b"x"))], path="/optional", kind=kind)
@@ -1054,7 +1013,9 @@ def _check_header_example(
     """Send one generated request, enforce the oracle, and return the kind of outcome (for coverage)."""
     env = state.env
     reply = portal.call(lambda: env.request(headers, method=method, path=path, query=query))
-    assert reply.status < 500, reply
+    # The one 5xx: a session cookie twice on refresh without older_cookie_domain, which clears nothing.
+    duplicated = (method, path) == ("POST", REFRESH) and b"multiple session cookies" in reply.body
+    assert reply.status < 500 or (reply.status == 500 and duplicated and not reply.values(b"set-cookie")), reply
     assert reply.seen in ([], [None]), reply.seen
     assert reply.writes == {}
     for secret in state.never_echoed:
@@ -1065,6 +1026,8 @@ def _check_header_example(
         if method != endpoint:
             assert reply.status == 405
             return "endpoint-405"
+        if path == REFRESH and reply.status == 500:
+            return "refresh-500-duplicated-cookies"
         if path == REFRESH:
             assert (reply.status, reply.json()) == (401, UNAUTHORISED)
             assert reply.values(b"front-token") == [b"remove"]
@@ -1094,7 +1057,7 @@ def test_property_arbitrary_headers_never_authenticate(
     outcomes: Counter[str] = Counter()
 
     @settings(
-        max_examples=3000,
+        max_examples=examples(3000),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -1196,7 +1159,7 @@ def test_property_mutated_cookie_header_authenticates_alice_or_nobody(
     assert_user(control, env.alice)
 
     @settings(
-        max_examples=3000,
+        max_examples=examples(3000),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

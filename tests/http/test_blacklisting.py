@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from asgi_session import SessionConfig
 from tests.http.conftest import (
     REFRESH,
     SIGNOUT,
+    TRY_REFRESH,
+    UNAUTHORISED,
     Site,
     assert_cleared,
     assert_untouched,
@@ -18,10 +21,15 @@ from tests.http.conftest import (
 
 pytestmark = pytest.mark.anyio
 
-TRY_REFRESH = {"message": "try refresh token"}
-UNAUTHORISED = {"message": "unauthorised"}
 UNAVAILABLE = {"message": "session store unavailable"}
 HOUR = 3600
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    """503 with the protocol's body, and no token set or cleared: a store outage never logs anyone out."""
+    assert response.status_code == 503
+    assert response.json() == UNAVAILABLE
+    assert_untouched(response)
 
 
 @pytest.fixture
@@ -144,9 +152,7 @@ async def test_a_store_failure_in_a_per_route_database_check_is_a_503(site: Site
 
     response = await site.client.get("/checkdb", headers={"cookie": first.cookie})
 
-    assert response.status_code == 503
-    assert response.json() == UNAVAILABLE
-    assert_untouched(response)
+    assert_unavailable(response)
 
 
 @pytest.mark.parametrize("outer", [False, True], ids=["middleware-inside-starlette", "middleware-outside"])
@@ -159,9 +165,7 @@ async def test_a_store_failure_raised_in_a_route_is_a_503_not_a_500(make_site, o
     assert checked.status_code == 503
     assert checked.json() == UNAVAILABLE
     revoke = await site.client.post("/logout", headers={"cookie": first.cookie})
-    assert revoke.status_code == 503
-    assert revoke.json() == UNAVAILABLE
-    assert_untouched(revoke)
+    assert_unavailable(revoke)
 
 
 @pytest.mark.parametrize("failing", ["*", "get", "rotate"])
@@ -172,9 +176,7 @@ async def test_a_store_failure_during_refresh_is_a_503_and_the_old_token_survive
 
     response = await site.refresh(first.refresh)
 
-    assert response.status_code == 503
-    assert response.json() == UNAVAILABLE
-    assert_untouched(response)
+    assert_unavailable(response)
     site.store.failing = set()
     assert await site.store.get(first.handle) == before
     retried = await site.refresh(first.refresh)
@@ -187,9 +189,7 @@ async def test_login_during_an_outage_issues_nothing(site: Site) -> None:
 
     response = await site.client.post("/login", params={"user": "alice"})
 
-    assert response.status_code == 503
-    assert response.json() == UNAVAILABLE
-    assert_untouched(response)
+    assert_unavailable(response)
     site.store.failing = set()
     assert await site.manager.get_all_session_handles_for_user("alice") == []
 
@@ -200,9 +200,7 @@ async def test_login_over_an_old_session_during_an_outage_issues_nothing(site: S
 
     response = await site.client.post("/login", params={"user": "alice"}, headers={"cookie": old.cookie})
 
-    assert response.status_code == 503
-    assert response.json() == UNAVAILABLE
-    assert_untouched(response)
+    assert_unavailable(response)
     site.store.failing = set()
     assert await site.manager.get_all_session_handles_for_user("alice") == []
 
@@ -213,9 +211,7 @@ async def test_signout_during_an_outage_is_a_503_and_clears_nothing(site: Site) 
 
     response = await site.client.post(SIGNOUT, headers={"cookie": first.cookie})
 
-    assert response.status_code == 503
-    assert response.json() == UNAVAILABLE
-    assert_untouched(response)
+    assert_unavailable(response)
     site.store.failing = set()
     assert await site.manager.get_session_information(first.handle) is not None
     assert (await site.client.post(REFRESH, headers={"cookie": f"sRefreshToken={first.refresh}"})).status_code == 200

@@ -7,18 +7,15 @@ message by message, for the failure paths.
 
 from __future__ import annotations
 
-import base64
-import json
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 from starlette.applications import Starlette
-from starlette.exceptions import StarletteDeprecationWarning
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -29,47 +26,15 @@ from asgi_session import (
     SessionConfig,
     SessionManager,
     SessionMiddleware,
-    StoreError,
     create_new_session,
     get_session,
 )
-from asgi_session.stores.base import SessionRecord
-from asgi_session.stores.memory import MemoryStore
 from asgi_session.testing import FakeClock
-
-with warnings.catch_warnings():
-    # starlette.testclient warns at import time that it prefers httpx2 over httpx; the tests run with -W error.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._helpers import TrackingStore, b64u_json
+from tests._testclient import TestClient, https_client
 
 T0 = 1_700_000_000.0
 Message = MutableMapping[str, Any]
-
-
-class TrackingStore(MemoryStore):
-    """A MemoryStore that counts open() and close(), optionally failing open() or get()."""
-
-    def __init__(self, *, fail_open: bool = False, fail_get: bool = False) -> None:
-        super().__init__()
-        self.opens = 0
-        self.closes = 0
-        self.fail_open = fail_open
-        self.fail_get = fail_get
-
-    async def open(self) -> None:
-        self.opens += 1
-        if self.fail_open:
-            raise StoreError("injected: the session database is unavailable")
-        await super().open()
-
-    async def close(self) -> None:
-        self.closes += 1
-        await super().close()
-
-    async def get(self, handle: str) -> SessionRecord | None:
-        if self.fail_get:
-            raise StoreError("injected: get failed")
-        return await super().get(handle)
 
 
 class Harness:
@@ -139,9 +104,7 @@ def login(client: TestClient, user: str) -> tuple[str, str]:
 
 
 def access_handle(token: str) -> str:
-    payload = token.split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    handle = claims["sessionHandle"]
+    handle = b64u_json(token.split(".")[1])["sessionHandle"]
     assert isinstance(handle, str)
     return handle
 
@@ -149,12 +112,6 @@ def access_handle(token: str) -> str:
 @pytest.fixture
 def harness() -> Harness:
     return Harness()
-
-
-@pytest.fixture
-def client(harness: Harness) -> Iterator[TestClient]:
-    with TestClient(harness.app, base_url="https://testserver") as started:
-        yield started
 
 
 # -- websockets ---------------------------------------------------------------------------------------------------
@@ -198,7 +155,11 @@ def test_websocket_with_duplicate_or_expired_tokens_is_closed_with_1008(harness:
     for headers in (
         {"cookie": f"sAccessToken={alice}; sAccessToken={bob}"},
         {"authorization": f"Bearer {alice}, Bearer {bob}"},
-        {"cookie": f"sAccessToken={alice}", "authorization": "Bearer garbage"},
+        # A token shaped like ours that fails (bob's, with a broken signature) never falls through to the cookie.
+        {
+            "cookie": f"sAccessToken={alice}",
+            "authorization": f"Bearer {bob[:-4]}{'BBBB' if bob.endswith('AAAA') else 'AAAA'}",
+        },
     ):
         with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/ws", headers=headers):
             pytest.fail("the handshake was accepted")  # pragma: no cover
@@ -295,7 +256,7 @@ async def test_raw_websocket_with_junk_header_bytes_is_refused_not_crashed() -> 
 def test_lifespan_opens_the_store_on_startup_and_closes_it_on_shutdown(harness: Harness) -> None:
     store, manager = harness.store, harness.manager
     assert (store.opens, store.closes, manager._opened) == (0, 0, False)
-    with TestClient(harness.app, base_url="https://testserver") as client:
+    with https_client(harness.app) as client:
         assert (store.opens, store.closes, manager._opened) == (1, 0, True)
         assert harness.events == ["app-startup"]  # the app's own lifespan still runs
         access, _ = login(client, "alice")
@@ -308,7 +269,7 @@ def test_lifespan_opens_the_store_on_startup_and_closes_it_on_shutdown(harness: 
 
 def test_without_lifespan_the_first_request_opens_the_store(harness: Harness) -> None:
     store, manager = harness.store, harness.manager
-    client = TestClient(harness.app, base_url="https://testserver")  # not entered: no lifespan events at all
+    client = https_client(harness.app)  # not entered: no lifespan events at all
     assert (store.opens, manager._opened) == (0, False)
     access, handle = login(client, "alice")
     assert (store.opens, manager._opened) == (1, True)
@@ -428,6 +389,19 @@ class LifespanDriver:
             return await self.from_app.receive()
 
 
+@asynccontextmanager
+async def failed_startup(app: Any) -> AsyncIterator[tuple[LifespanDriver, Message, TaskGroup]]:
+    """``app``'s lifespan running in a task and sent ``lifespan.startup``, which it refused with startup.failed.
+
+    Yields the driver, the refusal, and the task group the lifespan runs in (cancel it not to wait for its end).
+    """
+    async with LifespanDriver(app) as driver, anyio.create_task_group() as tasks:
+        tasks.start_soon(driver.run)
+        reply = await driver.exchange({"type": "lifespan.startup"})
+        assert reply["type"] == "lifespan.startup.failed"
+        yield driver, reply, tasks
+
+
 def _failing_apps(events: list[str], manager: SessionManager) -> dict[str, Any]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -447,11 +421,7 @@ def _failing_apps(events: list[str], manager: SessionManager) -> dict[str, Any]:
 async def test_a_store_that_cannot_open_fails_startup(kind: str) -> None:
     store = TrackingStore(fail_open=True)
     manager = SessionManager(store, clock=FakeClock(T0))
-    events: list[str] = []
-    async with LifespanDriver(_failing_apps(events, manager)[kind]) as driver, anyio.create_task_group() as tasks:
-        tasks.start_soon(driver.run)
-        reply = await driver.exchange({"type": "lifespan.startup"})
-        assert reply["type"] == "lifespan.startup.failed"
+    async with failed_startup(_failing_apps([], manager)[kind]) as (driver, reply, _):
         assert "the session database is unavailable" in reply["message"]
         assert store.opens == 1
         assert manager._opened is False
@@ -473,13 +443,8 @@ async def test_a_failed_startup_ends_the_lifespan_call(kind: str) -> None:
     for the lifespan call to end after startup.failed, so ``with TestClient(app):`` hangs forever when the store
     cannot open unless the call ends.
     """
-    store = TrackingStore(fail_open=True)
-    manager = SessionManager(store, clock=FakeClock(T0))
-    events: list[str] = []
-    async with LifespanDriver(_failing_apps(events, manager)[kind]) as driver, anyio.create_task_group() as tasks:
-        tasks.start_soon(driver.run)
-        reply = await driver.exchange({"type": "lifespan.startup"})
-        assert reply["type"] == "lifespan.startup.failed"
+    manager = SessionManager(TrackingStore(fail_open=True), clock=FakeClock(T0))
+    async with failed_startup(_failing_apps([], manager)[kind]) as (driver, _, tasks):
         await anyio.wait_all_tasks_blocked()
         finished = driver.done
         tasks.cancel_scope.cancel()  # do not leave the app waiting forever if it did not end

@@ -1,14 +1,15 @@
-"""The built-in stores as factories for the conformance suite, and what each writes to disk."""
+"""The built-in stores as factories for the conformance suite, what each writes to disk, and a rotation race."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import pytest
 
-from asgi_session.stores.base import SessionStore
+from asgi_session.stores.base import Rotation, SessionStore
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.testing import PersistedReader, StoreFactory
 
@@ -56,3 +57,20 @@ def persisted(store_kind: str, sqlite_files: list[tuple[SessionStore, Path]]) ->
         return b"".join(chunks)
 
     return read_database_and_wal
+
+
+async def race_rotations(first: SessionStore, second: SessionStore, rotations: Sequence[Rotation]) -> dict[int, bool]:
+    """Send every rotation at once, alternately through two stores on one backend; what each returned, by index.
+
+    Two store instances (two connections, or two pools) racing on one session: the backend's compare-and-swap, not
+    a lock inside one store object, must let exactly one rotation win.
+    """
+    results: dict[int, bool] = {}
+
+    async def attempt(i: int) -> None:
+        results[i] = await (first if i % 2 else second).rotate(rotations[i])
+
+    async with anyio.create_task_group() as group:
+        for i in range(len(rotations)):
+            group.start_soon(attempt, i)
+    return results

@@ -21,6 +21,7 @@ from asgi_session.stores.base import SessionStore
 from asgi_session.stores.postgres import SCHEMA_VERSION, PostgresStore
 from asgi_session.testing import CONFORMANCE_CHECKS, PersistedReader
 from asgi_session.testing._records import T0, handle_of, make_record, make_rich_record, make_rotation, rotated
+from tests.stores.conftest import race_rotations
 
 pytestmark = pytest.mark.anyio
 
@@ -231,16 +232,9 @@ async def test_100_concurrent_rotations_from_two_stores_one_wins(factory: Factor
     schema = fresh_schema()
     record = make_rich_record(1)
     rotations = [make_rotation(record, f"racer-{i}", T0 + 60 + i * 0.125) for i in range(100)]
-    results: dict[int, bool] = {}
     async with factory(schema=schema) as first, factory(schema=schema) as second:
         await first.create(record)
-
-        async def attempt(i: int) -> None:
-            results[i] = await (first if i % 2 else second).rotate(rotations[i])
-
-        async with anyio.create_task_group() as group:
-            for i in range(len(rotations)):
-                group.start_soon(attempt, i)
+        results = await race_rotations(first, second, rotations)
         winners = [i for i, won in results.items() if won is True]
         assert len(winners) == 1
         assert all(won is False for i, won in results.items() if i != winners[0])

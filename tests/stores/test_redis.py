@@ -24,6 +24,7 @@ from asgi_session.stores.base import SessionStore
 from asgi_session.stores.redis import RedisStore
 from asgi_session.testing import CONFORMANCE_CHECKS, PersistedReader, run_conformance_suite
 from asgi_session.testing._records import DAY, T0, handle_of, make_key, make_record, make_rotation, rotated
+from tests.stores.conftest import race_rotations
 
 pytestmark = pytest.mark.anyio
 
@@ -140,16 +141,9 @@ async def test_rotation_is_atomic_across_two_store_instances(factory: Factory, a
     prefix = fresh_prefix()
     record = make_record(1)
     rotations = [make_rotation(record, f"racer-{i}", T0 + 60 + i) for i in range(100)]
-    results: dict[int, bool] = {}
     async with factory(prefix=prefix) as first, factory(prefix=prefix) as second:
         await first.create(record)
-
-        async def attempt(i: int) -> None:
-            results[i] = await (first if i % 2 else second).rotate(rotations[i])
-
-        async with anyio.create_task_group() as group:
-            for i in range(len(rotations)):
-                group.start_soon(attempt, i)
+        results = await race_rotations(first, second, rotations)
         winners = [i for i, won in results.items() if won is True]
         assert len(results) == 100
         assert len(winners) == 1

@@ -25,6 +25,7 @@ from asgi_session.stores import (
     SQLiteStore,
     store_from_url,
 )
+from tests.stores.conftest import race_rotations
 
 pytestmark = pytest.mark.anyio
 
@@ -437,17 +438,10 @@ async def test_200_concurrent_tasks_on_one_store(tmp_path: Path) -> None:
 async def test_two_stores_racing_one_rotation_let_exactly_one_win(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     record = make_record()
-    outcomes: dict[int, bool] = {}
+    rotations = [rotation(record, digest(f"new-{i}")) for i in range(100)]
     async with SQLiteStore(path) as first, SQLiteStore(path) as second:
         await first.create(record)
-
-        async def attempt(i: int) -> None:
-            store = first if i % 2 else second
-            outcomes[i] = await store.rotate(rotation(record, digest(f"new-{i}")))
-
-        async with anyio.create_task_group() as tg:
-            for i in range(100):
-                tg.start_soon(attempt, i)
+        outcomes = await race_rotations(first, second, rotations)
         winners = [i for i, won in outcomes.items() if won]
         assert len(outcomes) == 100
         assert len(winners) == 1
