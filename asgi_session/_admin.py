@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._core import ManagerCore
+from ._refresh_token import anti_csrf_token_for, sha256_hex
 from ._validate import check_id, check_session_data, is_possible_id
 from .exceptions import InvalidPayloadError, UnauthorisedError
 from .keys import SigningKey
 from .session import Session, SessionInformation
 from .stores.base import SessionRecord
-from .tokens import anti_csrf_token_for, check_custom_payload, sha256_hex, sign_access_token
+from .tokens import check_custom_payload, sign_access_token
 
 __all__ = ["SessionAdmin"]
 

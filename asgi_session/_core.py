@@ -17,17 +17,12 @@ import anyio
 
 from ._asgi import MAX_COOKIE_BYTES
 from ._clock import Clock, SystemClock
+from ._token_cache import VerifiedTokenCache
 from .config import SessionConfig
 from .exceptions import ConfigurationError, InvalidPayloadError, StoreError, TryRefreshTokenError
 from .keys import KeyRing
 from .stores.base import SessionRecord, SessionStore, StoreLifecycle
-from .tokens import (
-    UnknownKeyError,
-    VerifiedTokenCache,
-    access_token_length_bound,
-    decode_access_token,
-    json_copy,
-)
+from .tokens import UnknownKeyError, access_token_length_bound, decode_access_token, json_copy
 from .transport import ACCESS_COOKIE
 
 __all__ = ["DEFAULT_STORE_URL", "ManagerCore"]

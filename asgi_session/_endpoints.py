@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from ._asgi import Scope, Send, header_value, header_values
 from ._context import RequestContext, check_anti_csrf
+from ._refresh_token import refresh_token_handle
 from .config import SessionConfig
 from .exceptions import (
     InvalidClaimsError,
@@ -20,7 +21,6 @@ from .exceptions import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from .tokens import refresh_token_handle
 from .transport import ResponseChanges, duplicated_session_cookies, read_refresh_token, request_has_token_cookies
 
 if TYPE_CHECKING:

@@ -11,10 +11,10 @@ import hmac
 import logging
 
 from ._admin import SessionAdmin
+from ._refresh_token import anti_csrf_token_for, child_refresh_token, refresh_token_handle, stored_refresh_hash
 from .exceptions import StoreError, TokenTheftDetectedError, UnauthorisedError
 from .session import Session
 from .stores.base import Rotation, SessionRecord
-from .tokens import anti_csrf_token_for, child_refresh_token, refresh_token_handle, stored_refresh_hash
 
 __all__ = ["SessionRefresh"]
 

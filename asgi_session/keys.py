@@ -28,31 +28,30 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
 import anyio
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ._clock import Clock
+from ._key_material import (
+    AsymmetricPrivateKey,
+    KeyBytes,
+    SigningKey,
+    VerificationKey,
+    key_text,
+    load_private,
+    new_signing_record,
+    public_jwk,
+    seal,
+)
 from ._key_seal import KeySealer, UnsealError, is_sealed
 from .config import SessionConfig
 from .exceptions import ConfigurationError, StoreError
 from .stores.base import KeyRecord, SessionStore
 
-__all__ = ["KeyRing", "SigningKey", "VerificationKey"]
+__all__ = ["KeyRing", "SigningKey", "VerificationKey", "public_jwk"]
 
 logger = logging.getLogger("asgi_session")
-
-AsymmetricPrivateKey: TypeAlias = "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey"
-PrivateKey: TypeAlias = "AsymmetricPrivateKey | bytes"
-PublicKey: TypeAlias = "ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | bytes"
-
-_SHA256 = hashes.SHA256()
-_ECDSA_SHA256 = ec.ECDSA(_SHA256)
 
 REFRESH_MAC_KID = "refresh-mac"
 _REFRESH_MAC_ALGORITHM = "refresh-mac"
@@ -61,160 +60,6 @@ _KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _KEY_SLACK_SECONDS = 60.0
 # An unknown kid makes us re-read the ring at most this often, so hostile kids cannot hammer the store.
 _UNKNOWN_KID_RELOAD_SECONDS = 1.0
-
-
-class _KeyBytes(bytes):
-    """Key bytes whose ``repr`` (and ``str``) never shows them: safe in logs, debuggers and tracebacks."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} secret bytes>"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationKey:
-    """A key that verifies tokens: its ``kid``, its one pinned algorithm, and the prepared public key."""
-
-    kid: str
-    algorithm: str
-    public_key: PublicKey = field(repr=False)  # the HS256 secret, for HS256
-
-    def verify(self, message: bytes, signature: bytes) -> bool:
-        """Check a JWS signature (raw ``r || s`` for ES256) over ``message`` with this key's one algorithm."""
-        # Dispatch on the pinned algorithm string (the ring only pairs a key with its own algorithm): cheaper than
-        # isinstance checks against cryptography's abstract key classes.
-        public: Any = self.public_key
-        algorithm = self.algorithm
-        try:
-            if algorithm == "ES256":
-                if len(signature) != 64:
-                    return False
-                r = int.from_bytes(signature[:32], "big")
-                s = int.from_bytes(signature[32:], "big")
-                public.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
-            elif algorithm == "HS256":
-                return hmac.compare_digest(hmac.new(public, message, hashlib.sha256).digest(), signature)
-            elif algorithm == "RS256":
-                public.verify(signature, message, padding.PKCS1v15(), _SHA256)
-            elif algorithm == "EdDSA":
-                public.verify(signature, message)
-            else:
-                return False
-        except InvalidSignature:
-            return False
-        return True
-
-
-@dataclass(frozen=True, slots=True)
-class SigningKey:
-    """The key that signs new tokens now: ``kid``, algorithm and the prepared private key."""
-
-    kid: str
-    algorithm: str
-    private_key: PrivateKey = field(repr=False)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _int_b64url(value: int) -> str:
-    return _b64url(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
-
-
-def _generate_pem(algorithm: str) -> str:
-    private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-    if algorithm == "ES256":
-        private = ec.generate_private_key(ec.SECP256R1())
-    elif algorithm == "RS256":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    elif algorithm == "EdDSA":
-        private = ed25519.Ed25519PrivateKey.generate()
-    else:  # pragma: no cover - config validation makes this unreachable
-        raise ValueError(f"cannot generate a key for {algorithm!r}")
-    return private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
-
-
-def _seal(sealer: KeySealer | None, kid: str, algorithm: str, text: str) -> str:
-    return text if sealer is None else sealer.seal(kid, algorithm, text)
-
-
-def _key_text(sealer: KeySealer | None, record: KeyRecord) -> str:
-    """The record's key text (PEM or base64), opened if sealed.
-
-    Raises:
-        UnsealError: the record is sealed and there is no secret, or it cannot be opened with this one.
-    """
-    if not is_sealed(record.private_key):
-        return record.private_key
-    if sealer is None:
-        raise UnsealError(
-            f"key {record.kid!r} in the store is encrypted, but SessionConfig.key_encryption_secret is not set; "
-            "set it to the secret the keys were encrypted with (every process sharing the store needs it)"
-        )
-    return sealer.open(record.kid, record.algorithm, record.private_key)
-
-
-def _new_signing_record(
-    sealer: KeySealer | None, algorithm: str, kid: str, now: float, signs_from: float, expires_at: float
-) -> KeyRecord:
-    # The PEM is generated and sealed inside this call and never bound to a name in the caller's frame.
-    return KeyRecord(
-        kid=kid,
-        algorithm=algorithm,
-        private_key=_seal(sealer, kid, algorithm, _generate_pem(algorithm)),
-        created_at=now,
-        signs_from=signs_from,
-        expires_at=expires_at,
-    )
-
-
-def _load_private(
-    record: KeyRecord,
-    sealer: KeySealer | None,
-) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(_key_text(sealer, record).encode("ascii"), password=None)
-    except (ValueError, TypeError, UnicodeError) as exc:
-        raise StoreError(f"signing key {record.kid!r} in the store is corrupt") from exc
-    expected: dict[str, type[Any]] = {
-        "ES256": ec.EllipticCurvePrivateKey,
-        "RS256": rsa.RSAPrivateKey,
-        "EdDSA": ed25519.Ed25519PrivateKey,
-    }
-    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)) or (
-        not isinstance(key, expected[record.algorithm])
-    ):
-        raise StoreError(f"signing key {record.kid!r} in the store does not match its algorithm")
-    return key
-
-
-def public_jwk(key: VerificationKey) -> dict[str, str]:
-    """Return the public JWK (RFC 7517) of an asymmetric verification key."""
-    public = key.public_key
-    jwk: dict[str, str]
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        numbers = public.public_numbers()
-        jwk = {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": _b64url(numbers.x.to_bytes(32, "big")),
-            "y": _b64url(numbers.y.to_bytes(32, "big")),
-        }
-    elif isinstance(public, rsa.RSAPublicKey):
-        rsa_numbers = public.public_numbers()
-        jwk = {"kty": "RSA", "n": _int_b64url(rsa_numbers.n), "e": _int_b64url(rsa_numbers.e)}
-    elif isinstance(public, ed25519.Ed25519PublicKey):
-        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
-    else:
-        raise ValueError("symmetric keys are never published")
-    return {**jwk, "kid": key.kid, "alg": key.algorithm, "use": "sig"}
 
 
 class KeyRing:
@@ -245,7 +90,7 @@ class KeyRing:
         self._sealer = None if encryption is None else KeySealer(encryption)
         self._warned_clear: set[str] = set()
         raw_secret = config.signing_secret_bytes
-        secret = None if raw_secret is None else _KeyBytes(raw_secret)
+        secret = None if raw_secret is None else KeyBytes(raw_secret)
         self._hs256_secret = secret
         self._hs256: SigningKey | None = None
         if secret is not None:
@@ -279,7 +124,7 @@ class KeyRing:
                     record = KeyRecord(
                         kid=REFRESH_MAC_KID,
                         algorithm=_REFRESH_MAC_ALGORITHM,
-                        private_key=_seal(
+                        private_key=seal(
                             self._sealer,
                             REFRESH_MAC_KID,
                             _REFRESH_MAC_ALGORITHM,
@@ -390,7 +235,7 @@ class KeyRing:
         )
         algorithm = self._config.signing_algorithm
         kid = f"d-{int(now * 1000)}-{secrets.token_hex(4)}"
-        build = functools.partial(_new_signing_record, self._sealer, algorithm, kid, now, signs_from, expires_at)
+        build = functools.partial(new_signing_record, self._sealer, algorithm, kid, now, signs_from, expires_at)
         record = await anyio.to_thread.run_sync(build)
         await self._store.add_key(record)
         logger.info(
@@ -418,7 +263,7 @@ class KeyRing:
             if record.algorithm not in ("ES256", "RS256", "EdDSA"):
                 continue
             cached = self._private.get(record.kid)
-            key = cached if cached is not None else _load_private(record, self._sealer)
+            key = cached if cached is not None else load_private(record, self._sealer)
             private[record.kid] = key
             verification[record.kid] = VerificationKey(record.kid, record.algorithm, key.public_key())
         if self._hs256 is not None and self._hs256_secret is not None:
@@ -433,7 +278,7 @@ class KeyRing:
         if record.private_key == self._refresh_mac_stored:
             return
         try:
-            self._refresh_mac = _KeyBytes(base64.b64decode(_key_text(self._sealer, record), validate=True))
+            self._refresh_mac = KeyBytes(base64.b64decode(key_text(self._sealer, record), validate=True))
         except (binascii.Error, ValueError) as exc:
             raise StoreError("the refresh-token MAC key in the store is corrupt") from exc
         self._refresh_mac_stored = record.private_key

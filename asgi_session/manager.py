@@ -9,18 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._refresh import SessionRefresh
+from ._refresh_token import mint_refresh_token, stored_refresh_hash
 from ._validate import check_id, check_session_data
 from .exceptions import ConfigurationError, InvalidPayloadError, TryRefreshTokenError, UnauthorisedError
 from .session import Session
 from .stores.base import SessionRecord
-from .tokens import (
-    UnknownKeyError,
-    check_custom_payload,
-    check_json_object,
-    mint_refresh_token,
-    sign_jwt,
-    stored_refresh_hash,
-)
+from .tokens import UnknownKeyError, check_custom_payload, check_json_object, sign_jwt
 
 __all__ = ["SessionManager"]
 

@@ -1,4 +1,4 @@
-"""Access tokens (signed JWTs) and refresh tokens (opaque, MAC-authenticated); the only module importing ``jwt``.
+"""Access tokens: signing and strict verification of our JWTs; the only module importing ``jwt``.
 
 Verification is strict and cheap. It caps the length before any decoding, accepts only base64url segments, reads
 a header that may hold nothing but ``alg``, ``typ``, ``kid`` and ``version`` (so ``jku``, ``jwk``, ``x5u``, ``x5c``
@@ -7,22 +7,17 @@ pins the algorithm to that key's, checks the signature with the prepared key (Py
 PyJWT's per-call key preparation), and only then parses the claims, requiring each with its type. Every failure,
 whatever raised it, becomes :class:`~asgi_session.TryRefreshTokenError`.
 
-Refresh tokens are ``<handle>.<body>.<tag>``: 256 random bits (or bits derived from the parent), bound to their
-session handle by an HMAC tag. The store keeps only ``sha256(sha256(token))``. A child token is derived from its
-parent with the MAC key, so presenting the same parent twice yields the same child: retries, lost responses and
-concurrent tabs all end up on one chain.
+Refresh tokens live in :mod:`asgi_session._refresh_token`, the verified-token cache in
+:mod:`asgi_session._token_cache`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import re
-import secrets
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,22 +30,15 @@ __all__ = [
     "PROTECTED_CLAIMS",
     "SESSION_ONLY_CLAIMS",
     "UnknownKeyError",
-    "VerifiedTokenCache",
     "access_token_length_bound",
-    "anti_csrf_token_for",
     "check_custom_payload",
     "check_json_object",
-    "child_refresh_token",
     "decode_access_token",
     "front_token",
     "json_copy",
     "looks_like_access_token",
-    "mint_refresh_token",
-    "refresh_token_handle",
-    "sha256_hex",
     "sign_access_token",
     "sign_jwt",
-    "stored_refresh_hash",
 ]
 
 PROTECTED_CLAIMS = frozenset(
@@ -74,8 +62,6 @@ _ALGORITHMS: dict[str, Algorithm] = {  # used to sign; verification uses the pre
     for name, algorithm in get_default_algorithms().items()
     if name in ("ES256", "RS256", "EdDSA", "HS256")
 }
-_REFRESH_TOKEN = re.compile(r"([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{22})")
-_REFRESH_TOKEN_MAX = 128
 
 
 class UnknownKeyError(TryRefreshTokenError):
@@ -84,16 +70,6 @@ class UnknownKeyError(TryRefreshTokenError):
     def __init__(self, kid: str) -> None:
         super().__init__("unknown signing key")
         self.kid = kid
-
-
-def sha256_hex(value: str) -> str:
-    """Return the hex SHA-256 of a string (``refreshTokenHash1`` of a refresh token)."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def stored_refresh_hash(refresh_token: str) -> str:
-    """Return what the store keeps for a refresh token: ``sha256(sha256(token))``."""
-    return sha256_hex(sha256_hex(refresh_token))
 
 
 def _b64url(data: bytes) -> str:
@@ -385,114 +361,6 @@ def decode_access_token(
     except Exception as exc:
         raise TryRefreshTokenError("invalid access token") from exc
     return claims
-
-
-class VerifiedTokenCache:
-    """A bounded map from exact token strings to their verified claims, honouring ``exp``, indexed by session.
-
-    Least-recently-used entries are evicted when full; an entry is dropped when found expired. ``size=0`` disables
-    it. Each entry holds the token string and its claims dict (well under 1 KiB for a typical token). The claims
-    dicts are shared with callers inside the package, which never mutate them; public accessors hand out copies.
-    A second map from session handle to that session's cached tokens makes :meth:`discard_session` cost the
-    entries of one session, not a scan of the cache (revoking thousands of sessions must not stall the loop).
-    """
-
-    __slots__ = ("_by_handle", "_entries", "_size")
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._by_handle: dict[str, set[str]] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, token: str, now: float) -> dict[str, Any] | None:
-        """Return the cached claims of a still-unexpired token, or ``None``."""
-        claims = self._entries.get(token)
-        if claims is None:
-            return None
-        if now < claims["exp"]:
-            self._entries.move_to_end(token)
-            return claims
-        self._forget(token, self._entries.pop(token))
-        return None
-
-    def put(self, token: str, claims: dict[str, Any]) -> None:
-        """Remember a verified token's claims."""
-        if self._size <= 0:
-            return
-        entries = self._entries
-        if token in entries:
-            entries.move_to_end(token)
-            return
-        if len(entries) >= self._size:
-            self._forget(*entries.popitem(last=False))
-        entries[token] = claims
-        handle = claims["sessionHandle"]
-        tokens = self._by_handle.get(handle)
-        if tokens is None:
-            self._by_handle[handle] = {token}
-        else:
-            tokens.add(token)
-
-    def _forget(self, token: str, claims: dict[str, Any]) -> None:
-        handle = claims["sessionHandle"]
-        tokens = self._by_handle.get(handle)
-        if tokens is not None:
-            tokens.discard(token)
-            if not tokens:
-                del self._by_handle[handle]
-
-    def discard_session(self, handle: str) -> None:
-        """Forget every cached token of one session (after a local revoke)."""
-        for token in self._by_handle.pop(handle, ()):
-            self._entries.pop(token, None)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._entries.clear()
-        self._by_handle.clear()
-
-
-def _tag(mac_key: bytes, handle: str, body: str) -> str:
-    digest = hmac.new(mac_key, f"rt1|{handle}|{body}".encode("ascii"), hashlib.sha256).digest()
-    return _b64url(digest[:16])
-
-
-def _assemble(mac_key: bytes, handle: str, body: str) -> str:
-    return f"{handle}.{body}.{_tag(mac_key, handle, body)}"
-
-
-def mint_refresh_token(mac_key: bytes, handle: str) -> str:
-    """Return a new refresh token for a session: 256 random bits bound to ``handle``."""
-    return _assemble(mac_key, handle, _b64url(secrets.token_bytes(32)))
-
-
-def refresh_token_handle(mac_key: bytes, refresh_token: str) -> str | None:
-    """Return the handle of an authentic refresh token, or ``None`` for anything we did not issue."""
-    if not isinstance(refresh_token, str) or len(refresh_token) > _REFRESH_TOKEN_MAX:
-        return None
-    match = _REFRESH_TOKEN.fullmatch(refresh_token)
-    if match is None:
-        return None
-    handle, body, tag = match.groups()
-    if not hmac.compare_digest(tag, _tag(mac_key, handle, body)):
-        return None
-    return handle
-
-
-def child_refresh_token(mac_key: bytes, parent: str) -> str:
-    """Return the child of an authentic refresh token: deterministic, so a replayed parent gets the same child."""
-    handle, body, _ = parent.split(".")
-    derived = hmac.new(mac_key, f"rt1-child|{body}".encode("ascii"), hashlib.sha256).digest()
-    return _assemble(mac_key, handle, _b64url(derived))
-
-
-def anti_csrf_token_for(mac_key: bytes, refresh_token: str) -> str:
-    """Return the anti-CSRF token bound to a refresh token (and so to its session)."""
-    body = refresh_token.split(".")[1]
-    return _b64url(hmac.new(mac_key, f"csrf|{body}".encode("ascii"), hashlib.sha256).digest()[:24])
 
 
 def front_token(user_id: str, access_token_expiry_ms: int, payload: Mapping[str, Any]) -> str:

@@ -29,10 +29,10 @@ from asgi_session import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
+from asgi_session._refresh_token import stored_refresh_hash
 from asgi_session.stores.base import SessionRecord
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.testing import FakeClock
-from asgi_session.tokens import stored_refresh_hash
 from tests._helpers import CountingStore, assert_not_leaked, b64u
 
 pytestmark = pytest.mark.anyio

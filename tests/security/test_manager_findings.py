@@ -20,10 +20,10 @@ from asgi_session import (
     StoreError,
     TryRefreshTokenError,
 )
+from asgi_session._token_cache import VerifiedTokenCache
 from asgi_session.keys import SigningKey
 from asgi_session.stores.base import KeyRecord
 from asgi_session.testing import FakeClock
-from asgi_session.tokens import VerifiedTokenCache
 from tests._helpers import CountingStore, b64u, low_s
 
 pytestmark = pytest.mark.anyio

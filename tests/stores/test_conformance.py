@@ -10,6 +10,7 @@ import pytest
 
 import asgi_session._refresh
 import asgi_session.manager
+from asgi_session._refresh_token import mint_refresh_token, sha256_hex
 from asgi_session.stores.base import KeyRecord, Rotation, SessionRecord, SessionStore
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.testing import (
@@ -19,7 +20,6 @@ from asgi_session.testing import (
     StoreFactory,
     run_conformance_suite,
 )
-from asgi_session.tokens import mint_refresh_token, sha256_hex
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,80 @@
+"""Refresh tokens: ``<handle>.<body>.<tag>``, opaque, MAC-bound to their session, kept by the store only as hashes.
+
+256 random bits (or bits derived from the parent), bound to their session handle by an HMAC tag. The store keeps
+only ``sha256(sha256(token))``. A child token is derived from its parent with the MAC key, so presenting the same
+parent twice yields the same child: retries, lost responses and concurrent tabs all end up on one chain.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+__all__ = [
+    "anti_csrf_token_for",
+    "child_refresh_token",
+    "mint_refresh_token",
+    "refresh_token_handle",
+    "sha256_hex",
+    "stored_refresh_hash",
+]
+
+_REFRESH_TOKEN = re.compile(r"([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{22})")
+_REFRESH_TOKEN_MAX = 128
+
+
+def sha256_hex(value: str) -> str:
+    """Return the hex SHA-256 of a string (``refreshTokenHash1`` of a refresh token)."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def stored_refresh_hash(refresh_token: str) -> str:
+    """Return what the store keeps for a refresh token: ``sha256(sha256(token))``."""
+    return sha256_hex(sha256_hex(refresh_token))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _tag(mac_key: bytes, handle: str, body: str) -> str:
+    digest = hmac.new(mac_key, f"rt1|{handle}|{body}".encode("ascii"), hashlib.sha256).digest()
+    return _b64url(digest[:16])
+
+
+def _assemble(mac_key: bytes, handle: str, body: str) -> str:
+    return f"{handle}.{body}.{_tag(mac_key, handle, body)}"
+
+
+def mint_refresh_token(mac_key: bytes, handle: str) -> str:
+    """Return a new refresh token for a session: 256 random bits bound to ``handle``."""
+    return _assemble(mac_key, handle, _b64url(secrets.token_bytes(32)))
+
+
+def refresh_token_handle(mac_key: bytes, refresh_token: str) -> str | None:
+    """Return the handle of an authentic refresh token, or ``None`` for anything we did not issue."""
+    if not isinstance(refresh_token, str) or len(refresh_token) > _REFRESH_TOKEN_MAX:
+        return None
+    match = _REFRESH_TOKEN.fullmatch(refresh_token)
+    if match is None:
+        return None
+    handle, body, tag = match.groups()
+    if not hmac.compare_digest(tag, _tag(mac_key, handle, body)):
+        return None
+    return handle
+
+
+def child_refresh_token(mac_key: bytes, parent: str) -> str:
+    """Return the child of an authentic refresh token: deterministic, so a replayed parent gets the same child."""
+    handle, body, _ = parent.split(".")
+    derived = hmac.new(mac_key, f"rt1-child|{body}".encode("ascii"), hashlib.sha256).digest()
+    return _assemble(mac_key, handle, _b64url(derived))
+
+
+def anti_csrf_token_for(mac_key: bytes, refresh_token: str) -> str:
+    """Return the anti-CSRF token bound to a refresh token (and so to its session)."""
+    body = refresh_token.split(".")[1]
+    return _b64url(hmac.new(mac_key, f"csrf|{body}".encode("ascii"), hashlib.sha256).digest()[:24])
