@@ -18,12 +18,7 @@ from .exceptions import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from .transport import (
-    ResponseChanges,
-    TokenSource,
-    new_session_method,
-    request_has_token_cookies,
-)
+from .transport import Method, ResponseChanges, TokenSource, new_session_method
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -76,17 +71,8 @@ class RequestContext:
         if session.revoked:
             changes.clear_tokens(session.transfer_method)  # type: ignore[arg-type]
         elif session.access_and_front_token_updated:
-            method = session.transfer_method or "cookie"
-            changes.set_tokens(
-                method,  # type: ignore[arg-type]
-                now=self.manager.clock.now(),
-                access_token=session.access_token,
-                front_token=session.get_front_token(),
-                refresh_token=session.refresh_token,
-                refresh_expiry=session.refresh_token_expiry,
-                anti_csrf_token=session.anti_csrf_token,
-                clear_cookies_first=method == "header" and request_has_token_cookies(self.scope),
-            )
+            method: Method = "header" if session.transfer_method == "header" else "cookie"
+            changes.set_session_tokens(session, method, now=self.manager.clock.now(), scope=self.scope)
         return changes
 
 

@@ -21,7 +21,7 @@ from .exceptions import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from .transport import ResponseChanges, duplicated_session_cookies, read_refresh_token, request_has_token_cookies
+from .transport import ResponseChanges, duplicated_session_cookies, read_refresh_token
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -204,15 +204,8 @@ class Endpoints:
             return
         session.transfer_method = source.method
         changes = ResponseChanges(config)
-        changes.set_tokens(
-            "cookie" if is_cookie else "header",
-            now=self.manager.clock.now(),
-            access_token=session.access_token,
-            front_token=session.get_front_token(),
-            refresh_token=session.refresh_token,
-            refresh_expiry=session.refresh_token_expiry,
-            anti_csrf_token=session.anti_csrf_token,
-            clear_cookies_first=not is_cookie and request_has_token_cookies(scope),
+        changes.set_session_tokens(
+            session, "cookie" if is_cookie else "header", now=self.manager.clock.now(), scope=scope
         )
         await send_response(send, 200, {}, changes, [])
 

@@ -15,6 +15,7 @@ from typing import Literal, NamedTuple
 
 from ._asgi import Message, Scope, cookie_header, header_value, header_values, parse_cookies
 from .config import SessionConfig
+from .session import Session
 from .tokens import looks_like_access_token
 
 __all__ = [
@@ -239,6 +240,19 @@ class ResponseChanges:
             max_age=0 if clear else None,
         )
         self.cookies[(name, path, domain)] = header
+
+    def set_session_tokens(self, session: Session, method: Method, *, now: float, scope: Scope) -> None:
+        """Queue ``session``'s new tokens in ``method``; in header mode also clear token cookies the request sent."""
+        self.set_tokens(
+            method,
+            now=now,
+            access_token=session.access_token,
+            front_token=session.get_front_token(),
+            refresh_token=session.refresh_token,
+            refresh_expiry=session.refresh_token_expiry,
+            anti_csrf_token=session.anti_csrf_token,
+            clear_cookies_first=method == "header" and request_has_token_cookies(scope),
+        )
 
     def set_tokens(
         self,
