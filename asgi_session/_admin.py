@@ -121,7 +121,7 @@ class SessionAdmin(ManagerCore):
         if not is_possible_id(session_handle):
             return False
         deleted = await self.store.delete([session_handle])
-        self._cache.discard_session(session_handle)
+        self._revoked_here(deleted)
         if deleted:
             logger.info("asgi_session: revoked session %r", session_handle)
         return bool(deleted)
@@ -130,8 +130,7 @@ class SessionAdmin(ManagerCore):
         """Revoke several sessions; return the handles that existed and were revoked."""
         await self.open()
         deleted = await self.store.delete([handle for handle in session_handles if is_possible_id(handle)])
-        for handle in deleted:
-            self._cache.discard_session(handle)
+        self._revoked_here(deleted)
         if deleted:
             logger.info("asgi_session: revoked %d sessions", len(deleted))
         return deleted
@@ -145,8 +144,7 @@ class SessionAdmin(ManagerCore):
         await self.open()
         _check_user(user_id, tenant_id)
         deleted = await self.store.delete_for_user(user_id, tenant_id)
-        for handle in deleted:
-            self._cache.discard_session(handle)
+        self._revoked_here(deleted)
         logger.info(
             "asgi_session: revoked all %d sessions of user %r (tenant %r)",
             len(deleted),
@@ -247,6 +245,7 @@ class SessionAdmin(ManagerCore):
         """Delete every expired session from the store; return how many were deleted."""
         await self.open()
         deleted = await self.store.delete_expired(self.clock.now())
+        await self._trim_revocation_log()
         if deleted:
             logger.info("asgi_session: deleted %d expired sessions", deleted)
         return deleted

@@ -51,8 +51,8 @@ class RequestContext:
         self.source = source
         self.session = session
         self.error = error
-        # With blacklisting on, the middleware's verification already read the store.
-        self.db_checked = manager.config.access_token_blacklisting
+        # Whether verification read the session from the store (blacklisting without an exact revocation probe).
+        self.db_checked = manager.config.access_token_blacklisting and not manager.checks_revocations_in_memory
         if session is not None:
             session.transfer_method = source.method
 
@@ -172,8 +172,9 @@ async def get_session(
         return session
     check_anti_csrf(context, session, anti_csrf_check)
     manager = context.manager
-    wanted = check_database if check_database is not None else manager.config.access_token_blacklisting
-    if wanted and not context.db_checked:
+    # Blacklisting was applied when the middleware verified the token; check_database=True asks for the store
+    # itself, on every store, unless that very read was already made for this request.
+    if check_database and not context.db_checked:
         await manager.check_session_in_store(session)
         context.db_checked = True
     return session

@@ -10,24 +10,35 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import anyio
 
 from ._asgi import MAX_COOKIE_BYTES
 from ._clock import Clock, SystemClock
+from ._feed import FeedFollower
+from ._revocations import RevocationView
 from ._token_cache import VerifiedTokenCache
 from .config import SessionConfig
 from .exceptions import ConfigurationError, InvalidPayloadError, StoreError, TryRefreshTokenError
 from .keys import KeyRing
-from .stores.base import SessionRecord, SessionStore, StoreLifecycle
+from .stores.base import (
+    RevocationFeed,
+    RevocationLog,
+    RevocationProbe,
+    SessionRecord,
+    SessionStore,
+    StoreLifecycle,
+)
 from .tokens import UnknownKeyError, access_token_length_bound, decode_access_token, json_copy
 from .transport import ACCESS_COOKIE
 
 __all__ = ["DEFAULT_STORE_URL", "ManagerCore"]
 
 DEFAULT_STORE_URL = "sqlite:///asgi_session.db"
+_CLOCK_SKEW_SECONDS = 60.0  # how far apart the clocks of processes sharing a store may be
+_LOG_CHUNK = 10_000
 
 
 class ManagerCore(StoreLifecycle):
@@ -59,6 +70,13 @@ class ManagerCore(StoreLifecycle):
         self.clock: Clock = clock or SystemClock()
         self.keys = KeyRing(self.store, self.config, self.clock)
         self._cache = VerifiedTokenCache(self.config.verified_token_cache_size)
+        # Revoked handles, kept as long as an access token of theirs could live (plus clock skew).
+        self._revoked = RevocationView(self.config.access_token_validity.total_seconds() + _CLOCK_SKEW_SECONDS)
+        self._log = store if isinstance(store, RevocationLog) else None
+        self._probe = store if self._log is not None and isinstance(store, RevocationProbe) else None
+        self._follower: FeedFollower | None = None
+        if self._probe is None and isinstance(store, RevocationFeed) and self.config.revocation_max_lag > 0:
+            self._follower = FeedFollower(store, self._revoked, self.clock, self.config.revocation_max_lag)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r})"
@@ -68,6 +86,9 @@ class ManagerCore(StoreLifecycle):
         await self.store.open()
         try:
             await self.keys.load()
+            await self._load_revocations()
+            if self._follower is not None:
+                self._follower.start()
         except BaseException:
             # The load's error is the one worth reporting; a failing close must not hide it.
             with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
@@ -76,8 +97,68 @@ class ManagerCore(StoreLifecycle):
 
     async def _close(self) -> None:
         """Forget verified tokens and close the store; the manager reopens it on next use."""
+        if self._follower is not None:
+            await self._follower.stop()
         self._cache.clear()
+        self._revoked.clear()
         await self.store.close()
+
+    # -- revocations -----------------------------------------------------------------------------------------
+
+    async def _load_revocations(self) -> None:
+        """Read the whole revocation log into the view.
+
+        A session revoked by another process a minute ago may still have live access tokens. The log holds about
+        one access-token lifetime of revocations.
+        """
+        if self._log is None:
+            return
+        view = self._revoked
+        while True:
+            entries = await self._log.revocations_since(view.position, _LOG_CHUNK)
+            view.apply(entries, self.clock.now())
+            if len(entries) < _LOG_CHUNK:
+                return
+
+    @property
+    def checks_revocations_in_memory(self) -> bool:
+        """Whether revocations may be checked from memory: an exact probe, or a feed within ``revocation_max_lag``."""
+        return self._probe is not None or self._follower is not None
+
+    def _revoked_here(self, handles: Iterable[str]) -> None:
+        """Forget the cached tokens of sessions this process revoked, and refuse them from now on."""
+        now = self.clock.now()
+        for handle in handles:
+            self._cache.discard_session(handle)
+            self._revoked.add(handle, now)
+
+    def _is_revoked_now(self, handle: str) -> bool | None:
+        """Whether the session is revoked, exactly and without I/O; ``None`` when only the store can tell."""
+        probe = self._probe
+        if probe is None:
+            follower = self._follower
+            if follower is not None and follower.fresh():
+                return handle in self._revoked
+            return None
+        entries = probe.probe_revocations(self._revoked.position)
+        if entries is None:
+            return None
+        if entries:
+            self._revoked.apply(entries, self.clock.now())
+        return handle in self._revoked
+
+    async def _trim_revocation_log(self) -> int:
+        """Delete log entries nobody needs: revoked more than one access-token lifetime (plus skew) ago.
+
+        The view remembers, per position, when it reached it; entries at or below the position it had
+        ``retention`` seconds ago are older than that. Catching up first records when this process first saw the
+        newest entries, so an entry is trimmed at the first cleanup at least ``retention`` after that.
+        """
+        if self._log is None:
+            return 0
+        await self._load_revocations()
+        through = self._revoked.position_before(self.clock.now() - self._revoked.retention)
+        return await self._log.trim_revocations(through) if through > 0 else 0
 
     # -- verification ----------------------------------------------------------------------------------------
 

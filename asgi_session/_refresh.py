@@ -91,7 +91,7 @@ class SessionRefresh(SessionAdmin):
                     raise UnauthorisedError("refresh token lineage mismatch", handle=handle)
                 return self._issue(record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key)
             await self.store.delete([handle])
-            self._cache.discard_session(handle)
+            self._revoked_here([handle])
             logger.warning(
                 "asgi_session: refresh token theft detected; revoked session %r (user %r, tenant %r)",
                 handle,

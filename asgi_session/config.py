@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,6 +71,10 @@ class SessionConfig:
         invalid_claim_status_code: the status of "invalid claim" responses.
         expose_access_token_to_frontend_in_cookie_based_auth: also send ``st-access-token`` in cookie mode.
         verified_token_cache_size: entries in the cache of already-verified access tokens (0 disables it).
+        revocation_max_lag: seconds the manager's view of revocations may lag behind the store, on stores
+            that push revocations to it (Redis, PostgreSQL), before verification reads the store instead.
+            ``0.0`` (the default) reads the store on every verification that checks for revocation. SQLite and
+            the memory store are exact across processes at no cost, whatever this says.
         max_token_length: access tokens longer than this many characters are refused before any decoding.
         max_session_data_bytes: the largest ``session_data_in_database`` accepted, in bytes of compact UTF-8
             JSON (default 64 KiB); larger data is refused with ``InvalidPayloadError`` before anything is stored.
@@ -97,6 +102,7 @@ class SessionConfig:
     invalid_claim_status_code: int = 403
     expose_access_token_to_frontend_in_cookie_based_auth: bool = False
     verified_token_cache_size: int = 10_000
+    revocation_max_lag: float = 0.0
     max_token_length: int = 8192
     max_session_data_bytes: int = 65_536
 
@@ -237,6 +243,9 @@ class SessionConfig:
             raise ConfigurationError("verified_token_cache_size must be an int >= 0 (0 disables the cache)")
         if not isinstance(self.max_token_length, int) or self.max_token_length < 256:
             raise ConfigurationError("max_token_length must be an int >= 256")
+        lag = self.revocation_max_lag
+        if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not 0 <= lag < math.inf:
+            raise ConfigurationError("revocation_max_lag must be a finite number of seconds >= 0, e.g. 0.1")
         limit = self.max_session_data_bytes
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 2:
             raise ConfigurationError("max_session_data_bytes must be an int >= 2 (bytes of JSON), e.g. 65536")

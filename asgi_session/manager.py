@@ -123,20 +123,26 @@ class SessionManager(SessionRefresh):
         if tenant_id is not None and claims["tId"] != tenant_id:
             raise UnauthorisedError("session belongs to another tenant", clear_tokens=False)
         self._check_anti_csrf(claims, anti_csrf_token, anti_csrf_check)
-        if check_database if check_database is not None else self.config.access_token_blacklisting:
+        if check_database:
             await self._check_database(claims)
+        elif check_database is None and self.config.access_token_blacklisting:
+            await self._check_not_revoked(claims)
         return Session(self, access_token=access_token, claims=claims)
 
     def verify_now(self, access_token: str) -> Session | None:
         """Verify a token without awaiting when nothing needs I/O; ``None`` means "use the async path".
 
-        A cached token is a dict lookup; a new token with a known key is decoded in place. ``None`` when
-        blacklisting is on (the store must be read), the manager is not open yet, or the ``kid`` is unknown.
+        A cached token is a dict lookup; a new token with a known key is decoded in place. With blacklisting,
+        a store with an exact revocation probe (SQLite, memory) is asked in place too. ``None`` when the store
+        must be read (blacklisting on another store, or a probe that cannot tell), the manager is not open yet,
+        or the ``kid`` is unknown.
 
         Raises:
             TryRefreshTokenError: the token is expired or invalid.
+            UnauthorisedError: with blacklisting, the session has been revoked.
         """
-        if self.config.access_token_blacklisting or not self._opened:
+        blacklisting = self.config.access_token_blacklisting
+        if not self._opened or (blacklisting and not self.checks_revocations_in_memory):
             return None
         now = self.clock.now()
         claims = self._cache.get(access_token, now)
@@ -146,6 +152,12 @@ class SessionManager(SessionRefresh):
             except UnknownKeyError:
                 return None  # the async path re-reads the ring for keys another worker published
             self._cache.put(access_token, claims)
+        if blacklisting:
+            revoked = self._is_revoked_now(claims["sessionHandle"])
+            if revoked is None:
+                return None
+            if revoked:
+                raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
         return Session(self, access_token=access_token, claims=claims)
 
     def _check_anti_csrf(self, claims: Mapping[str, Any], given: str | None, check: bool | None) -> None:
@@ -177,6 +189,24 @@ class SessionManager(SessionRefresh):
             StoreError: the store failed.
         """
         await self._check_database(session.get_access_token_payload())
+
+    async def check_session_not_revoked(self, session: Session) -> None:
+        """The blacklisting check: from the revocation view when the store has an exact probe, else a store read.
+
+        Raises:
+            UnauthorisedError: the session was revoked (or, read from the store, has expired).
+            StoreError: the store failed.
+        """
+        await self._check_not_revoked(session._claims)
+
+    async def _check_not_revoked(self, claims: Mapping[str, Any]) -> None:
+        # An exact probe answers without a store read: a session ends only by a logged revocation, or by expiry,
+        # which its access token (valid here, and never outliving its session) rules out.
+        revoked = self._is_revoked_now(claims["sessionHandle"])
+        if revoked:
+            raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
+        if revoked is None:
+            await self._check_database(claims)
 
     async def _check_database(self, claims: Mapping[str, Any]) -> None:
         record = await self.store.get(claims["sessionHandle"])

@@ -17,7 +17,7 @@ import anyio.lowlevel
 import pytest
 
 from asgi_session import StoreError
-from asgi_session.stores.base import Rotation, SessionRecord
+from asgi_session.stores.base import Revocation, Rotation, SessionRecord
 from asgi_session.stores.memory import MemoryStore
 
 # -- a store that counts calls -----------------------------------------------------------------------------------
@@ -124,6 +124,10 @@ class TrackingStore(MemoryStore):
         if self.fail_get:
             raise StoreError("injected: get failed")
         return await super().get(handle)
+
+    def probe_revocations(self, after: int) -> list[Revocation] | None:
+        # A store whose reads fail cannot be probed either: verification falls back to the failing read.
+        return None if self.fail_get else super().probe_revocations(after)
 
 
 # -- no token in an exception or a log record --------------------------------------------------------------------

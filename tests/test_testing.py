@@ -98,6 +98,7 @@ def test_check_names_and_running_order() -> None:
         "list_for_user",
         "delete_for_user",
         "delete_expired",
+        "revocation_log",
         "keys_add_get",
         "keys_delete",
         "many_sessions",

@@ -10,7 +10,7 @@ themselves (``delete_expired`` is given ``now``), so tests can drive time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -19,6 +19,10 @@ import anyio
 
 __all__ = [
     "KeyRecord",
+    "Revocation",
+    "RevocationFeed",
+    "RevocationLog",
+    "RevocationProbe",
     "Rotation",
     "SessionRecord",
     "SessionStore",
@@ -246,3 +250,71 @@ class StoreLifecycle:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+Revocation = tuple[int, str]
+"""One entry of a store's revocation log: ``(sequence number, session handle)``."""
+
+
+@runtime_checkable
+class RevocationLog(Protocol):
+    """Optional: a store that logs every revoked session, so managers can refuse revoked tokens from memory.
+
+    Every session removed by :meth:`SessionStore.delete` or :meth:`SessionStore.delete_for_user` is appended in
+    the same atomic write, with a sequence number larger than every earlier one (never reused, even after a trim);
+    ``delete_expired`` logs nothing (an expired session has no live access token). A store without a log keeps
+    working: managers then read the session on every verification that needs the check.
+    """
+
+    async def revocations_since(self, after: int, limit: int = 10_000) -> list[Revocation]:
+        """Return up to ``limit`` entries with a sequence number above ``after``, in ascending order."""
+        ...
+
+    async def trim_revocations(self, through: int) -> int:
+        """Delete the entries numbered ``through`` or lower; return how many were deleted."""
+        ...
+
+
+@runtime_checkable
+class RevocationProbe(Protocol):
+    """Optional, beside :class:`RevocationLog`: an exact, synchronous look at the log, cheap enough per request.
+
+    ``probe_revocations(after)`` returns every entry above ``after`` committed before the call, from any process
+    sharing the store, without awaiting; ``None`` when it cannot tell (the caller then reads the store).
+    """
+
+    def probe_revocations(self, after: int) -> list[Revocation] | None:
+        """Every entry above ``after`` committed so far, or ``None`` when that cannot be known right now."""
+        ...
+
+
+@runtime_checkable
+class RevocationFeed(Protocol):
+    """Optional, beside :class:`RevocationLog`: new log entries pushed to each manager (Redis, PostgreSQL).
+
+    With ``SessionConfig.revocation_max_lag > 0`` a manager runs :meth:`follow_revocations` in a background task
+    and checks revocations from memory while the feed is current within that bound; otherwise (or while the feed
+    is down or late) it reads the store on every verification that needs the check.
+    """
+
+    async def follow_revocations(
+        self,
+        after: int,
+        deliver: Callable[[list[Revocation], float], None],
+        *,
+        now: Callable[[], float],
+        heartbeat: float,
+    ) -> None:
+        """Deliver every log entry above ``after``, in order, until cancelled.
+
+        Calls ``deliver(entries, current_as_of)``: ``entries`` (maybe empty) continue the sequence after what was
+        delivered before, and every entry committed before the time ``current_as_of`` (a ``now()`` reading taken
+        before the round trip that proved it) has now been delivered. The first call follows a catch-up read of
+        the log; later calls come as entries are pushed, and at least every ``heartbeat`` seconds (an empty
+        confirmation), so the manager can tell a quiet feed from a dead one.
+
+        Raises:
+            StoreError: the connection was lost or the log cannot be read; the manager restarts the feed from the
+                last position delivered (after a short pause) and reads the store meanwhile.
+        """
+        ...

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..exceptions import StoreError
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
+from .base import (
+    KeyRecord,
+    Revocation,
+    RevocationLog,
+    RevocationProbe,
+    Rotation,
+    SessionRecord,
+    SessionStore,
+    StoreLifecycle,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -32,7 +42,7 @@ def _copy(record: SessionRecord) -> SessionRecord:
     )
 
 
-class MemoryStore(StoreLifecycle, SessionStore):
+class MemoryStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe):
     """Sessions and keys in a dict. For tests and single-process development: nothing survives a restart.
 
     Every method is atomic with respect to other tasks on the same event loop (none awaits mid-way).
@@ -41,6 +51,8 @@ class MemoryStore(StoreLifecycle, SessionStore):
     def __init__(self) -> None:
         self._sessions: dict[str, SessionRecord] = {}
         self._keys: dict[str, KeyRecord] = {}
+        self._revocations: list[Revocation] = []  # the revocation log, ascending
+        self._last_seq = 0
         super().__init__()
 
     def __repr__(self) -> str:
@@ -102,7 +114,32 @@ class MemoryStore(StoreLifecycle, SessionStore):
         for handle in dict.fromkeys(handles):
             if self._sessions.pop(handle, None) is not None:
                 deleted.append(handle)
+        self._log(deleted)
         return deleted
+
+    def _log(self, handles: list[str]) -> None:
+        for handle in handles:
+            self._last_seq += 1
+            self._revocations.append((self._last_seq, handle))
+
+    async def revocations_since(self, after: int, limit: int = 10_000) -> list[Revocation]:
+        """Return up to ``limit`` log entries numbered above ``after``."""
+        return self._since(after)[:limit]
+
+    def probe_revocations(self, after: int) -> list[Revocation] | None:
+        """Every log entry numbered above ``after`` (exact: the log is this object)."""
+        return self._since(after)
+
+    def _since(self, after: int) -> list[Revocation]:
+        log = self._revocations
+        start = bisect.bisect_right(log, (after, "\U0010ffff"))
+        return log[start:]
+
+    async def trim_revocations(self, through: int) -> int:
+        """Delete the log entries numbered ``through`` or lower."""
+        start = bisect.bisect_right(self._revocations, (through, "\U0010ffff"))
+        del self._revocations[:start]
+        return start
 
     def _of_user(self, user_id: str, tenant_id: str | None) -> list[SessionRecord]:
         found = [
@@ -122,6 +159,7 @@ class MemoryStore(StoreLifecycle, SessionStore):
         handles = [record.handle for record in self._of_user(user_id, tenant_id)]
         for handle in handles:
             del self._sessions[handle]
+        self._log(handles)
         return handles
 
     async def delete_expired(self, now: float) -> int:

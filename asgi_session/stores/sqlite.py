@@ -23,7 +23,6 @@ File permissions: the file holds the signing keys, so it is created ``0600`` (se
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import sqlite3
@@ -34,73 +33,39 @@ import aiosqlite
 import anyio
 
 from ..exceptions import ConfigurationError, StoreError
+from . import _sqlite_revocations as revocation_log
 from ._json import dump_object, load_object
 from ._sqlite_files import prepare_file
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
+from ._sqlite_sql import (
+    ADD_KEY,
+    CHUNK,
+    FIELDS,
+    GET,
+    GET_KEYS,
+    INSERT,
+    JSON_FIELDS,
+    KEY_FIELDS,
+    LIST_USER,
+    LIST_USER_TENANT,
+    MIGRATIONS,
+    ROTATE,
+    SCHEMA_VERSION,
+)
+from .base import (
+    KeyRecord,
+    Revocation,
+    RevocationLog,
+    RevocationProbe,
+    Rotation,
+    SessionRecord,
+    SessionStore,
+    StoreLifecycle,
+)
 
 __all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
-
-# Schema steps: _MIGRATIONS[n] takes a database from version n to n + 1 (kept in ``PRAGMA user_version``). A later
-# version appends a step; ``open`` applies every step past the file's version in one ``BEGIN IMMEDIATE`` transaction.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE sessions (
-            handle TEXT PRIMARY KEY NOT NULL,
-            user_id TEXT NOT NULL,
-            tenant_id TEXT NOT NULL,
-            refresh_hash TEXT NOT NULL,
-            previous_refresh_hash TEXT,
-            rotated_at REAL,
-            session_data TEXT NOT NULL,
-            access_token_payload TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            last_seen REAL NOT NULL,
-            expires_at REAL NOT NULL,
-            absolute_expires_at REAL,
-            user_agent TEXT,
-            ip TEXT
-        )""",
-        "CREATE INDEX sessions_user_tenant ON sessions (user_id, tenant_id)",
-        "CREATE INDEX sessions_tenant ON sessions (tenant_id)",
-        "CREATE INDEX sessions_expires_at ON sessions (expires_at)",
-        """CREATE TABLE keys (
-            kid TEXT PRIMARY KEY NOT NULL,
-            algorithm TEXT NOT NULL,
-            private_key TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            signs_from REAL NOT NULL,
-            expires_at REAL
-        )""",
-    ),
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-
 _MIN_SQLITE = (3, 35)  # RETURNING
-_CHUNK = 500  # handles per ``IN (...)``: far below SQLite's bound-parameter limit
-
-# The columns are named after the record fields; a field added to a record needs a migration step adding its column.
-_FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
-_JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
-_KEY_FIELDS = tuple(field.name for field in dataclasses.fields(KeyRecord))
-_COLUMNS = ", ".join(_FIELDS)
-_KEY_COLUMNS = ", ".join(_KEY_FIELDS)
-
-# Only constant column lists are formatted into these statements (hence the S608 waivers); every value is bound.
-_PLACES = ", ".join("?" * len(_FIELDS))
-_INSERT = f"INSERT INTO sessions ({_COLUMNS}) VALUES ({_PLACES}) ON CONFLICT(handle) DO NOTHING"  # noqa: S608
-_GET = f"SELECT {_COLUMNS} FROM sessions WHERE handle = ?"  # noqa: S608
-_ROTATE = (
-    "UPDATE sessions SET refresh_hash = ?, previous_refresh_hash = ?, rotated_at = ?, last_seen = ?, expires_at = ? "
-    "WHERE handle = ? AND refresh_hash = ?"
-)
-_LIST_USER = f"SELECT {_COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at, handle"  # noqa: S608
-_LIST_USER_TENANT = f"SELECT {_COLUMNS} FROM sessions WHERE user_id = ? AND tenant_id = ? ORDER BY created_at, handle"  # noqa: S608
-_DELETE_USER = "DELETE FROM sessions WHERE user_id = ? RETURNING handle, created_at"
-_DELETE_USER_TENANT = "DELETE FROM sessions WHERE user_id = ? AND tenant_id = ? RETURNING handle, created_at"
-_GET_KEYS = f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY signs_from, kid"  # noqa: S608
-_ADD_KEY = f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kid) DO NOTHING"  # noqa: S608
 
 # What the driver may raise: sqlite3 errors, aiosqlite's ValueError on a closed connection, UnicodeEncodeError (a
 # ValueError) for an unencodable string, OverflowError for an out-of-range integer, OSError from the file system.
@@ -119,27 +84,27 @@ def _store_error(operation: str, exc: BaseException) -> StoreError:
 
 
 def _to_row(record: SessionRecord) -> list[Any]:
-    values = ((name, getattr(record, name)) for name in _FIELDS)
-    return [dump_object(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value for name, value in values]
+    values = ((name, getattr(record, name)) for name in FIELDS)
+    return [dump_object(value, JSON_FIELDS[name]) if name in JSON_FIELDS else value for name, value in values]
 
 
 def _to_record(row: sqlite3.Row) -> SessionRecord:
-    values = dict(zip(_FIELDS, row, strict=True))
-    for name, what in _JSON_FIELDS.items():
+    values = dict(zip(FIELDS, row, strict=True))
+    for name, what in JSON_FIELDS.items():
         values[name] = load_object(values[name], what)
     return SessionRecord(**values)
 
 
 def _chunks(items: Sequence[str]) -> list[list[str]]:
     unique = list(dict.fromkeys(items))
-    return [unique[start : start + _CHUNK] for start in range(0, len(unique), _CHUNK)]
+    return [unique[start : start + CHUNK] for start in range(0, len(unique), CHUNK)]
 
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-class SQLiteStore(StoreLifecycle, SessionStore):
+class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe):
     """Sessions and keys in one SQLite file, shared safely by every process that opens it.
 
     Each operation is one SQL statement on one autocommit connection (one round trip to aiosqlite's thread). The
@@ -179,6 +144,7 @@ class SQLiteStore(StoreLifecycle, SessionStore):
         self._busy_ms = min(round(busy_timeout * 1000), 2**31 - 1)  # SQLite takes a 32-bit count of milliseconds
         self._synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
+        self._probe: revocation_log.SyncProbe | None = None
         super().__init__()
 
     def __repr__(self) -> str:
@@ -210,6 +176,11 @@ class SQLiteStore(StoreLifecycle, SessionStore):
                     await db.close()
             raise
         self._db = db
+        if self._path not in ("", ":memory:"):  # a private database has no second connection to probe with
+            try:
+                self._probe = revocation_log.SyncProbe(self._path)
+            except sqlite3.Error:
+                self._probe = None  # verification then reads the store, as without a log
 
     async def _configure(self, db: aiosqlite.Connection) -> None:
         operation = f"configuring {self._path!r}"
@@ -238,7 +209,7 @@ class SQLiteStore(StoreLifecycle, SessionStore):
                         f"{self._path!r} has schema version {version}, newer than this asgi-session supports "
                         f"({SCHEMA_VERSION}); upgrade asgi-session"
                     )
-                for step in _MIGRATIONS[version:]:
+                for step in MIGRATIONS[version:]:
                     for statement in step:
                         await db.execute(statement)
                 if version != SCHEMA_VERSION:
@@ -259,6 +230,9 @@ class SQLiteStore(StoreLifecycle, SessionStore):
         Operations already queued complete first; later ones raise ``StoreError``.
         """
         db, self._db = self._db, None
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.close()
         if db is None:
             return
         with anyio.CancelScope(shield=True):
@@ -296,12 +270,12 @@ class SQLiteStore(StoreLifecycle, SessionStore):
         Raises:
             StoreError: the handle exists, the data is not a JSON object, or the database failed.
         """
-        if await self._change("create", _INSERT, _to_row(record)) == 0:
+        if await self._change("create", INSERT, _to_row(record)) == 0:
             raise StoreError("a session with this handle already exists")
 
     async def get(self, handle: str) -> SessionRecord | None:
         """Return the session (expired or not) or ``None``."""
-        rows = await self._fetch("get", _GET, (handle,))
+        rows = await self._fetch("get", GET, (handle,))
         return _to_record(rows[0]) if rows else None
 
     async def rotate(self, rotation: Rotation) -> bool:
@@ -315,7 +289,7 @@ class SQLiteStore(StoreLifecycle, SessionStore):
             rotation.handle,
             rotation.expected_refresh_hash,
         )
-        return await self._change("rotate", _ROTATE, params) > 0
+        return await self._change("rotate", ROTATE, params) > 0
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""
@@ -341,24 +315,25 @@ class SQLiteStore(StoreLifecycle, SessionStore):
         """
         deleted: set[str] = set()
         for chunk in _chunks(handles):
-            sql = f"DELETE FROM sessions WHERE handle IN ({_marks(len(chunk))}) RETURNING handle"  # noqa: S608
+            sql = revocation_log.revoke_handles_sql(len(chunk))  # logs and deletes in one statement
             deleted.update(row[0] for row in await self._fetch("delete", sql, chunk))
         return [handle for handle in dict.fromkeys(handles) if handle in deleted]
 
     async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
         """Return the user's sessions in one tenant or all, by ``created_at`` then ``handle``."""
         if tenant_id is None:
-            rows = await self._fetch("list_for_user", _LIST_USER, (user_id,))
+            rows = await self._fetch("list_for_user", LIST_USER, (user_id,))
         else:
-            rows = await self._fetch("list_for_user", _LIST_USER_TENANT, (user_id, tenant_id))
+            rows = await self._fetch("list_for_user", LIST_USER_TENANT, (user_id, tenant_id))
         return [_to_record(row) for row in rows]
 
     async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
         """Delete the user's sessions in one tenant or all; return their handles, oldest first."""
         if tenant_id is None:
-            rows = await self._fetch("delete_for_user", _DELETE_USER, (user_id,))
+            rows = await self._fetch("delete_for_user", revocation_log.revoke_user_sql(False), (user_id,))
         else:
-            rows = await self._fetch("delete_for_user", _DELETE_USER_TENANT, (user_id, tenant_id))
+            sql = revocation_log.revoke_user_sql(True)
+            rows = await self._fetch("delete_for_user", sql, (user_id, tenant_id))
         # RETURNING gives no order; sort as list_for_user does.
         return [handle for _, handle in sorted((row[1], row[0]) for row in rows)]
 
@@ -367,15 +342,29 @@ class SQLiteStore(StoreLifecycle, SessionStore):
         sql = "DELETE FROM sessions WHERE expires_at <= ?"
         return await self._change("delete_expired", sql, (now,))
 
+    async def revocations_since(self, after: int, limit: int = 10_000) -> list[Revocation]:
+        """Return up to ``limit`` revocation-log entries numbered above ``after``, ascending."""
+        rows = await self._fetch("revocations_since", revocation_log.SINCE, (after, limit))
+        return [(int(seq), str(handle)) for seq, handle in rows]
+
+    async def trim_revocations(self, through: int) -> int:
+        """Delete the log entries numbered ``through`` or lower."""
+        return await self._change("trim_revocations", revocation_log.TRIM, (through,))
+
+    def probe_revocations(self, after: int) -> list[Revocation] | None:
+        """Every log entry above ``after`` committed by any process, read without awaiting; ``None`` if unknown."""
+        probe = self._probe
+        return None if probe is None else probe.since(after)
+
     async def get_keys(self) -> list[KeyRecord]:
         """Return every key, ordered by ``signs_from`` then ``kid``."""
-        rows = await self._fetch("get_keys", _GET_KEYS)
-        return [KeyRecord(**dict(zip(_KEY_FIELDS, row, strict=True))) for row in rows]
+        rows = await self._fetch("get_keys", GET_KEYS)
+        return [KeyRecord(**dict(zip(KEY_FIELDS, row, strict=True))) for row in rows]
 
     async def add_key(self, key: KeyRecord) -> bool:
         """Insert a key unless its kid exists; return whether it was inserted."""
-        params = [getattr(key, name) for name in _KEY_FIELDS]
-        return await self._change("add_key", _ADD_KEY, params) > 0
+        params = [getattr(key, name) for name in KEY_FIELDS]
+        return await self._change("add_key", ADD_KEY, params) > 0
 
     async def delete_keys(self, kids: Sequence[str]) -> int:
         """Delete keys; return how many existed (one statement per 500 distinct kids)."""

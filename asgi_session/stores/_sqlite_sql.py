@@ -1,0 +1,85 @@
+"""The SQLite store's schema steps and statements: the tables, and the SQL every operation runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from . import _sqlite_revocations as revocation_log
+from .base import KeyRecord, SessionRecord
+
+__all__ = [
+    "ADD_KEY",
+    "CHUNK",
+    "COLUMNS",
+    "FIELDS",
+    "GET",
+    "GET_KEYS",
+    "INSERT",
+    "JSON_FIELDS",
+    "KEY_COLUMNS",
+    "KEY_FIELDS",
+    "LIST_USER",
+    "LIST_USER_TENANT",
+    "MIGRATIONS",
+    "PLACES",
+    "ROTATE",
+    "SCHEMA_VERSION",
+]
+
+# Schema steps: MIGRATIONS[n] takes a database from version n to n + 1 (kept in ``PRAGMA user_version``). A later
+# version appends a step; ``open`` applies every step past the file's version in one ``BEGIN IMMEDIATE`` transaction.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE sessions (
+            handle TEXT PRIMARY KEY NOT NULL,
+            user_id TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            refresh_hash TEXT NOT NULL,
+            previous_refresh_hash TEXT,
+            rotated_at REAL,
+            session_data TEXT NOT NULL,
+            access_token_payload TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            absolute_expires_at REAL,
+            user_agent TEXT,
+            ip TEXT
+        )""",
+        "CREATE INDEX sessions_user_tenant ON sessions (user_id, tenant_id)",
+        "CREATE INDEX sessions_tenant ON sessions (tenant_id)",
+        "CREATE INDEX sessions_expires_at ON sessions (expires_at)",
+        """CREATE TABLE keys (
+            kid TEXT PRIMARY KEY NOT NULL,
+            algorithm TEXT NOT NULL,
+            private_key TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            signs_from REAL NOT NULL,
+            expires_at REAL
+        )""",
+    ),
+    revocation_log.MIGRATION,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CHUNK = 500  # handles per ``IN (...)``: far below SQLite's bound-parameter limit
+
+# The columns are named after the record fields; a field added to a record needs a migration step adding its column.
+FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
+JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
+KEY_FIELDS = tuple(field.name for field in dataclasses.fields(KeyRecord))
+COLUMNS = ", ".join(FIELDS)
+KEY_COLUMNS = ", ".join(KEY_FIELDS)
+
+# Only constant column lists are formatted into these statements (hence the S608 waivers); every value is bound.
+PLACES = ", ".join("?" * len(FIELDS))
+INSERT = f"INSERT INTO sessions ({COLUMNS}) VALUES ({PLACES}) ON CONFLICT(handle) DO NOTHING"  # noqa: S608
+GET = f"SELECT {COLUMNS} FROM sessions WHERE handle = ?"  # noqa: S608
+ROTATE = (
+    "UPDATE sessions SET refresh_hash = ?, previous_refresh_hash = ?, rotated_at = ?, last_seen = ?, expires_at = ? "
+    "WHERE handle = ? AND refresh_hash = ?"
+)
+LIST_USER = f"SELECT {COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at, handle"  # noqa: S608
+LIST_USER_TENANT = f"SELECT {COLUMNS} FROM sessions WHERE user_id = ? AND tenant_id = ? ORDER BY created_at, handle"  # noqa: S608
+GET_KEYS = f"SELECT {KEY_COLUMNS} FROM keys ORDER BY signs_from, kid"  # noqa: S608
+ADD_KEY = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kid) DO NOTHING"  # noqa: S608
