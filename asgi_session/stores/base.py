@@ -280,7 +280,8 @@ class RevocationProbe(Protocol):
     """Optional, beside :class:`RevocationLog`: an exact, synchronous look at the log, cheap enough per request.
 
     ``probe_revocations(after)`` returns every entry above ``after`` committed before the call, from any process
-    sharing the store, without awaiting; ``None`` when it cannot tell (the caller then reads the store).
+    sharing the store, without awaiting; ``None`` when it cannot tell (the caller then reads the store). A
+    subclass of a store that has one may opt out with ``probe_revocations = None``.
     """
 
     def probe_revocations(self, after: int) -> list[Revocation] | None:
