@@ -74,8 +74,8 @@ class ManagerCore(StoreLifecycle):
         self._revoked = RevocationView(self.config.access_token_validity.total_seconds() + _CLOCK_SKEW_SECONDS)
         self._log = store if isinstance(store, RevocationLog) else None
         # A subclass may opt out of an inherited probe by setting ``probe_revocations = None``.
-        probing = isinstance(store, RevocationProbe) and callable(getattr(store, "probe_revocations", None))
-        self._probe = store if self._log is not None and probing else None
+        probing = callable(getattr(store, "probe_revocations", None))
+        self._probe = store if self._log is not None and probing and isinstance(store, RevocationProbe) else None
         self._follower: FeedFollower | None = None
         if self._probe is None and isinstance(store, RevocationFeed) and self.config.revocation_max_lag > 0:
             self._follower = FeedFollower(store, self._revoked, self.clock, self.config.revocation_max_lag)
