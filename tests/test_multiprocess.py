@@ -135,6 +135,11 @@ class Cluster:
     def me(self, name: str, tokens: Tokens) -> httpx.Response:
         return self.client.get(self.worker(name).url + "/me", headers={"cookie": f"sAccessToken={tokens.access}"})
 
+    def signout(self, name: str, tokens: Tokens) -> httpx.Response:
+        return self.client.post(
+            self.worker(name).url + "/auth/signout", headers={"cookie": f"sAccessToken={tokens.access}"}
+        )
+
     def refresh(self, name: str, refresh_token: str) -> httpx.Response:
         return self.client.post(self.worker(name).url + REFRESH, headers={"cookie": f"sRefreshToken={refresh_token}"})
 
@@ -293,6 +298,17 @@ def test_revoke_all_in_one_process_is_honoured_by_every_worker_on_the_next_reque
         response = cluster.me(name, bystander)
         assert response.status_code == 200
         assert response.json()["handle"] == bystander_info["handle"]
+
+
+def test_a_sign_out_on_one_worker_is_honoured_by_the_others_on_the_next_request(cluster: Cluster) -> None:
+    _, tokens = cluster.login("a", "frank")
+    for name in ("a", "b", "c"):  # each worker caches the verified token first
+        assert cluster.me(name, tokens).status_code == 200
+    assert cluster.signout("b", tokens).status_code == 200
+    for name in ("a", "b", "c"):
+        response = cluster.me(name, tokens)
+        assert response.status_code == 401, (name, response.text)
+        assert response.json() == UNAUTHORISED
 
 
 def test_a_key_rotated_by_one_worker_verifies_everywhere(rotating_cluster: Cluster) -> None:
