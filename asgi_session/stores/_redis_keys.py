@@ -1,4 +1,4 @@
-"""Encoding for RedisStore: ids escaped for key names, session records as Redis hash fields."""
+"""Encoding for RedisStore: ids escaped for key names, session records as hash fields, log entries as stream entries."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from ..exceptions import StoreError
 from ._json import dump_object, load_object
-from .base import SessionRecord
+from .base import Revocation, SessionRecord
 
-__all__ = ["as_text", "escape", "seconds", "to_fields", "to_record"]
+__all__ = ["as_text", "escape", "seconds", "to_fields", "to_record", "to_revocation"]
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
 _REQUIRED = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.default is dataclasses.MISSING)
@@ -55,3 +55,14 @@ def to_record(raw: Mapping[Any, Any]) -> SessionRecord:
     for name in _TIMES:
         values[name] = None if values[name] is None else float(values[name])
     return SessionRecord(**values)
+
+
+def to_revocation(entry_id: object, fields: object) -> Revocation:
+    """A revocation-log entry: its stream id ``<seq>-0`` and its fields (a mapping, or RESP's flat list of pairs)."""
+    if isinstance(fields, (list, tuple)) and len(fields) % 2 == 0:
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    handle = fields.get("handle", fields.get(b"handle")) if isinstance(fields, Mapping) else None
+    seq, _, rest = as_text(entry_id).partition("-")
+    if handle is None or not seq.isdigit() or rest != "0":
+        raise StoreError("a revocation-log entry is malformed")
+    return int(seq), as_text(handle)

@@ -10,6 +10,11 @@ applied.
 In front of a pool the store owns: redis-py's BlockingConnectionPool does not serve waiters in order (a task that
 just released a connection can take it back first), so under load a waiter can time out on a healthy server. A FIFO
 semaphore with one permit per connection hands them out in arrival order.
+
+A dedicated client (the revocation feed's) is one connection built with the pool's settings (its connection class
+and arguments: address, credentials, TLS, database, Sentinel), outside the pool: a blocking read never holds a
+pooled connection, and a read that is killed or cancelled never returns a half-read connection to anyone's pool.
+For a client passed in this is that client's pool's settings, so the feed reaches the same server the same way.
 """
 
 from __future__ import annotations
@@ -28,14 +33,14 @@ from redis.exceptions import RedisError
 
 from ..exceptions import ConfigurationError, StoreError
 
-__all__ = ["RedisPool"]
+__all__ = ["DRIVER_ERRORS", "RedisPool", "store_error"]
 
 # Redis errors, the pool's timeouts (OSError), and ValueError for a string that cannot be encoded or decoded.
-_DRIVER_ERRORS = (RedisError, OSError, ValueError)
+DRIVER_ERRORS = (RedisError, OSError, ValueError)
 _NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
 
 
-def _store_error(operation: str, exc: BaseException) -> StoreError:
+def store_error(operation: str, exc: BaseException) -> StoreError:
     """Wrap a driver error, naming the operation; Redis' messages quote no values, a UnicodeError's would."""
     detail = type(exc).__name__ if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
     return StoreError(f"Redis store: {operation} failed ({detail})")
@@ -100,10 +105,10 @@ class RedisPool:
             await check(client)
         except BaseException as exc:
             if client is not source:
-                with anyio.CancelScope(shield=True), contextlib.suppress(*_DRIVER_ERRORS):
+                with anyio.CancelScope(shield=True), contextlib.suppress(*DRIVER_ERRORS):
                     await client.aclose()
-            if isinstance(exc, _DRIVER_ERRORS):
-                raise _store_error("connecting", exc) from exc
+            if isinstance(exc, DRIVER_ERRORS):
+                raise store_error("connecting", exc) from exc
             raise
         self._client = client
 
@@ -115,8 +120,32 @@ class RedisPool:
         with anyio.CancelScope(shield=True):
             try:
                 await client.aclose()
-            except _DRIVER_ERRORS as exc:
-                raise _store_error("closing", exc) from exc
+            except DRIVER_ERRORS as exc:
+                raise store_error("closing", exc) from exc
+
+    def dedicated(self, read_timeout: float) -> aioredis.Redis:
+        """A new client on one connection of its own that never retries: see the module notes.
+
+        Its replies are text, its reads wait at most ``read_timeout``; the caller names the connection if it wants
+        (a name set here would fail the connection where an ACL forbids ``CLIENT SETNAME``), and closes the client
+        with ``aclose()``.
+
+        Raises:
+            StoreError: the store is not open.
+        """
+        client = self._client
+        if client is None:
+            raise StoreError(_NOT_OPEN)
+        pool = client.connection_pool
+        settings = {
+            **pool.connection_kwargs,
+            "client_name": None,
+            "decode_responses": True,
+            "socket_timeout": read_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        single = aioredis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **settings)
+        return aioredis.Redis.from_pool(single)
 
     @contextlib.asynccontextmanager
     async def using(self, operation: str) -> AsyncIterator[aioredis.Redis]:
@@ -133,8 +162,8 @@ class RedisPool:
                 raise StoreError(f"Redis store: {operation} failed (pool exhausted: no connection came free)") from exc
         try:
             yield client
-        except _DRIVER_ERRORS as exc:
-            raise _store_error(operation, exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise store_error(operation, exc) from exc
         finally:
             if slots is not None:
                 slots.release()

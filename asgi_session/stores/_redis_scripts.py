@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-__all__ = ["CHUNK", "CREATE", "DELETE", "ROTATE", "SET_FIELD", "Script"]
+__all__ = ["CHUNK", "CREATE", "DELETE", "ROTATE", "SET_FIELD", "TRIM", "Script"]
 
 CHUNK = 500  # sessions per delete script: keeps each script short, so it never blocks the server for long
 
@@ -60,13 +60,45 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
-# KEYS: expiry index, then (handle index, session, user index) per session. ARGV: now ('' deletes unconditionally),
-# then (handle, U:T, T:handle, U:T:handle) per session. Returns the handles of the sessions that existed.
+# KEYS: expiry index, revocation log, log counter, then (handle index, session, user index) per session. ARGV: now
+# ('' deletes unconditionally and logs what it deletes), then (handle, U:T, T:handle, U:T:handle) per session.
+# Returns the handles of the sessions that existed. The log keys share their own hash tag: like the expiry index, they
+# sit in another slot than the sessions (Redis Cluster is not supported yet).
 _DELETE_SOURCE = """
-local deleted = {}
+local function last_seq(log, counter)
+  local last = redis.call('GET', counter)
+  if last then return tonumber(last) end
+  if redis.call('EXISTS', log) == 0 then return 0 end
+  -- The counter is gone but the log is not: go on from the log's last id, so numbers never go backwards.
+  local info = redis.call('XINFO', 'STREAM', log)
+  for k = 1, #info, 2 do
+    if info[k] == 'last-generated-id' then return tonumber((string.match(info[k + 1], '^%d+'))) end
+  end
+  return 0
+end
 local now = tonumber(ARGV[1])
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local lookup, session, index = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+local count = (#KEYS - 3) / 3
+if not now then
+  -- Log first: a log that cannot be written fails the script before anything is deleted.
+  local doomed, seen = {}, {}
+  for i = 0, count - 1 do
+    local handle = ARGV[2 + 4 * i]
+    if not seen[handle] and redis.call('EXISTS', KEYS[5 + 3 * i]) == 1 then
+      seen[handle] = true
+      doomed[#doomed + 1] = handle
+    end
+  end
+  if #doomed > 0 then
+    local last = last_seq(KEYS[2], KEYS[3])
+    for j, handle in ipairs(doomed) do
+      redis.call('XADD', KEYS[2], string.format('%.0f-0', last + j), 'handle', handle)
+    end
+    redis.call('SET', KEYS[3], string.format('%.0f', last + #doomed))
+  end
+end
+local deleted = {}
+for i = 0, count - 1 do
+  local lookup, session, index = KEYS[4 + 3 * i], KEYS[5 + 3 * i], KEYS[6 + 3 * i]
   local handle, locator, member, expiry = ARGV[2 + 4 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i]
   local stored = now and redis.call('HGET', session, 'expires_at')
   if stored and tonumber(stored) and tonumber(stored) > now then
@@ -79,6 +111,15 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
   end
 end
 return deleted
+"""
+# KEYS: revocation log. ARGV: the highest sequence number to delete, how many entries at most. Returns how many it
+# deleted. XRANGE and XDEL rather than XTRIM MINID, which needs Redis 6.2.
+_TRIM_SOURCE = """
+local entries = redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV[2])
+if #entries == 0 then return 0 end
+local ids = {}
+for i, entry in ipairs(entries) do ids[i] = entry[1] end
+return redis.call('XDEL', KEYS[1], unpack(ids))
 """
 
 
@@ -99,3 +140,4 @@ class Script:
 
 CREATE, ROTATE = Script(_CREATE_SOURCE), Script(_ROTATE_SOURCE)
 SET_FIELD, DELETE = Script(_SET_FIELD_SOURCE), Script(_DELETE_SOURCE)
+TRIM = Script(_TRIM_SOURCE)

@@ -3,11 +3,13 @@
 Key layout (``P`` the prefix; ``U``, ``T``, ``H`` the user id, tenant id and handle with ``%``, ``{``, ``}`` and ``:``
 percent-escaped, so any id is safe in a key name and never ends a hash tag early)::
 
-    P:{u:U}:s:H   hash    one session: the record's fields (None ones absent; data and payload as JSON)
-    P:{u:U}:idx   zset    the user's sessions in every tenant: member ``T:handle``, score ``created_at``
-    P:{h:H}       string  the handle index, ``U:T``: how a session is found by its handle alone
-    P:{expiry}    zset    every session: member ``U:T:handle``, score ``expires_at``
-    P:{keys}      hash    the key ring: kid -> the key record as JSON
+    P:{u:U}:s:H           hash    one session: the record's fields (None ones absent; data and payload as JSON)
+    P:{u:U}:idx           zset    the user's sessions in every tenant: member ``T:handle``, score ``created_at``
+    P:{h:H}               string  the handle index, ``U:T``: how a session is found by its handle alone
+    P:{expiry}            zset    every session: member ``U:T:handle``, score ``expires_at``
+    P:{keys}              hash    the key ring: kid -> the key record as JSON
+    P:{revocations}       stream  the revocation log: entry id ``<seq>-0``, field ``handle``
+    P:{revocations}:seq   string  the log's last sequence number
 
 A user's keys share the hash tag ``{u:U}``, hence one Redis Cluster slot. Listing or revoking a user's sessions, in
 one tenant or all, reads that user's index: O(their sessions), never a scan of the keyspace. ``get`` and the other
@@ -17,10 +19,12 @@ change, so the index cannot go stale while the session lives.
 Atomicity. Every write is one Lua script: ``create`` (refused if the handle is taken) writes the session, its handle
 index and both index entries; ``rotate`` is the compare-and-swap of ``refresh_hash`` that also sets
 ``previous_refresh_hash``, the three times, the TTLs and the expiry entry; the deletes remove sessions with their
-index entries. Scripts touch only the keys passed to them; where the client read an index to name those keys, the
-script re-checks (``delete_expired`` deletes only a session still expired). The scripts join the user's slot with
-the global indexes, so the store needs Redis 5 or newer and one primary (standalone, or Sentinel-managed through a
-``redis.asyncio.Redis`` you pass in); Redis Cluster is not supported yet.
+index entries, and ``delete`` / ``delete_for_user`` append each deleted handle to the revocation log in the same
+script, before deleting (``delete_expired`` logs nothing). Scripts touch only the keys passed to them; where the
+client read an index to name those keys, the script re-checks (``delete_expired`` deletes only a session still
+expired). The scripts join the user's slot with the global indexes and the log, so the store needs Redis 5 or newer
+and one primary (standalone, or Sentinel-managed through a ``redis.asyncio.Redis`` you pass in); Redis Cluster is not
+supported yet.
 
 Expiry. A session's keys expire at ``expires_at + ttl_leeway`` (default 60 s) on the Redis server's clock, and never
 sooner than ``ttl_leeway`` from the write, so a usable session is never dropped; the leeway must exceed the clock
@@ -37,6 +41,11 @@ flushing to the OS (tens of seconds); without persistence a restart loses every 
 session back; a lost rotation makes the client's new refresh token look stolen, logging the user out. Replication
 is asynchronous: a failover can lose acknowledged writes the same way.
 
+Revocation log and feed. The log's numbers come from its counter, never reused: a trim (``XRANGE`` + ``XDEL``)
+leaves the counter, and a lost counter is rebuilt from the stream's last id. Nothing expires the log: managers trim
+it. ``follow_revocations`` reads it with blocking reads on a connection of its own, named ``<prefix>:feed``
+(``_redis_feed``).
+
 Connections (the pool, its timeouts and retries, a client passed in) are ``_redis_pool``'s job; see its notes.
 """
 
@@ -46,12 +55,21 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..exceptions import ConfigurationError, StoreError
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
+from .base import (
+    KeyRecord,
+    Revocation,
+    RevocationFeed,
+    RevocationLog,
+    Rotation,
+    SessionRecord,
+    SessionStore,
+    StoreLifecycle,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -62,16 +80,17 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 # After the guard above: _redis_pool and _redis_scripts import redis too, and a missing package must still get the
 # pip hint.
 from ._json import dump_object, load_object
-from ._redis_keys import as_text, escape, seconds, to_fields, to_record
+from ._redis_feed import follow
+from ._redis_keys import as_text, escape, seconds, to_fields, to_record, to_revocation
 from ._redis_pool import RedisPool
-from ._redis_scripts import CHUNK, CREATE, DELETE, ROTATE, SET_FIELD
+from ._redis_scripts import CHUNK, CREATE, DELETE, ROTATE, SET_FIELD, TRIM
 
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger("asgi_session")
 
 
-class RedisStore(StoreLifecycle, SessionStore):
+class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed):
     """Sessions and keys in one Redis server (standalone or Sentinel-managed), shared by every process using it.
 
     Args:
@@ -79,7 +98,8 @@ class RedisStore(StoreLifecycle, SessionStore):
             or a ``redis.asyncio.Redis`` client to use as it is configured.
         prefix: the start of every key name; stores with different prefixes share nothing. No ``{`` or ``}``.
         ttl_leeway: seconds a session's keys outlive its ``expires_at`` (at least 1); must exceed clock skew.
-        socket_timeout: seconds to wait for a reply, or for a free pooled connection (URL only).
+        socket_timeout: seconds to wait for a reply, or for a free pooled connection (URL only); the revocation
+            feed waits that long past its heartbeat, whichever way it was built.
         connect_timeout: seconds to wait for a new connection (URL only).
         max_connections: the pool's size (URL only).
         retries: how often a command whose connection broke is re-sent on a fresh one (URL only).
@@ -115,6 +135,10 @@ class RedisStore(StoreLifecycle, SessionStore):
             retries=retries,
         )
         self._prefix, self._expiry, self._keys = prefix, f"{prefix}:{{expiry}}", f"{prefix}:{{keys}}"
+        self._log, self._log_seq = f"{prefix}:{{revocations}}", f"{prefix}:{{revocations}}:seq"
+        # Redis refuses spaces and non-ASCII in a connection name.
+        self._feed_name = "".join(c if "!" <= c <= "~" else "_" for c in f"{prefix}:feed")
+        self._socket_timeout = float(socket_timeout)
         self._leeway_ms = str(math.ceil(ttl_leeway * 1000))
         super().__init__()
 
@@ -187,7 +211,7 @@ class RedisStore(StoreLifecycle, SessionStore):
         """Run the delete script over ``(handle, U:T)`` pairs, chunked; return the handles that existed."""
         deleted: list[str] = []
         for start in range(0, len(entries), CHUNK):
-            keys, args = [self._expiry], [now]
+            keys, args = [self._expiry, self._log, self._log_seq], [now]
             for handle, locator in entries[start : start + CHUNK]:
                 user_tag, _, tenant_tag = locator.partition(":")
                 keys += [self._lookup(handle), self._user(user_tag, f"s:{escape(handle)}"), self._user(user_tag, "idx")]
@@ -325,3 +349,51 @@ class RedisStore(StoreLifecycle, SessionStore):
             return 0
         async with self._pool.using("delete_keys") as client:
             return int(await client.hdel(self._keys, *unique))
+
+    async def revocations_since(self, after: int, limit: int = 10_000) -> list[Revocation]:
+        """Return up to ``limit`` revocation-log entries numbered above ``after``, in ascending order."""
+        if limit < 1:
+            return []
+        async with self._pool.using("revocations_since") as client:
+            rows = await client.xrange(self._log, min=str(max(after, 0) + 1), count=limit)
+        return [to_revocation(entry_id, fields) for entry_id, fields in rows or ()]
+
+    async def trim_revocations(self, through: int) -> int:
+        """Delete the revocation-log entries numbered ``through`` or lower, in batches; return how many."""
+        total, deleted = 0, CHUNK
+        while through >= 1 and deleted == CHUNK:
+            async with self._pool.using("trim_revocations") as client:
+                deleted = int(await TRIM(client, [self._log], [str(through), str(CHUNK)]))
+            total += deleted
+        return total
+
+    async def follow_revocations(
+        self,
+        after: int,
+        deliver: Callable[[list[Revocation], float], None],
+        *,
+        now: Callable[[], float],
+        heartbeat: float,
+    ) -> None:
+        """Deliver every revocation-log entry above ``after``, in order, until cancelled.
+
+        Runs on a connection of its own named ``<prefix>:feed`` (not a pooled one), closed when the feed ends. See
+        :meth:`RevocationFeed.follow_revocations <asgi_session.stores.base.RevocationFeed.follow_revocations>`.
+
+        Raises:
+            StoreError: the store is not open, the connection failed, or no reply came within ``heartbeat`` plus
+                ``socket_timeout`` seconds.
+            ConfigurationError: ``heartbeat`` is not a positive, finite number of seconds.
+        """
+        if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not 0 < heartbeat < math.inf:
+            raise ConfigurationError("heartbeat must be a positive, finite number of seconds")
+        await follow(
+            self._pool,
+            name=self._feed_name,
+            key=self._log,
+            after=after,
+            deliver=deliver,
+            now=now,
+            heartbeat=heartbeat,
+            socket_timeout=self._socket_timeout,
+        )
