@@ -104,8 +104,13 @@ def asgi_session() -> Any:
 
 
 def asgi_session_blacklisting() -> Any:
-    """asgi-session, blacklisting on, on the store ``STORE_URL`` names (opened by the lifespan)."""
-    config = SessionConfig(access_token_blacklisting=True, cookie_secure=False)
+    """asgi-session, blacklisting on, on the store ``STORE_URL`` names (opened by the lifespan).
+
+    ``REVOCATION_MAX_LAG`` (default 0.1, P4's setting) bounds the revocation view's lag on Redis and PostgreSQL;
+    SQLite is exact whatever it says.
+    """
+    lag = float(os.environ.get("REVOCATION_MAX_LAG", "0.1"))
+    config = SessionConfig(access_token_blacklisting=True, cookie_secure=False, revocation_max_lag=lag)
     manager = SessionManager(store=store_from_url(os.environ["STORE_URL"]), config=config)
     return SessionMiddleware(_ours_inner, manager=manager)
 

@@ -7,7 +7,8 @@ unknown outcome: it is raised as ``OutcomeUnknown`` and the store never guesses 
 retry on another connection. Broken connections are replaced on the next acquire, so the store heals by itself. A
 cancelled call may still complete on the server: asyncpg asks it to cancel the statement, which may finish first.
 
-No state is left on a connection, so the pool hands connections back without a reset query.
+No state is left on a connection, so the pool hands connections back without a reset query. A connection that
+must keep state (the revocation feed's ``LISTEN``) is opened apart from the pool by :meth:`PostgresPool.connect`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from ..exceptions import StoreError
 
-__all__ = ["OutcomeUnknown", "PostgresPool"]
+__all__ = ["DRIVER_FAILURES", "OutcomeUnknown", "PostgresPool", "failure"]
 
 _T = TypeVar("_T")
 
@@ -31,8 +32,12 @@ _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)  # distinct classes before Pyth
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, ValueError)
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 # The store's reads: they change nothing, so a lost connection is retried and never leaves an unknown outcome.
-_READS = frozenset({"get", "list_for_user", "list_for_user_tenant", "get_keys"})
+_READS = frozenset({"get", "list_for_user", "list_for_user_tenant", "get_keys", "revocations_since"})
 _NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
+
+
+DRIVER_FAILURES = (*_DRIVER_ERRORS, *_TIMEOUTS)
+"""Every exception the driver raises for a failed call."""
 
 
 class OutcomeUnknown(StoreError):
@@ -67,6 +72,11 @@ def _detail(exc: BaseException) -> str:
     if isinstance(exc, (OSError, asyncpg.InterfaceError)) and not isinstance(exc, ValueError):
         return f"{name}: {exc}"
     return name
+
+
+def failure(operation: str, exc: BaseException) -> StoreError:
+    """The ``StoreError`` for a driver error in ``operation``, naming no bound value."""
+    return StoreError(f"PostgreSQL store: {operation} failed ({_detail(exc)})")
 
 
 async def _keep_connection(connection: Any) -> None:
@@ -104,6 +114,11 @@ class PostgresPool:
         self._application_name = application_name
         self._pool: Any = None
 
+    @property
+    def command_timeout(self) -> float:
+        """Seconds a statement may run before it fails."""
+        return self._command_timeout
+
     async def open(self, operation: str, prepare: Callable[[Any], Awaitable[None]]) -> None:
         """Create the pool, then run ``prepare`` on one of its connections; a pool it fails on is closed.
 
@@ -128,6 +143,26 @@ class PostgresPool:
             await self._shut(pool)
             raise
         self._pool = pool
+
+    async def connect(self, application_name: str) -> Any:
+        """Open one connection outside the pool, with its settings: for state it must keep, such as ``LISTEN``.
+
+        The caller closes it. Only while the pool is open, so a closed store opens nothing.
+
+        Raises:
+            StoreError: the pool is closed, or the server cannot be reached.
+        """
+        if self._pool is None:
+            raise StoreError(_NOT_OPEN)
+        try:
+            return await asyncpg.connect(
+                self._dsn,
+                command_timeout=self._command_timeout,
+                timeout=self._connect_timeout,
+                server_settings={"application_name": application_name},
+            )
+        except DRIVER_FAILURES as exc:
+            raise StoreError(f"PostgreSQL store: connecting failed ({_detail(exc)})") from exc
 
     async def close(self) -> None:
         """Close every connection, waiting up to ``command_timeout`` for running operations."""

@@ -8,10 +8,11 @@ store is made.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 from .base import KeyRecord, SessionRecord
 
-__all__ = ["FIELDS", "KEY_FIELDS", "MIGRATIONS", "SCHEMA_VERSION", "statements"]
+__all__ = ["FIELDS", "KEY_FIELDS", "MIGRATIONS", "SCHEMA_VERSION", "revocation_channel", "statements"]
 
 # Schema steps: MIGRATIONS[n] takes a schema from version n to n + 1; "{s}" is the quoted schema name. A later
 # version appends a step; ``open`` applies every step past the stored version in one transaction.
@@ -34,6 +35,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at double precision NOT NULL, signs_from double precision NOT NULL, expires_at double precision
         )""",
     ),
+    (
+        # The revocation log. Its numbers come from the one-row counter, never from a sequence: see the
+        # ordering notes in postgres.py.
+        """CREATE TABLE {s}.revocation_counter (
+            only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), last_seq bigint NOT NULL
+        )""",
+        "INSERT INTO {s}.revocation_counter (last_seq) VALUES (0)",
+        'CREATE TABLE {s}.revocations (seq bigint PRIMARY KEY, handle text COLLATE "C" NOT NULL)',
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -47,6 +57,25 @@ _PARTS = {
     "key_columns": ", ".join(KEY_FIELDS),
 }
 _BY_USER = "FROM {s}.sessions WHERE user_id = $1"
+
+
+# A DELETE of the sessions matching {where} that logs and announces them in the same statement. ``d`` deletes
+# (taking the rows' locks); ``c`` then takes the counter row's lock, only if ``d`` deleted something, and reserves
+# one number per deleted row; ``l`` logs each deleted handle under its number (oldest session first); ``t`` sends
+# one NOTIFY on the channel bound as {channel}, delivered at commit. The counter's lock is taken after every session
+# row lock and held to commit, so revocations commit in the order of their numbers. "{{s}}" survives the first
+# format() for statements() to fill in.
+_REVOKING = (
+    "WITH d AS (DELETE FROM {{s}}.sessions WHERE {where} RETURNING handle, created_at), "
+    "c AS (UPDATE {{s}}.revocation_counter SET last_seq = last_seq + (SELECT count(*) FROM d) "
+    "WHERE EXISTS (SELECT FROM d) RETURNING last_seq - (SELECT count(*) FROM d) AS base), "
+    "l AS (INSERT INTO {{s}}.revocations (seq, handle) "
+    "SELECT c.base + row_number() OVER (ORDER BY d.created_at, d.handle), d.handle FROM d, c RETURNING seq), "
+    "t AS MATERIALIZED (SELECT max(seq) AS last_seq, pg_notify({channel}, max(seq)::text) FROM l "
+    "HAVING count(*) > 0) "
+    "SELECT d.handle, d.created_at, t.last_seq FROM d LEFT JOIN t ON true"
+)
+
 _STATEMENTS = {
     "create": "INSERT INTO {s}.sessions ({columns}) VALUES ({places}) ON CONFLICT (handle) DO NOTHING",
     "get": "SELECT {columns} FROM {s}.sessions WHERE handle = $1",
@@ -55,12 +84,15 @@ _STATEMENTS = {
     "update_session_data": "UPDATE {s}.sessions SET session_data = $2 WHERE handle = $1",
     "update_access_token_payload": "UPDATE {s}.sessions SET access_token_payload = $2 WHERE handle = $1",
     "touch": "UPDATE {s}.sessions SET last_seen = $2 WHERE handle = $1",
-    "delete": "DELETE FROM {s}.sessions WHERE handle = ANY($1::text[]) RETURNING handle",
+    "delete": _REVOKING.format(where="handle = ANY($1::text[])", channel="$2"),
     "list_for_user": "SELECT {columns} " + _BY_USER + " ORDER BY created_at, handle",
     "list_for_user_tenant": "SELECT {columns} " + _BY_USER + " AND tenant_id = $2 ORDER BY created_at, handle",
-    "delete_for_user": "DELETE " + _BY_USER + " RETURNING handle, created_at",
-    "delete_for_user_tenant": "DELETE " + _BY_USER + " AND tenant_id = $2 RETURNING handle, created_at",
-    "delete_expired": "DELETE FROM {s}.sessions WHERE expires_at <= $1",
+    "delete_for_user": _REVOKING.format(where="user_id = $1", channel="$2"),
+    "delete_for_user_tenant": _REVOKING.format(where="user_id = $1 AND tenant_id = $2", channel="$3"),
+    "delete_expired": "DELETE FROM {s}.sessions WHERE expires_at <= $1",  # not logged: not a revocation
+    "revocations_since": "SELECT seq, handle FROM {s}.revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
+    "revocations_feed": "SELECT seq, handle FROM {s}.revocations WHERE seq > $1 ORDER BY seq",
+    "trim_revocations": "DELETE FROM {s}.revocations WHERE seq <= $1",
     "get_keys": "SELECT {key_columns} FROM {s}.keys ORDER BY signs_from, kid",
     "add_key": "INSERT INTO {s}.keys ({key_columns}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
     "delete_keys": "DELETE FROM {s}.keys WHERE kid = ANY($1::text[])",
@@ -72,3 +104,15 @@ _STATEMENTS = {
 def statements(quoted_schema: str) -> dict[str, str]:
     """The statement templates by operation name, with ``{s}`` replaced by ``quoted_schema``."""
     return {name: sql.format(s=quoted_schema, **_PARTS) for name, sql in _STATEMENTS.items()}
+
+
+def revocation_channel(schema: str) -> str:
+    """The ``NOTIFY`` channel of a schema's revocations: ``asgi_session:<schema>``, or a digest of a long name.
+
+    Channel names are identifiers (at most 63 bytes); a schema name too long for the prefix is hashed instead,
+    so schemas sharing a database never share a channel.
+    """
+    channel = f"asgi_session:{schema}"
+    if len(channel) <= 63:
+        return channel
+    return "asgi_session:" + hashlib.sha256(schema.encode()).hexdigest()[:40]

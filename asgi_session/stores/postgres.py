@@ -11,6 +11,18 @@ flight has an unknown outcome and the store never guesses: ``rotate`` re-reads t
 it holds the new hash; otherwise ``StoreError``, and the caller retries (the manager's compare-and-swap makes that
 safe).
 
+Revocation log. ``delete`` and ``delete_for_user`` are each one statement that deletes the sessions, logs their
+handles in ``revocations`` and, if it deleted any, sends ``NOTIFY`` on :attr:`PostgresStore.revocation_channel`
+(delivered at commit): all or nothing. ``delete_expired`` logs nothing. The feed is in ``_postgres_feed``.
+
+Log order. A reader asks for the entries above the last number it saw, so no entry may commit after a higher-numbered
+one. Sequence numbers (``bigserial``) are drawn at ``nextval`` and commit in any order, so the numbers come from the
+one-row ``revocation_counter``: the statement increments it after its deletions (only if it deleted something) and
+holds that row lock until commit. Revocations thus draw their numbers and commit one at a time, in number order (a
+waiting ``UPDATE`` re-reads the row once the holder commits, and a commit is visible before its locks are released):
+a snapshot that sees entry ``n`` sees every entry below it. The numbers are dense and never reused (a trim leaves the
+counter alone). The price: revocations, and only they, are serialised per schema for about one commit (a WAL flush).
+
 Schema. Tables live in one schema, created or migrated by :meth:`open` in one transaction under an advisory lock,
 so processes opening a fresh database at once do not race; ``schema_version`` holds the version. Times are
 ``double precision`` seconds (exact for Python floats). Data and payloads are ``jsonb``: it cannot hold NUL
@@ -30,9 +42,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..exceptions import ConfigurationError, StoreError
 from ._json import dump_object
-from ._postgres_sql import FIELDS, KEY_FIELDS, MIGRATIONS, statements
+from ._postgres_sql import FIELDS, KEY_FIELDS, MIGRATIONS, revocation_channel, statements
 from ._postgres_sql import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: importable from here, as before
-from .base import KeyRecord, Rotation, SessionRecord, SessionStore, StoreLifecycle
+from .base import (
+    KeyRecord,
+    Revocation,
+    RevocationFeed,
+    RevocationLog,
+    Rotation,
+    SessionRecord,
+    SessionStore,
+    StoreLifecycle,
+)
 
 try:
     # Here, not only in _postgres_pool: this runs on every import of this module, so a missing asyncpg always
@@ -41,7 +62,8 @@ try:
 except ImportError as exc:  # pragma: no cover - tested by hiding the module
     raise ConfigurationError("PostgresStore needs asyncpg: pip install 'asgi-session[postgres]'") from exc
 
-# After the guard above: _postgres_pool imports asyncpg too.
+# After the guard above: _postgres_pool and _postgres_feed import asyncpg too.
+from ._postgres_feed import follow, valid_heartbeat
 from ._postgres_pool import OutcomeUnknown, PostgresPool
 
 __all__ = ["PostgresStore"]
@@ -69,7 +91,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore(StoreLifecycle, SessionStore):
+class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed):
     """Sessions and keys in PostgreSQL, shared by every process and host that uses the same database and schema.
 
     Args:
@@ -134,6 +156,8 @@ class PostgresStore(StoreLifecycle, SessionStore):
         self._quoted_schema = s
         self._lock_key = int.from_bytes(hashlib.sha256(f"asgi-session:{schema}".encode()).digest()[:8], "big") >> 1
         self._sql = statements(s)
+        self._channel = revocation_channel(schema)
+        self._feed_connections: set[Any] = set()
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -180,6 +204,16 @@ class PostgresStore(StoreLifecycle, SessionStore):
         """The ``application_name`` of the store's connections, as ``pg_stat_activity`` shows it."""
         return self._application_name
 
+    @property
+    def revocation_channel(self) -> str:
+        """The ``NOTIFY`` channel announcing new revocations: ``asgi_session:<schema>`` (hashed if too long)."""
+        return self._channel
+
+    @property
+    def feed_application_name(self) -> str:
+        """The ``application_name`` of the connection :meth:`follow_revocations` opens: ``<application_name>:feed``."""
+        return f"{self._application_name[:58]}:feed"
+
     async def _open(self) -> None:
         """Create the pool, then create or migrate the schema.
 
@@ -210,7 +244,12 @@ class PostgresStore(StoreLifecycle, SessionStore):
                 await con.execute(self._sql["set_version"], SCHEMA_VERSION)
 
     async def _close(self) -> None:
-        """Close every connection, waiting up to ``command_timeout`` for running operations."""
+        """Close every connection, waiting up to ``command_timeout`` for running operations.
+
+        A revocation feed still running loses its connection and raises ``StoreError``.
+        """
+        for connection in list(self._feed_connections):
+            connection.terminate()
         await self._pool.close()
 
     async def _execute(self, operation: str, *args: Any) -> int:
@@ -274,12 +313,16 @@ class PostgresStore(StoreLifecycle, SessionStore):
         """Set the last-seen time; return whether the session exists."""
         return await self._execute("touch", handle, last_seen) > 0
 
+    # Deletes are writes: a lost connection raises OutcomeUnknown, never retried here. A caller's retry cannot log
+    # twice: if the first attempt committed, the sessions are gone and the retry deletes and logs nothing. A
+    # deadlock rolled back the deletion with its log entries, so the pool's retry of that is safe.
+
     async def delete(self, handles: Sequence[str]) -> list[str]:
-        """Delete sessions with one ``DELETE ... RETURNING``; return those that existed, in the order given."""
+        """Delete sessions and log them, in one statement; return those that existed, in the order given."""
         unique = list(dict.fromkeys(handles))
         if not unique:
             return []
-        deleted = {row["handle"] for row in await self._fetch("delete", unique)}
+        deleted = {row["handle"] for row in await self._fetch("delete", unique, self._channel)}
         return [handle for handle in unique if handle in deleted]
 
     async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
@@ -289,17 +332,64 @@ class PostgresStore(StoreLifecycle, SessionStore):
         return [_to_record(row) for row in await self._fetch("list_for_user_tenant", user_id, tenant_id)]
 
     async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
-        """Delete the user's sessions in one tenant or all; return their handles, oldest first."""
+        """Delete the user's sessions in one tenant or all and log them, in one statement; return them, oldest first."""
         if tenant_id is None:
-            rows = await self._fetch("delete_for_user", user_id)
+            rows = await self._fetch("delete_for_user", user_id, self._channel)
         else:
-            rows = await self._fetch("delete_for_user_tenant", user_id, tenant_id)
+            rows = await self._fetch("delete_for_user_tenant", user_id, tenant_id, self._channel)
         # RETURNING gives no order; sort as list_for_user does.
         return [handle for _, handle in sorted((row["created_at"], row["handle"]) for row in rows)]
 
     async def delete_expired(self, now: float) -> int:
         """Delete sessions with ``expires_at <= now``; return how many."""
         return await self._execute("delete_expired", now)
+
+    async def revocations_since(self, after: int, limit: int = 10_000) -> list[Revocation]:
+        """Return up to ``limit`` log entries numbered above ``after``, in ascending order."""
+        return [(row["seq"], row["handle"]) for row in await self._fetch("revocations_since", after, limit)]
+
+    async def trim_revocations(self, through: int) -> int:
+        """Delete the log entries numbered ``through`` or lower; return how many. The numbering goes on."""
+        return await self._execute("trim_revocations", through)
+
+    async def follow_revocations(
+        self,
+        after: int,
+        deliver: Callable[[list[Revocation], float], None],
+        *,
+        now: Callable[[], float],
+        heartbeat: float,
+    ) -> None:
+        """Deliver every log entry above ``after``, in order, until cancelled, from a connection of its own.
+
+        The connection (:attr:`feed_application_name`) ``LISTEN``s on :attr:`revocation_channel`. Each delivery
+        follows a read of the log: first the catch-up, then one per wake-up by a notification or by ``heartbeat``
+        seconds of quiet. Cancelling closes the connection.
+
+        Raises:
+            StoreError: the store is not open or was closed, the connection was lost, or a read failed or took
+                over ``command_timeout``: at most about ``heartbeat + command_timeout`` seconds after the server
+                stopped answering. Restart from the last position delivered.
+            ConfigurationError: ``heartbeat`` is not a finite number of seconds above zero.
+        """
+        seconds = valid_heartbeat(heartbeat)
+        connection = await self._pool.connect(self.feed_application_name)
+        self._feed_connections.add(connection)
+        if not self.opened:  # closed while it connected, unseen by _close: the first read fails
+            connection.terminate()
+        try:
+            await follow(
+                connection,
+                channel=self._channel,
+                read=self._sql["revocations_feed"],
+                after=after,
+                deliver=deliver,
+                now=now,
+                heartbeat=seconds,
+                close_timeout=self._pool.command_timeout,
+            )
+        finally:
+            self._feed_connections.discard(connection)
 
     async def get_keys(self) -> list[KeyRecord]:
         """Return every key, ordered by ``signs_from`` then ``kid``."""

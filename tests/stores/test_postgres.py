@@ -173,7 +173,13 @@ async def test_schema_has_version_tables_and_indexes(factory: Factory, admin: An
     schema = store.schema
     assert await admin.fetchval(sql(schema, "SELECT version FROM {s}.schema_version")) == SCHEMA_VERSION
     tables = await admin.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema)
-    assert {row["table_name"] for row in tables} == {"schema_version", "sessions", "keys"}
+    assert {row["table_name"] for row in tables} == {
+        "schema_version",
+        "sessions",
+        "keys",
+        "revocations",
+        "revocation_counter",
+    }
     indexes = await admin.fetch("SELECT indexdef FROM pg_indexes WHERE schemaname = $1", schema)
     columns = {row["indexdef"].split(" USING btree ")[1] for row in indexes}
     assert {"(user_id, tenant_id)", "(tenant_id)", "(expires_at)", "(handle)", "(kid)"} <= columns
