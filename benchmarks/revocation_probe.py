@@ -69,30 +69,12 @@ from typing import Any
 
 import aiosqlite
 
-# The store's table, copied from asgi_session/stores/sqlite.py (_MIGRATIONS[0]); its indexes are left out.
-SESSIONS_TABLE = """CREATE TABLE sessions (
-    handle TEXT PRIMARY KEY NOT NULL,
-    user_id TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    refresh_hash TEXT NOT NULL,
-    previous_refresh_hash TEXT,
-    rotated_at REAL,
-    session_data TEXT NOT NULL,
-    access_token_payload TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    absolute_expires_at REAL,
-    user_agent TEXT,
-    ip TEXT
-)"""
+from asgi_session.stores._sqlite_sql import GET as GET_SESSION
+from asgi_session.stores._sqlite_sql import MIGRATIONS
+
+SESSIONS_TABLE = MIGRATIONS[0][0]  # the store's sessions table; its indexes are left out
 REVOCATIONS_TABLE = (
     "CREATE TABLE revocations (seq INTEGER PRIMARY KEY AUTOINCREMENT, handle TEXT NOT NULL, created_at REAL)"
-)
-GET_SESSION = (  # the store's _GET
-    "SELECT handle, user_id, tenant_id, refresh_hash, previous_refresh_hash, rotated_at, session_data, "
-    "access_token_payload, created_at, last_seen, expires_at, absolute_expires_at, user_agent, ip "
-    "FROM sessions WHERE handle = ?"
 )
 INSERT_SESSION = (
     "INSERT INTO sessions (handle, user_id, tenant_id, refresh_hash, previous_refresh_hash, rotated_at, "
