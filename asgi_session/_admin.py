@@ -239,7 +239,7 @@ class SessionAdmin(ManagerCore):
         regenerated = await self.regenerate_access_token(session.access_token, merged)
         if regenerated is None:
             raise UnauthorisedError("session does not exist anymore", handle=session.handle)
-        session._replace_access_token(regenerated.access_token, regenerated.get_access_token_payload())
+        session._replace_access_token(regenerated.access_token, regenerated._claims)
 
     async def delete_expired_sessions(self) -> int:
         """Delete every expired session from the store; return how many were deleted."""

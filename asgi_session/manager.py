@@ -188,7 +188,7 @@ class SessionManager(SessionRefresh):
             UnauthorisedError: it was revoked or has expired.
             StoreError: the store failed.
         """
-        await self._check_database(session.get_access_token_payload())
+        await self._check_database(session._claims)
 
     async def check_session_not_revoked(self, session: Session) -> None:
         """The blacklisting check: from the revocation view when the store has an exact probe, else a store read.
