@@ -42,6 +42,7 @@ class FeedFollower:
         self.heartbeat = min(max(max_lag / 3, 0.01), 5.0)  # three confirmations per allowed lag
         self.current_as_of: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._scope = anyio.CancelScope()
         self._lost = False
         self._delivered = False  # whether the current attempt delivered anything (then a loss retries quickly)
 
@@ -59,6 +60,7 @@ class FeedFollower:
         except RuntimeError:  # another event loop (trio): no feed, verification reads the store
             logger.warning("asgi_session: the revocation feed needs asyncio; reading the store instead")
             return
+        self._scope = anyio.CancelScope()
         self._task = loop.create_task(self._run(), name="asgi-session revocation feed")
 
     async def stop(self) -> None:
@@ -66,11 +68,18 @@ class FeedFollower:
         task, self._task = self._task, None
         self.current_as_of = None
         if task is not None:
-            task.cancel()
+            # Not task.cancel(): one cancellation can be lost (on Python < 3.12 asyncio.wait_for, which redis-py
+            # sends commands through, swallows a cancel that arrives as the send completes). A cancelled scope
+            # cancels the task again each time it waits, until it has left the scope.
+            self._scope.cancel()
             with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError):
                 await task
 
     async def _run(self) -> None:
+        with self._scope:
+            await self._follow()
+
+    async def _follow(self) -> None:
         pause = _RETRY_FIRST
         while True:
             self._delivered = False

@@ -2,24 +2,51 @@
 
 Three worker processes serve ``tests/_multiprocess_app.py`` on 127.0.0.1, all on one store, with access-token
 blacklisting on. A session made by one worker verifies and refreshes on the others; the signing key the first worker
-made is the one every worker loads; ``revoke_all_sessions_for_user``, called by one worker or by another process, is
-honoured by every worker on its very next request; a key rotated by one worker verifies everywhere.
+made is the one every worker loads; a key rotated by one worker verifies everywhere; workers started together on a
+fresh store agree on their keys.
 
-The rotation test runs on the real clock (the workers are separate processes): a 3 s rotation interval with 1 s of
-publish-ahead, so it takes about 4 s per store. Every process is stopped in ``finally``; waits are bounded.
+Revocation across processes, in two set-ups per store (module-scoped clusters):
+
+- the default (``revocation_max_lag=0``): SQLite checks revocations with its exact probe, Redis and PostgreSQL read
+  the session from the store on every verification;
+- "lagged": Redis and PostgreSQL with ``revocation_max_lag=0.2`` follow the store's revocation feed and verify from
+  memory while it is fresh; SQLite keeps the default (it is exact whatever the lag). These clusters also have a
+  0.3 s refresh grace period, so that a theft can be shown on the real clock.
+
+A session revoked from a fourth process (``revoke_session``), a revoke-all for a user (by a worker or by a fourth
+process), a sign-out on one worker and a theft detected on one worker are each refused by every worker, although
+every worker had verified (and cached) the token before, while the user's other sessions stay valid. Where the check
+is exact (SQLite, or a store read per request), the very next request to each worker after the revoke returned is
+refused. With a lag, once the lag has passed since the revoke returned, the next request to every worker is
+refused: that is the guarantee (a revoked session is never accepted later than that), asserted without timing
+anything; how soon each worker refused before the bound is only logged.
+
+Where workers check revocations in memory (SQLite, and the lagged Redis and PostgreSQL), that path is what the tests
+exercise, not only the store-read fallback: the app counts its store's ``get`` calls (``GET /revocation-state``), and
+before each revoke every worker has answered a verification of the cached token without a store read (its feed
+fresh, on Redis and PostgreSQL); after the bound every worker refuses without one too. Without a lag, Redis and
+PostgreSQL workers read the store once per verification. The fourth process uses the workers' configuration, so on
+Redis and PostgreSQL its manager follows the feed as well, and closing it must stop that feed every time.
+
+The rotation and theft tests run on the real clock (the workers are separate processes): the rotation test waits for
+a 3 s rotation interval with 1 s of publish-ahead, about 4 s per store; the theft test outwaits the grace period.
+Every process is stopped in ``finally``; waits are bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import math
 import os
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -35,9 +62,26 @@ from tests._store_urls import STORE_KINDS, shared_store_url
 ROOT = Path(__file__).resolve().parent.parent
 REFRESH = "/auth/session/refresh"
 UNAUTHORISED = {"message": "unauthorised"}
+THEFT = {"message": "token theft detected"}
+WORKERS = ("a", "b", "c")
 ROTATION_SECONDS = 3.0
 PUBLISH_AHEAD_SECONDS = 1.0
 ROTATION_TIMEOUT = 10.0
+REVOCATION_MAX_LAG = 0.2  # the issue's bound for Redis and PostgreSQL
+GRACE_SECONDS = 0.3  # the lagged clusters' refresh grace period: short, so a theft test need not wait 30 s
+CLOCK_MARGIN = 0.05  # the workers judge the grace period on the wall clock, this process waits on the monotonic one
+MEMORY_TIMEOUT = 10.0  # how long a worker may take to answer from memory (a feed starting on a busy machine)
+OFFLINE_TIMEOUT = 15.0  # how long this process's own manager may take, opening to closing
+CLOSE_ROUNDS = 30  # admin jobs run in turn (a lost cancellation hangs about one close in five: see the test)
+POLL_SECONDS = 0.01
+
+# The cluster set-ups (``cluster`` fixture parameters): a store kind, and "-lagged" for a lag and a short grace.
+DEFAULT = STORE_KINDS
+LAGGED = [f"{kind}-lagged" for kind in STORE_KINDS]
+FEEDS = [setup for setup in LAGGED if not setup.startswith("sqlite")]  # the set-ups whose managers follow a feed
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 # -- worker processes ---------------------------------------------------------------------------------------------
@@ -76,12 +120,12 @@ def running_workers(
 
     try:
         if together:
-            for name in ("a", "b", "c"):
+            for name in WORKERS:
                 workers.append(spawn_server(name, WORKER_ARGUMENTS, folder=folder, cwd=ROOT, env=worker_env(name)))
             for worker in workers:
                 worker.wait_until_ready("/health", 200)
         else:
-            for name in ("a", "b", "c"):
+            for name in WORKERS:
                 start_server(
                     name,
                     WORKER_ARGUMENTS,
@@ -115,6 +159,11 @@ class Tokens:
         iat: int = b64u_json(self.access.split(".")[1])["iat"]
         return iat
 
+    @property
+    def handle(self) -> str:
+        handle: str = b64u_json(self.access.split(".")[1])["sessionHandle"]
+        return handle
+
 
 @dataclass
 class Cluster:
@@ -122,9 +171,29 @@ class Cluster:
     store_url: str
     workers: list[ServerProcess]
     client: httpx.Client
+    env: dict[str, str] = field(default_factory=dict)  # what the workers' environment adds (their configuration)
+
+    @property
+    def revocation_lag(self) -> float:
+        """How long after a revoke returned a worker may still accept the session: 0 where the check is exact."""
+        if self.kind == "sqlite":
+            return 0.0
+        return float(self.env.get("REVOCATION_MAX_LAG", "0"))
+
+    @property
+    def checks_revocations_in_memory(self) -> bool:
+        """Whether the workers check revocations from memory: SQLite's probe, or a feed followed within a lag."""
+        return self.kind == "sqlite" or self.revocation_lag > 0
 
     def worker(self, name: str) -> ServerProcess:
         return next(worker for worker in self.workers if worker.name == name)
+
+    def state(self, name: str) -> dict[str, Any]:
+        """The worker's ``GET /revocation-state``: how it checks revocations now, and its store reads so far."""
+        response = self.client.get(self.worker(name).url + "/revocation-state")
+        assert response.status_code == 200, response.text
+        state: dict[str, Any] = response.json()
+        return state
 
     def login(self, name: str, user: str) -> tuple[dict[str, Any], Tokens]:
         response = self.client.post(self.worker(name).url + "/login", params={"user": user})
@@ -157,18 +226,46 @@ def cluster_on(
         # The tests send each token by hand, to the worker they choose: the client's jar keeps nothing.
         httpx.Client(timeout=10.0, cookies=cookieless_jar()) as client,
     ):
-        yield Cluster(kind, store_url, workers, client)
+        yield Cluster(kind, store_url, workers, client, env or {})
 
 
 # -- the store, read from this process ----------------------------------------------------------------------------
 
 
-def offline_revoke_all(store_url: str, user: str) -> list[str]:
-    async def revoke() -> list[str]:
-        async with SessionManager(store=store_from_url(store_url), config=config_from_environment({})) as manager:
-            return await manager.revoke_all_sessions_for_user(user)
+def offline(cluster: Cluster, call: Callable[[SessionManager], Awaitable[T]]) -> tuple[T, float]:
+    """Run ``call`` on a manager of this process (a fourth one), on the cluster's store and the workers' configuration.
 
-    return anyio.run(revoke)
+    The manager runs on a thread of its own, bounded by ``OFFLINE_TIMEOUT``: closing it is shielded from
+    cancellation, so a close that never ends would otherwise hang the test run instead of failing the test.
+
+    Returns:
+        What ``call`` returned, and when it returned (``time.monotonic``), before the manager closed: the moment a
+        revocation's bound counts from.
+    """
+    returned: list[tuple[T, float]] = []
+    errors: list[BaseException] = []
+
+    async def run() -> None:
+        config = config_from_environment(cluster.env)
+        async with SessionManager(store=store_from_url(cluster.store_url), config=config) as manager:
+            result = await call(manager)
+            returned.append((result, time.monotonic()))
+
+    def in_thread() -> None:
+        try:
+            anyio.run(run)
+        except BaseException as exc:  # reported by the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=in_thread, name="offline manager", daemon=True)  # daemon: a hung one is left
+    thread.start()
+    thread.join(OFFLINE_TIMEOUT)
+    if thread.is_alive():
+        done = "returned, but closing the manager did not end" if returned else "did not return"
+        pytest.fail(f"{cluster.kind}: the offline call {done} within {OFFLINE_TIMEOUT} s")
+    if errors:
+        raise errors[0]
+    return returned[0]
 
 
 def stored_keys(store_url: str) -> list[KeyRecord]:
@@ -179,15 +276,122 @@ def stored_keys(store_url: str) -> list[KeyRecord]:
     return anyio.run(read)
 
 
+# -- revocation: verified everywhere first, then refused everywhere ------------------------------------------------
+
+
+def answer_from_memory(cluster: Cluster, name: str, tokens: Tokens, status: int) -> None:
+    """Send ``GET /me`` to worker ``name`` until one answer (always ``status``) came without reading the store.
+
+    The answer must come while the worker trusts its view (its feed fresh, on Redis and PostgreSQL), which can take
+    a moment after the worker started or a heartbeat was late; a worker that never answers from memory fails.
+    """
+    deadline = time.monotonic() + MEMORY_TIMEOUT
+    while True:
+        before = cluster.state(name)
+        response = cluster.me(name, tokens)
+        after = cluster.state(name)
+        assert response.status_code == status, (name, response.text)
+        assert after["checks_revocations_in_memory"], (name, after)
+        # A feed on Redis and PostgreSQL, none on SQLite (its probe is exact).
+        assert (after["feed_fresh"] is None) == (cluster.kind == "sqlite"), (name, after)
+        if after["session_reads"] == before["session_reads"] and after["feed_fresh"] is not False:
+            return
+        assert time.monotonic() < deadline, f"worker {name} still reads the store after {MEMORY_TIMEOUT} s: {after}"
+        time.sleep(POLL_SECONDS)  # polling a worker whose feed is not fresh yet
+
+
+def verify_everywhere(cluster: Cluster, tokens: Sequence[Tokens]) -> None:
+    """Every worker verifies every token, so each holds them in its verified-token cache.
+
+    Where the workers check revocations in memory, each must then answer a verification of the cached token without
+    reading the store: a later refusal cannot have come only from the store-read fallback.
+    """
+    for token in tokens:
+        for name in WORKERS:
+            response = cluster.me(name, token)
+            assert response.status_code == 200, (name, response.text)
+            assert response.json()["handle"] == token.handle
+            if cluster.checks_revocations_in_memory:
+                answer_from_memory(cluster, name, token, 200)
+
+
+def assert_refused_everywhere(
+    cluster: Cluster, revoked: Sequence[Tokens], spared: Sequence[Tokens], revoked_at: float
+) -> None:
+    """The guarantee after a revoke that returned at ``revoked_at`` (``time.monotonic``).
+
+    Once ``cluster.revocation_lag`` has passed since then (at once where the check is exact), the next request to
+    every worker refuses each revoked access token (401 unauthorised), every refresh token of the session is refused,
+    and the ``spared`` sessions are still accepted. Where the workers check revocations in memory, each then refuses
+    from memory too: the feed delivered the revocation into its view.
+
+    Before the bound, the workers are watched for their first refusal, which is logged (how many seconds after
+    the revoke each worker was seen refusing) and not asserted: the suite asserts no timings, and before the bound a
+    worker may rightly still accept the token.
+    """
+    bound = revoked_at + cluster.revocation_lag
+    refused_after: dict[str, float] = {}
+    while time.monotonic() < bound and len(refused_after) < len(WORKERS):
+        for name in WORKERS:
+            if name not in refused_after:
+                response = cluster.me(name, revoked[0])
+                assert response.status_code in (200, 401), (name, response.text)
+                if response.status_code == 401:
+                    refused_after[name] = time.monotonic() - revoked_at
+        time.sleep(POLL_SECONDS)  # watching the feed reach the workers, without hammering them
+    if cluster.revocation_lag:
+        logger.info(
+            "%s: refused before the %g s bound, seconds after the revoke: %s",
+            cluster.kind,
+            cluster.revocation_lag,
+            refused_after,
+        )
+    time.sleep(max(0.0, bound - time.monotonic()))
+
+    for name in WORKERS:
+        for tokens in revoked:
+            response = cluster.me(name, tokens)
+            assert response.status_code == 401, (name, response.text)
+            assert response.json() == UNAUTHORISED
+            refreshed = cluster.refresh(name, tokens.refresh)
+            assert refreshed.status_code == 401, (name, refreshed.text)
+            assert refreshed.json() == UNAUTHORISED
+        for tokens in spared:
+            response = cluster.me(name, tokens)
+            assert response.status_code == 200, (name, response.text)
+            assert response.json()["handle"] == tokens.handle
+        if cluster.checks_revocations_in_memory:
+            answer_from_memory(cluster, name, revoked[0], 401)
+
+
 # -- fixtures -----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=STORE_KINDS)
+def cluster_env(setup: str) -> dict[str, str]:
+    """The workers' environment for a set-up: nothing by default; a lag and a short grace for ``KIND-lagged``."""
+    kind, _, variant = setup.partition("-")
+    if not variant:
+        return {}
+    env = {"REFRESH_GRACE_SECONDS": str(GRACE_SECONDS)}
+    if kind != "sqlite":  # SQLite's probe is exact: it keeps the default, as an application would
+        env["REVOCATION_MAX_LAG"] = str(REVOCATION_MAX_LAG)
+    return env
+
+
+@pytest.fixture(scope="module", params=DEFAULT)
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Three workers on one store of each kind, shared by the tests of this module that do not rotate keys."""
-    kind: str = request.param
-    folder = tmp_path_factory.mktemp(f"multiprocess-{kind}")
-    with shared_store_url(kind, request, folder) as store_url, cluster_on(kind, store_url, folder) as running:
+    """Three workers on one store, shared by the tests of this module that do not rotate keys.
+
+    One cluster per set-up: the store kinds by default (``DEFAULT``); a test parametrized indirectly with
+    ``LAGGED`` set-ups gets the lagged clusters too.
+    """
+    setup: str = request.param
+    kind = setup.partition("-")[0]
+    folder = tmp_path_factory.mktemp(f"multiprocess-{setup}")
+    with (
+        shared_store_url(kind, request, folder) as store_url,
+        cluster_on(kind, store_url, folder, cluster_env(setup)) as running,
+    ):
         yield running
 
 
@@ -222,7 +426,7 @@ def test_the_workers_are_separate_processes_on_one_store(cluster: Cluster) -> No
 
 def test_a_session_made_by_one_worker_verifies_and_refreshes_on_the_others(cluster: Cluster) -> None:
     created, first = cluster.login("a", "alice")
-    for name in ("a", "b", "c"):
+    for name in WORKERS:
         response = cluster.me(name, first)
         assert response.status_code == 200, (name, response.text)
         assert response.json() == {**created, "worker": name, "pid": response.json()["pid"]}
@@ -252,7 +456,7 @@ def test_a_session_made_by_one_worker_verifies_and_refreshes_on_the_others(clust
 
 
 def test_the_first_workers_signing_key_is_the_one_every_worker_loads(cluster: Cluster) -> None:
-    rings = {name: cluster.client.get(cluster.worker(name).url + "/keys").json()["kids"] for name in ("a", "b", "c")}
+    rings = {name: cluster.client.get(cluster.worker(name).url + "/keys").json()["kids"] for name in WORKERS}
     assert len(rings["a"]) == 1, rings
     assert rings["b"] == rings["a"]
     assert rings["c"] == rings["a"]
@@ -260,55 +464,109 @@ def test_the_first_workers_signing_key_is_the_one_every_worker_loads(cluster: Cl
     # Only worker a created a key: b and c loaded it from the store rather than making their own.
     signing = [key for key in stored_keys(cluster.store_url) if key.algorithm != "refresh-mac"]
     assert [key.kid for key in signing] == [kid]
-    for maker in ("a", "b", "c"):
+    for maker in WORKERS:
         _, tokens = cluster.login(maker, f"key-user-{maker}")
         assert tokens.kid == kid
-        for verifier in ("a", "b", "c"):
+        for verifier in WORKERS:
             assert cluster.me(verifier, tokens).status_code == 200, (maker, verifier)
 
 
-@pytest.mark.parametrize("revoker", ["worker c", "another process"])
-def test_revoke_all_in_one_process_is_honoured_by_every_worker_on_the_next_request(
-    cluster: Cluster, revoker: str
+@pytest.mark.parametrize("cluster", DEFAULT + LAGGED, indirect=True)
+def test_a_cached_token_is_verified_without_a_store_read_exactly_where_revocations_are_checked_in_memory(
+    cluster: Cluster,
 ) -> None:
+    _, tokens = cluster.login("a", "ivan")
+    verify_everywhere(cluster, [tokens])
+    if cluster.checks_revocations_in_memory:
+        return  # verify_everywhere has just seen every worker answer from memory
+    # Redis and PostgreSQL without a lag: no feed, and one store read for each verification, cached token or not
+    # (this also shows the counter counts: its "no read" elsewhere is not a counter that never moves).
+    for name in WORKERS:
+        before = cluster.state(name)
+        for _ in range(3):
+            assert cluster.me(name, tokens).status_code == 200
+        after = cluster.state(name)
+        assert not after["checks_revocations_in_memory"]
+        assert after["feed_fresh"] is None
+        assert after["session_reads"] - before["session_reads"] == 3, (name, before, after)
+
+
+@pytest.mark.parametrize("cluster", FEEDS, indirect=True)
+def test_an_offline_job_following_the_revocation_feed_always_closes_its_manager(cluster: Cluster) -> None:
+    # An admin job opens a manager (which starts following the feed), revokes, and closes it (which stops the feed's
+    # task) at once, while the feed is still sending its first commands. A stop that relies on one cancellation of
+    # that task can miss it: on Python < 3.12, redis-py sends each command through asyncio.wait_for, which swallows
+    # a cancellation arriving as the send completes, and the close then waits forever. That race is lost in some
+    # rounds only (about one in five here), so the job runs many times.
+    for _ in range(CLOSE_ROUNDS):
+        existed, _ = offline(cluster, lambda manager: manager.revoke_session(str(uuid.uuid4())))
+        assert existed is False
+
+
+@pytest.mark.parametrize("cluster", DEFAULT + LAGGED, indirect=True)
+def test_a_session_revoked_by_another_process_is_refused_by_every_worker_within_the_lag(cluster: Cluster) -> None:
+    created, doomed = cluster.login("a", "heidi")
+    _, sibling = cluster.login("b", "heidi")  # the same user's other session: revoke_session spares it
+    verify_everywhere(cluster, [doomed, sibling])
+
+    existed, revoked_at = offline(cluster, lambda manager: manager.revoke_session(created["handle"]))
+    assert existed is True
+
+    assert_refused_everywhere(cluster, [doomed], [sibling], revoked_at)
+
+
+@pytest.mark.parametrize("revoker", ["worker c", "another process"])
+@pytest.mark.parametrize("cluster", DEFAULT + LAGGED, indirect=True)
+def test_revoke_all_in_one_process_is_refused_by_every_worker_within_the_lag(cluster: Cluster, revoker: str) -> None:
     user = f"carol-{revoker.replace(' ', '-')}"
     created_a, on_a = cluster.login("a", user)
     created_b, on_b = cluster.login("b", user)
-    bystander_info, bystander = cluster.login("c", f"dave-{revoker.replace(' ', '-')}")
-    # Every worker verifies every token first, so each holds them in its verified-token cache.
-    for tokens in (on_a, on_b, bystander):
-        for name in ("a", "b", "c"):
-            assert cluster.me(name, tokens).status_code == 200
+    _, bystander = cluster.login("c", f"dave-{revoker.replace(' ', '-')}")
+    verify_everywhere(cluster, [on_a, on_b, bystander])
 
     if revoker == "worker c":
         response = cluster.client.post(cluster.worker("c").url + "/revoke-all", params={"user": user})
+        revoked_at = time.monotonic()
         assert response.status_code == 200, response.text
         revoked = response.json()["revoked"]
     else:
-        revoked = offline_revoke_all(cluster.store_url, user)
+        revoked, revoked_at = offline(cluster, lambda manager: manager.revoke_all_sessions_for_user(user))
     assert sorted(revoked) == sorted([created_a["handle"], created_b["handle"]])
 
-    for tokens in (on_a, on_b):
-        for name in ("a", "b", "c"):
-            response = cluster.me(name, tokens)
-            assert response.status_code == 401, (name, response.text)
-            assert response.json() == UNAUTHORISED
-            assert cluster.refresh(name, tokens.refresh).status_code == 401
-    for name in ("a", "b", "c"):
-        response = cluster.me(name, bystander)
-        assert response.status_code == 200
-        assert response.json()["handle"] == bystander_info["handle"]
+    assert_refused_everywhere(cluster, [on_a, on_b], [bystander], revoked_at)
 
 
-def test_a_sign_out_on_one_worker_is_honoured_by_the_others_on_the_next_request(cluster: Cluster) -> None:
+@pytest.mark.parametrize("cluster", DEFAULT + LAGGED, indirect=True)
+def test_a_sign_out_on_one_worker_is_refused_by_every_worker_within_the_lag(cluster: Cluster) -> None:
     _, tokens = cluster.login("a", "frank")
-    for name in ("a", "b", "c"):  # each worker caches the verified token first
-        assert cluster.me(name, tokens).status_code == 200
-    assert cluster.signout("b", tokens).status_code == 200
-    for name in ("a", "b", "c"):
-        response = cluster.me(name, tokens)
-        assert response.status_code == 401, (name, response.text)
-        assert response.json() == UNAUTHORISED
+    _, bystander = cluster.login("a", "grace")
+    verify_everywhere(cluster, [tokens, bystander])
+
+    response = cluster.signout("b", tokens)
+    revoked_at = time.monotonic()
+    assert response.status_code == 200, response.text
+
+    assert_refused_everywhere(cluster, [tokens], [bystander], revoked_at)
+
+
+@pytest.mark.parametrize("cluster", LAGGED, indirect=True)
+def test_a_theft_detected_on_one_worker_is_refused_by_every_worker_within_the_lag(cluster: Cluster) -> None:
+    _, parent = cluster.login("a", "judy")
+    refreshed = cluster.refresh("a", parent.refresh)
+    rotated_at = time.monotonic()
+    assert refreshed.status_code == 200, refreshed.text
+    child = _tokens(refreshed)
+    _, bystander = cluster.login("c", "judy")  # the same user's other session: the theft verdict spares it
+    verify_everywhere(cluster, [child, parent, bystander])
+
+    # Once the grace period is over, the parent presented again is a stolen token: worker b revokes the session.
+    time.sleep(max(0.0, rotated_at + GRACE_SECONDS + CLOCK_MARGIN - time.monotonic()))
+    response = cluster.refresh("b", parent.refresh)
+    revoked_at = time.monotonic()
+    assert response.status_code == 401, response.text
+    assert response.json() == THEFT
+
+    assert_refused_everywhere(cluster, [child, parent], [bystander], revoked_at)
 
 
 def test_a_key_rotated_by_one_worker_verifies_everywhere(rotating_cluster: Cluster) -> None:
@@ -336,18 +594,18 @@ def test_a_key_rotated_by_one_worker_verifies_everywhere(rotating_cluster: Clust
     assert all(later - earlier >= ROTATION_SECONDS - 1e-6 for earlier, later in itertools.pairwise(starts)), starts
 
     # Every worker accepts the token signed with the new key, and still the one signed with the old key.
-    for name in ("a", "b", "c"):
+    for name in WORKERS:
         assert cluster.me(name, new).status_code == 200, (maker, name)
         assert cluster.me(name, old).status_code == 200, name
     # And every worker moves on to a newer key by itself (it re-reads the ring at least once a second), and what
     # it signs verifies everywhere.
-    for name in ("a", "b", "c"):
+    for name in WORKERS:
         _, tokens = cluster.login(name, f"erin-{name}")
         while tokens.kid == first_kid:
             assert time.monotonic() < deadline + ROTATION_TIMEOUT, f"worker {name} never signed with a newer key"
             time.sleep(0.05)  # polling the servers
             _, tokens = cluster.login(name, f"erin-{name}")
-        for verifier in ("a", "b", "c"):
+        for verifier in WORKERS:
             assert cluster.me(verifier, tokens).status_code == 200, (name, verifier)
 
 
@@ -358,7 +616,7 @@ def test_workers_started_together_on_a_fresh_store_agree(racing_cluster: Cluster
     # the grace window gets the very child the first worker issued).
     for maker, replayer in (("a", "b"), ("b", "c"), ("c", "a")):
         _, tokens = cluster.login(maker, f"frank-{maker}")
-        for verifier in ("a", "b", "c"):
+        for verifier in WORKERS:
             assert cluster.me(verifier, tokens).status_code == 200, (maker, verifier)
         first = cluster.refresh(maker, tokens.refresh)
         again = cluster.refresh(replayer, tokens.refresh)

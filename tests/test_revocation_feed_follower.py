@@ -120,3 +120,42 @@ def test_the_lag_bound_is_validated() -> None:
             SessionConfig(revocation_max_lag=bad)  # type: ignore[arg-type]
     assert SessionConfig().revocation_max_lag == 0.0
     assert isinstance(MemoryStore(), object)
+
+
+class SwallowingStore(PushingStore):
+    """A feed that swallows the first cancellation it gets, as ``asyncio.wait_for`` can on Python < 3.12.
+
+    redis-py sends every command through ``wait_for``, which loses a cancel that arrives as the send completes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.swallowed = 0
+
+    async def follow_revocations(
+        self,
+        after: int,
+        deliver: Callable[[list[Revocation], float], None],
+        *,
+        now: Callable[[], float],
+        heartbeat: float,
+    ) -> None:
+        deliver(await self.revocations_since(after), now())
+        while True:
+            try:
+                await anyio.sleep(3600)
+            except anyio.get_cancelled_exc_class():
+                if self.swallowed:
+                    raise
+                self.swallowed += 1  # lost: the feed goes on as if nothing happened
+
+
+async def test_closing_the_manager_ends_a_feed_that_lost_one_cancellation() -> None:
+    """Regression: stop() cancelled the feed's task once and waited for it, shielded and unbounded: a hang."""
+    store = SwallowingStore()
+    config = SessionConfig(access_token_blacklisting=True, revocation_max_lag=0.2)
+    with anyio.fail_after(5):
+        async with SessionManager(store, config, clock=FakeClock()) as manager:
+            await _settle()
+            assert manager.checks_revocations_in_memory
+    assert store.swallowed == 1

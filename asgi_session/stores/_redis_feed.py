@@ -1,20 +1,30 @@
-"""RedisStore's revocation feed: the log stream read with blocking reads on a connection of the feed's own.
+"""RedisStore's revocation feed: the log stream pushed by blocking reads, confirmed by timed reads of its last id.
 
-The loop: take ``now()``, read every entry after the last one delivered, deliver them with that reading. The first
-read is a catch-up ``XRANGE``; the later ones are ``XREAD BLOCK <heartbeat>``, which returns as soon as a delete
-script appends entries, or empty when ``heartbeat`` passes (delivered too: that empty call is the heartbeat). A reply
-proves that every entry committed before the request was sent is in it or was delivered before, which is why the
-reading is taken before the request.
+Two connections of the feed's own. The **push** connection reads every entry after the last one delivered: first a
+catch-up ``XRANGE``, then ``XREAD BLOCK``, which returns as soon as a delete script appends entries. The **confirm**
+connection asks, every ``heartbeat`` seconds on the client's clock, for the log's last id (``XREVRANGE + - COUNT 1``).
+A reply proves that every entry committed before the request was sent has an id no higher than that last id; once
+the push side has delivered up to it, the view is current as of the ``now()`` reading taken before the request. That
+reading is what ``deliver`` receives as ``current_as_of``.
 
-Every round trip is bounded by ``heartbeat + socket_timeout``, so a dead or paused server, or a killed connection,
-ends the feed with ``StoreError`` within about that long; the caller starts a new feed from the last position it
-was given, and the catch-up read fills the gap.
+Why not let the blocking read's own timeout be the heartbeat: Redis ends a blocked read that timed out on its own
+event loop's schedule, which on an idle server is its ``hz`` timer (10 times a second by default), so a 33 ms block
+answers anywhere between 33 and 100 ms; a ``revocation_max_lag`` of 0.1 s would then find the view stale for a
+share of requests, each falling back to a store read. The confirmation is timed here instead, and the push
+connection blocks for longer (its timeout confirms too, as of its request).
+
+Every round trip is bounded (``heartbeat + socket_timeout`` for a confirmation, the block plus ``socket_timeout``
+for a push read), so a dead or paused server, or a killed connection, ends the feed with ``StoreError``; the caller
+starts a new feed from the last position it was given, and the catch-up read fills the gap. A push connection that
+stops delivering while the log grows leaves confirmations unresolved: the view then ages past the bound and
+verification reads the store until the push side delivers or fails.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +40,7 @@ from .base import Revocation
 __all__ = ["follow"]
 
 BATCH = 10_000  # entries per read; a full batch is followed by another read before anything is delivered
+PUSH_BLOCK = 1.0  # seconds a push read waits for new entries before it returns empty (and is sent again)
 
 
 def _raw(response: Any, **options: Any) -> Any:
@@ -83,6 +94,52 @@ async def _range(client: aioredis.Redis, bound: float, key: str, after: int) -> 
         after = rows[-1][0]
 
 
+class _Feed:
+    """The state the two loops share (on one event loop: no locks): what was delivered, and what is confirmed."""
+
+    def __init__(self, key: str, deliver: Callable[[list[Revocation], float], None], now: Callable[[], float]) -> None:
+        self.key, self._deliver, self.now = key, deliver, now
+        self.position = 0
+        self.as_of = -math.inf
+        self.waiting: deque[tuple[int, float]] = deque()  # (last id seen, reading before that request), ascending
+
+    def delivered(self, entries: list[Revocation], as_of: float) -> None:
+        """Deliver ``entries`` (the next ones) with what is now confirmed: ``as_of``, or a confirmation they meet."""
+        if entries:
+            self.position = entries[-1][0]
+        while self.waiting and self.waiting[0][0] <= self.position:
+            as_of = max(as_of, self.waiting.popleft()[1])
+        self.as_of = max(self.as_of, as_of)
+        self._deliver(entries, self.as_of)
+
+    def confirmed(self, last: int, as_of: float) -> None:
+        """A confirmation: everything committed before ``as_of`` is numbered ``last`` or lower."""
+        if last <= self.position:
+            self.delivered([], as_of)
+        else:  # the push side has not delivered it yet: confirmed when it has
+            self.waiting.append((last, as_of))
+
+    async def push(self, client: aioredis.Redis, socket_timeout: float) -> None:
+        """Deliver entries as blocking reads return them (an empty return confirms as of its request)."""
+        block_ms = math.ceil(PUSH_BLOCK * 1000)
+        bound = PUSH_BLOCK + socket_timeout + 1  # the server may end a block up to one ``hz`` tick late
+        while True:
+            as_of = self.now()
+            request = ("XREAD", "COUNT", BATCH, "BLOCK", block_ms, "STREAMS", self.key, f"{self.position}-0")
+            entries = _streamed(await _ask(client, bound, *request))
+            if len(entries) == BATCH:
+                entries += await _range(client, bound, self.key, entries[-1][0])
+            self.delivered(entries, as_of)
+
+    async def confirm(self, client: aioredis.Redis, heartbeat: float, socket_timeout: float) -> None:
+        """Every ``heartbeat`` seconds, read the log's last id."""
+        while True:
+            await anyio.sleep(heartbeat)
+            as_of = self.now()
+            last = _entries(await _ask(client, heartbeat + socket_timeout, "XREVRANGE", self.key, "+", "-", "COUNT", 1))
+            self.confirmed(last[0][0] if last else 0, as_of)
+
+
 async def follow(
     pool: RedisPool,
     *,
@@ -94,33 +151,40 @@ async def follow(
     heartbeat: float,
     socket_timeout: float,
 ) -> None:
-    """Run the feed of the log stream ``key`` on a dedicated connection named ``name`` until cancelled.
+    """Run the feed of the log stream ``key`` on two connections named ``name`` until cancelled.
 
     Raises:
-        StoreError: the connection failed or a reply took longer than ``heartbeat + socket_timeout``.
+        StoreError: a connection failed or a reply did not come in time.
     """
     bound = heartbeat + socket_timeout
-    block_ms = max(1, math.ceil(heartbeat * 1000))
-    client = pool.dedicated(bound)
+    clients = [pool.dedicated(PUSH_BLOCK + bound + 1), pool.dedicated(bound)]
+    feed = _Feed(key, deliver, now)
+    failures: list[StoreError] = []
+
+    async def run(step: Callable[[], Any], scope: anyio.CancelScope) -> None:
+        try:
+            await step()
+        except StoreError as exc:  # the first failure ends both loops; the caller restarts the feed
+            failures.append(exc)
+            scope.cancel()
+
     try:
-        for command in ("XRANGE", "XREAD"):
-            client.set_response_callback(command, _raw)
-        # The name lets operators (and tests) find the feed in CLIENT LIST; an ACL may forbid it (Redis 6 files
-        # CLIENT SETNAME under @dangerous), and the feed works without it.
-        await _ask(client, bound, "CLIENT", "SETNAME", name, may_refuse=True)
-        position = max(after, 0)
+        for client in clients:
+            for command in ("XRANGE", "XREAD", "XREVRANGE"):
+                client.set_response_callback(command, _raw)
+            # The name lets operators (and tests) find the feed in CLIENT LIST; an ACL may forbid it (Redis 6 files
+            # CLIENT SETNAME under @dangerous), and the feed works without it.
+            await _ask(client, bound, "CLIENT", "SETNAME", name, may_refuse=True)
+        feed.position = max(after, 0)
         as_of = now()
-        entries = await _range(client, bound, key, position)
-        while True:
-            deliver(entries, as_of)
-            if entries:
-                position = entries[-1][0]
-            as_of = now()
-            request = ("XREAD", "COUNT", BATCH, "BLOCK", block_ms, "STREAMS", key, f"{position}-0")
-            entries = _streamed(await _ask(client, bound + 1, *request))
-            if len(entries) == BATCH:
-                entries += await _range(client, bound, key, entries[-1][0])
+        feed.delivered(await _range(clients[0], bound, key, feed.position), as_of)
+        async with anyio.create_task_group() as group:
+            group.start_soon(run, lambda: feed.push(clients[0], socket_timeout), group.cancel_scope)
+            group.start_soon(run, lambda: feed.confirm(clients[1], heartbeat, socket_timeout), group.cancel_scope)
+        raise failures[0] if failures else StoreError("Redis store: the revocation feed ended")
     finally:
-        # Shielded: a cancelled feed still closes its socket (or a ResourceWarning would report it later).
-        with anyio.CancelScope(shield=True), anyio.move_on_after(socket_timeout), contextlib.suppress(*DRIVER_ERRORS):
-            await client.aclose()
+        # Shielded: a cancelled feed still closes its sockets (or a ResourceWarning would report it later).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(socket_timeout):
+            for client in clients:
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    await client.aclose()
