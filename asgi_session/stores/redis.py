@@ -43,8 +43,8 @@ is asynchronous: a failover can lose acknowledged writes the same way.
 
 Revocation log and feed. The log's numbers come from its counter, never reused: a trim (``XRANGE`` + ``XDEL``)
 leaves the counter, and a lost counter is rebuilt from the stream's last id. Nothing expires the log: managers trim
-it. ``follow_revocations`` reads it with blocking reads on a connection of its own, named ``<prefix>:feed``
-(``_redis_feed``).
+it. ``follow_revocations`` reads it with blocking reads and confirms it with timed reads of its last id, on two
+connections of its own, both named ``<prefix>:feed`` (``_redis_feed``).
 
 Connections (the pool, its timeouts and retries, a client passed in) are ``_redis_pool``'s job; see its notes.
 """
@@ -377,7 +377,7 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed):
     ) -> None:
         """Deliver every revocation-log entry above ``after``, in order, until cancelled.
 
-        Runs on a connection of its own named ``<prefix>:feed`` (not a pooled one), closed when the feed ends. See
+        Runs on two connections of its own named ``<prefix>:feed`` (not pooled ones), closed when the feed ends. See
         :meth:`RevocationFeed.follow_revocations <asgi_session.stores.base.RevocationFeed.follow_revocations>`.
 
         Raises:
