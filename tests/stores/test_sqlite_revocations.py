@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from asgi_session import SessionConfig, SessionManager, UnauthorisedError
 from asgi_session.stores import SQLiteStore
+from asgi_session.stores._sqlite_revocations import SyncProbe
 from asgi_session.stores._sqlite_sql import MIGRATIONS
 from asgi_session.testing import FakeClock
 
@@ -112,3 +114,87 @@ async def test_cleanup_trims_log_entries_older_than_an_access_token_lifetime(tmp
         assert [handle for _, handle in await store.revocations_since(0)] == [recent.handle]
         assert old.handle not in manager._revoked  # aged out of the view too
         assert recent.handle in manager._revoked
+
+
+# --- the probe's shared-memory shortcut ------------------------------------------------------------------
+
+
+def _log_file(path: Path, journal_mode: str) -> sqlite3.Connection:
+    """A file with the store's log table, in ``journal_mode``; the connection (autocommit) writes to it."""
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute(f"PRAGMA journal_mode = {journal_mode}")
+    writer.execute(MIGRATIONS[1][0])  # CREATE TABLE revocations (the trigger needs sessions: not used here)
+    return writer
+
+
+def _statements(probe: SyncProbe) -> list[str]:
+    """Record every statement the probe's connection runs from now on."""
+    ran: list[str] = []
+    probe._connection.set_trace_callback(ran.append)
+    return ran
+
+
+def test_the_probe_answers_nothing_new_without_a_statement_and_reads_after_any_commit(tmp_path: Path) -> None:
+    writer = _log_file(tmp_path / "s.db", "wal")
+    probe = SyncProbe(str(tmp_path / "s.db"))
+    try:
+        assert probe.since(0) == []
+        assert probe.since(0) == []  # the second read maps the header (after the first read opened -shm)
+        ran = _statements(probe)
+        for _ in range(100):
+            assert probe.since(0) == []
+        assert ran == []  # nothing committed: no statement at all
+        writer.execute("INSERT INTO revocations (handle, created_at) VALUES ('h1', 1)")
+        assert probe.since(0) == [(1, "h1")]  # the very next look reads it
+        assert len(ran) == 1
+        assert probe.since(1) == []
+        assert probe.since(0) == [(1, "h1")]  # a caller further behind is answered by a read, not the shortcut
+        writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL restarts: new salt, frame count from zero
+        writer.execute("INSERT INTO revocations (handle, created_at) VALUES ('h2', 1)")
+        assert probe.since(1) == [(2, "h2")]
+    finally:
+        probe.close()
+        writer.close()
+
+
+def test_the_probe_sees_every_commit_through_random_commits_and_checkpoints(tmp_path: Path) -> None:
+    """A mixed run of commits, checkpoints and looks: each look returns exactly what committed since the last."""
+    writer = _log_file(tmp_path / "s.db", "wal")
+    probe = SyncProbe(str(tmp_path / "s.db"))
+    chooser = random.Random(20261202)  # noqa: S311 - a repeatable test schedule, not a secret
+    committed: list[tuple[int, str]] = []
+    position = 0
+    try:
+        for step in range(2000):
+            action = chooser.random()
+            if action < 0.3:
+                handle = f"h{step}"
+                (seq,) = writer.execute(
+                    "INSERT INTO revocations (handle, created_at) VALUES (?, 1) RETURNING seq", (handle,)
+                ).fetchone()
+                committed.append((seq, handle))
+            elif action < 0.35:
+                writer.execute(f"PRAGMA wal_checkpoint({chooser.choice(['PASSIVE', 'RESTART', 'TRUNCATE'])})")
+            else:
+                entries = probe.since(position)
+                assert entries == [entry for entry in committed if entry[0] > position], step
+                position = entries[-1][0] if entries else position
+    finally:
+        probe.close()
+        writer.close()
+
+
+def test_a_file_not_in_wal_mode_is_read_by_a_statement_every_time(tmp_path: Path) -> None:
+    writer = _log_file(tmp_path / "s.db", "delete")
+    probe = SyncProbe(str(tmp_path / "s.db"))
+    try:
+        assert probe.since(0) == []
+        ran = _statements(probe)
+        assert probe.since(0) == []
+        assert probe.since(0) == []
+        assert len(ran) == 2  # no shared memory to look at: the SELECT answers
+        writer.execute("INSERT INTO revocations (handle, created_at) VALUES ('h1', 1)")
+        assert probe.since(0) == [(1, "h1")]
+    finally:
+        probe.close()
+        writer.close()
