@@ -18,7 +18,7 @@ import anyio
 from ._clock import Clock
 from ._revocations import RevocationView
 from .exceptions import StoreError
-from .stores.base import Revocation, RevocationFeed
+from .stores.base import Revocation, RevocationFeed, RevocationLogRewound
 
 __all__ = ["FeedFollower"]
 
@@ -88,6 +88,9 @@ class FeedFollower:
                     self._view.position, self._deliver, now=self._clock.now, heartbeat=self.heartbeat
                 )
                 error = StoreError("the revocation feed ended")  # it runs until cancelled: an end is a loss
+            except RevocationLogRewound as exc:
+                error = exc
+                self._view.rewind()  # the next feed reads the whole log again
             except StoreError as exc:
                 error = exc
             self.current_as_of = None

@@ -78,6 +78,15 @@ class RevocationView:
         while len(marks) > 1 and marks[1][0] < horizon:
             marks.popleft()
 
+    def rewind(self) -> None:
+        """Start the position over, keeping the handles: the log went back and reuses numbers already passed.
+
+        The position marks go too: they name numbers of the old log, and trimming by them would delete entries
+        of the new one.
+        """
+        self._marks.clear()
+        self.position = 0
+
     def clear(self) -> None:
         """Forget everything (the manager reloads the log when it opens again)."""
         self._handles.clear()

@@ -40,6 +40,18 @@ def test_position_before_tells_which_entries_are_old_enough_to_trim() -> None:
     assert view.position_before(60) == 5
 
 
+def test_a_rewound_log_starts_the_position_over_and_keeps_the_handles() -> None:
+    """After the store lost its log, the old numbers name nothing: trimming by them would delete new entries."""
+    view = RevocationView(retention=100)
+    view.apply([(1, "a"), (7, "b")], now=0)
+    view.rewind()
+    assert (view.position, "a" in view, "b" in view) == (0, True, True)
+    assert view.position_before(50) == 0  # no old mark survives to trim the new log's entries 1..7
+    view.apply([(1, "c")], now=60)
+    assert (view.position, "c" in view) == (1, True)
+    assert view.position_before(70) == 1
+
+
 def test_a_revoke_all_of_100000_sessions_is_held_then_released() -> None:
     view = RevocationView(retention=3660)
     view.apply(((n, f"handle-{n:06d}") for n in range(1, 100_001)), now=0)

@@ -8,7 +8,9 @@ for a notification, the connection's end or ``heartbeat`` seconds, whichever com
 Notifications only wake the loop early; the read is what delivers. A notification lost, or never sent (a log entry
 written by hand), delays an entry by one heartbeat at most, and a payload is never trusted. The read is exact
 because the log's numbers commit in order (see ``postgres.py``): an entry the read does not see committed after the
-read's snapshot, so after the ``now()`` taken before it.
+read's snapshot, so after the ``now()`` taken before it. The read also returns the log's counter: one below the
+position delivered means the log went back (a restore, a failover to a standby that lagged), and the loop ends with
+``RevocationLogRewound``.
 
 Failures end the loop with ``StoreError``: a server that ends the connection wakes it at once (the termination
 listener), and a server that silently stopped answering fails the next read after ``command_timeout``, so a dead
@@ -26,7 +28,7 @@ import anyio
 
 from ..exceptions import ConfigurationError
 from ._postgres_pool import DRIVER_FAILURES, failure
-from .base import Revocation
+from .base import Revocation, RevocationLogRewound
 
 __all__ = ["follow", "valid_heartbeat"]
 
@@ -61,7 +63,7 @@ async def follow(
     Args:
         connection: a dedicated asyncpg connection, owned (and closed) by this call.
         channel: the ``NOTIFY`` channel of the store's revocations.
-        read: the statement ``SELECT seq, handle ... WHERE seq > $1 ORDER BY seq``.
+        read: the statement ``SELECT seq, handle, <the counter> ... WHERE seq > $1 ORDER BY seq``.
         after: the position delivered so far.
         deliver: called with each read's entries and the ``now()`` taken before it.
         now: the clock.
@@ -91,7 +93,13 @@ async def follow(
                 rows = await connection.fetch(read, position)
             except DRIVER_FAILURES as exc:
                 raise failure(_OPERATION, exc) from exc
-            entries: list[Revocation] = [(row[0], row[1]) for row in rows]
+            entries: list[Revocation] = [(row[0], row[1]) for row in rows if row[0] is not None]
+            last = max((row[2] for row in rows), default=None)  # the counter: every row carries it
+            if last is None or last < position:
+                raise RevocationLogRewound(
+                    f"PostgreSQL store: the revocation log went back (its counter is {last}, {position} was "
+                    "delivered): the database lost or restored data"
+                )
             if entries:
                 position = entries[-1][0]
             deliver(entries, as_of)

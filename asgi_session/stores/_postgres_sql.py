@@ -91,7 +91,11 @@ _STATEMENTS = {
     "delete_for_user_tenant": _REVOKING.format(where="user_id = $1 AND tenant_id = $2", channel="$3"),
     "delete_expired": "DELETE FROM {s}.sessions WHERE expires_at <= $1",  # not logged: not a revocation
     "revocations_since": "SELECT seq, handle FROM {s}.revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
-    "revocations_feed": "SELECT seq, handle FROM {s}.revocations WHERE seq > $1 ORDER BY seq",
+    # One snapshot: the entries above $1, each with the counter (one row of NULLs and the counter when none is).
+    "revocations_feed": (
+        "SELECT r.seq, r.handle, c.last_seq FROM {s}.revocation_counter c "
+        "LEFT JOIN {s}.revocations r ON r.seq > $1 ORDER BY r.seq"
+    ),
     "trim_revocations": "DELETE FROM {s}.revocations WHERE seq <= $1",
     "get_keys": "SELECT {key_columns} FROM {s}.keys ORDER BY signs_from, kid",
     "add_key": "INSERT INTO {s}.keys ({key_columns}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",

@@ -2,7 +2,8 @@
 
 Two connections of the feed's own. The **push** connection reads every entry after the last one delivered: first a
 catch-up ``XRANGE``, then ``XREAD BLOCK``, which returns as soon as a delete script appends entries. The **confirm**
-connection asks, every ``heartbeat`` seconds on the client's clock, for the log's last id (``XREVRANGE + - COUNT 1``).
+connection asks, every ``heartbeat`` seconds on the client's clock, how far the log goes (its counter, and its last
+id with ``XREVRANGE + - COUNT 1``).
 A reply proves that every entry committed before the request was sent has an id no higher than that last id; once
 the push side has delivered up to it, the view is current as of the ``now()`` reading taken before the request. That
 reading is what ``deliver`` receives as ``current_as_of``.
@@ -17,7 +18,8 @@ Every round trip is bounded (``heartbeat + socket_timeout`` for a confirmation, 
 for a push read), so a dead or paused server, or a killed connection, ends the feed with ``StoreError``; the caller
 starts a new feed from the last position it was given, and the catch-up read fills the gap. A push connection that
 stops delivering while the log grows leaves confirmations unresolved: the view then ages past the bound and
-verification reads the store until the push side delivers or fails.
+verification reads the store until the push side delivers or fails. A log that ends below what was delivered went
+back (the server lost or restored data): the feed ends with ``RevocationLogRewound``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from redis.exceptions import ResponseError
 from ..exceptions import StoreError
 from ._redis_keys import to_revocation
 from ._redis_pool import DRIVER_ERRORS, RedisPool, store_error
-from .base import Revocation
+from .base import Revocation, RevocationLogRewound
 
 __all__ = ["follow"]
 
@@ -98,7 +100,7 @@ class _Feed:
     """The state the two loops share (on one event loop: no locks): what was delivered, and what is confirmed."""
 
     def __init__(self, key: str, deliver: Callable[[list[Revocation], float], None], now: Callable[[], float]) -> None:
-        self.key, self._deliver, self.now = key, deliver, now
+        self.key, self.counter, self._deliver, self.now = key, f"{key}:seq", deliver, now
         self.position = 0
         self.as_of = -math.inf
         self.waiting: deque[tuple[int, float]] = deque()  # (last id seen, reading before that request), ascending
@@ -113,7 +115,16 @@ class _Feed:
         self._deliver(entries, self.as_of)
 
     def confirmed(self, last: int, as_of: float) -> None:
-        """A confirmation: everything committed before ``as_of`` is numbered ``last`` or lower."""
+        """A confirmation: everything committed before ``as_of`` is numbered ``last`` or lower.
+
+        Raises:
+            RevocationLogRewound: ``last`` is below what was delivered: the log went back.
+        """
+        if last < self.position:
+            raise RevocationLogRewound(
+                f"Redis store: the revocation log went back (its last number is {last}, {self.position} was "
+                "delivered): the server lost or restored data"
+            )
         if last <= self.position:
             self.delivered([], as_of)
         else:  # the push side has not delivered it yet: confirmed when it has
@@ -132,12 +143,22 @@ class _Feed:
             self.delivered(entries, as_of)
 
     async def confirm(self, client: aioredis.Redis, heartbeat: float, socket_timeout: float) -> None:
-        """Every ``heartbeat`` seconds, read the log's last id."""
+        """Every ``heartbeat`` seconds, read how far the log goes: its counter, and its last entry.
+
+        The counter survives trims that empty the stream; the last entry survives the loss of the counter alone
+        (the next delete rebuilds it from there). Both gone means the log started over.
+        """
+        bound = heartbeat + socket_timeout
         while True:
             await anyio.sleep(heartbeat)
             as_of = self.now()
-            last = _entries(await _ask(client, heartbeat + socket_timeout, "XREVRANGE", self.key, "+", "-", "COUNT", 1))
-            self.confirmed(last[0][0] if last else 0, as_of)
+            counter = await _ask(client, bound, "GET", self.counter)
+            newest = _entries(await _ask(client, bound, "XREVRANGE", self.key, "+", "-", "COUNT", 1))
+            try:
+                last = max(int(counter or 0), newest[0][0] if newest else 0)
+            except ValueError as exc:
+                raise StoreError("Redis store: the revocation log's counter is not a number") from exc
+            self.confirmed(last, as_of)
 
 
 async def follow(

@@ -17,11 +17,14 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
+from ..exceptions import StoreError
+
 __all__ = [
     "KeyRecord",
     "Revocation",
     "RevocationFeed",
     "RevocationLog",
+    "RevocationLogRewound",
     "RevocationProbe",
     "Rotation",
     "SessionRecord",
@@ -256,6 +259,16 @@ Revocation = tuple[int, str]
 """One entry of a store's revocation log: ``(sequence number, session handle)``."""
 
 
+class RevocationLogRewound(StoreError):
+    """A revocation feed found the log's highest number below the position it was asked to follow from.
+
+    The store lost or restored data (a Redis restart without persistence, an older snapshot, eviction of the log,
+    a failover to a replica that lagged; a PostgreSQL restore): new revocations reuse numbers the manager's view
+    has already passed, and a feed that only asks for entries above its position would never deliver them. The
+    manager forgets its position (not the handles it holds) and reads the whole log again.
+    """
+
+
 @runtime_checkable
 class RevocationLog(Protocol):
     """Optional: a store that logs every revoked session, so managers can refuse revoked tokens from memory.
@@ -315,6 +328,8 @@ class RevocationFeed(Protocol):
         confirmation), so the manager can tell a quiet feed from a dead one.
 
         Raises:
+            RevocationLogRewound: the log's highest number is below ``after`` or below an entry delivered (the
+                store lost or restored data); the manager restarts the feed from position 0.
             StoreError: the connection was lost or the log cannot be read; the manager restarts the feed from the
                 last position delivered (after a short pause) and reads the store meanwhile.
         """
