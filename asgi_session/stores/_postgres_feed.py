@@ -63,7 +63,8 @@ async def follow(
     Args:
         connection: a dedicated asyncpg connection, owned (and closed) by this call.
         channel: the ``NOTIFY`` channel of the store's revocations.
-        read: the statement ``SELECT seq, handle, <the counter> ... WHERE seq > $1 ORDER BY seq``.
+        read: the statement that returns ``(seq, handle, NULL)`` for each entry above ``$1``, and
+            ``(NULL, NULL, last_seq)`` for the counter.
         after: the position delivered so far.
         deliver: called with each read's entries and the ``now()`` taken before it.
         now: the clock.
@@ -93,8 +94,8 @@ async def follow(
                 rows = await connection.fetch(read, position)
             except DRIVER_FAILURES as exc:
                 raise failure(_OPERATION, exc) from exc
-            entries: list[Revocation] = [(row[0], row[1]) for row in rows if row[0] is not None]
-            last = max((row[2] for row in rows), default=None)  # the counter: every row carries it
+            entries: list[Revocation] = sorted((row[0], row[1]) for row in rows if row[0] is not None)
+            last = max((row[2] for row in rows if row[2] is not None), default=None)  # the counter's row
             if last is None or last < position:
                 raise RevocationLogRewound(
                     f"PostgreSQL store: the revocation log went back (its counter is {last}, {position} was "

@@ -91,10 +91,13 @@ _STATEMENTS = {
     "delete_for_user_tenant": _REVOKING.format(where="user_id = $1 AND tenant_id = $2", channel="$3"),
     "delete_expired": "DELETE FROM {s}.sessions WHERE expires_at <= $1",  # not logged: not a revocation
     "revocations_since": "SELECT seq, handle FROM {s}.revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
-    # One snapshot: the entries above $1, each with the counter (one row of NULLs and the counter when none is).
+    # One snapshot: the entries above $1 (in order, by the primary key's index), then the counter in a row of its
+    # own. The entries keep the shape of a plain ordered range read: the counter LEFT JOINed to the log, with an
+    # outer ORDER BY, took the propagation benchmark's p50 from 1.9 to 6 ms (not profiled; the generic plan of
+    # the prepared statement is the likely cause).
     "revocations_feed": (
-        "SELECT r.seq, r.handle, c.last_seq FROM {s}.revocation_counter c "
-        "LEFT JOIN {s}.revocations r ON r.seq > $1 ORDER BY r.seq"
+        "(SELECT seq, handle, NULL::bigint FROM {s}.revocations WHERE seq > $1 ORDER BY seq) "
+        "UNION ALL (SELECT NULL, NULL, last_seq FROM {s}.revocation_counter)"
     ),
     "trim_revocations": "DELETE FROM {s}.revocations WHERE seq <= $1",
     "get_keys": "SELECT {key_columns} FROM {s}.keys ORDER BY signs_from, kid",
