@@ -272,7 +272,7 @@ async def test_heartbeats_do_not_wait_for_the_server_to_end_a_blocking_read(
     times. With ``hz`` at 1, ten heartbeats that waited for the server's tick would take about ten seconds; timed by
     the client they come within the recorder's five.
     """
-    hz = (await admin.config_get("hz"))["hz"]
+    hz = str((await admin.config_get("hz"))["hz"])
     recorder = Recorder()
     try:
         await admin.config_set("hz", 1)
