@@ -8,12 +8,14 @@ from collections.abc import Callable
 import anyio
 import anyio.lowlevel
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from asgi_session import SessionConfig, SessionManager, StoreError, UnauthorisedError
+from asgi_session import SessionConfig, SessionManager, StoreError, TryRefreshTokenError, UnauthorisedError
 from asgi_session.stores import MemoryStore
 from asgi_session.stores.base import Revocation
 from asgi_session.testing import FakeClock
-from tests._helpers import CountingStore
+from tests._helpers import CountingStore, examples
 
 pytestmark = pytest.mark.anyio
 
@@ -159,3 +161,117 @@ async def test_closing_the_manager_ends_a_feed_that_lost_one_cancellation() -> N
             await _settle()
             assert manager.checks_revocations_in_memory
     assert store.swallowed == 1
+
+
+# --- property: whatever the feed's schedule, a revoked token is refused once the bound has passed -------------
+
+
+class ScheduledFeedStore(MemoryStore):
+    """A memory store whose feeds deliver only when the test pumps them (an honest feed on an arbitrary schedule).
+
+    ``pump(deliver)`` reads everything above that feed's position and delivers it as current at the clock's time:
+    what a real feed's read would say. Between pumps a feed is silent, as a slow, lost or paused one is.
+    """
+
+    probe_revocations = None  # type: ignore[assignment]  # revocations reach managers only through the feeds
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.positions: dict[Callable[[list[Revocation], float], None], int] = {}
+
+    async def follow_revocations(
+        self,
+        after: int,
+        deliver: Callable[[list[Revocation], float], None],
+        *,
+        now: Callable[[], float],
+        heartbeat: float,
+    ) -> None:
+        self.positions[deliver] = after
+        try:
+            await anyio.sleep_forever()
+        finally:
+            del self.positions[deliver]
+
+    async def pump(self, manager: SessionManager) -> None:
+        for deliver in list(self.positions):
+            if deliver.__self__ is manager._follower:  # type: ignore[attr-defined]
+                entries = await self.revocations_since(self.positions[deliver])
+                if entries:
+                    self.positions[deliver] = entries[-1][0]
+                deliver(entries, self.clock.now())
+
+
+FEED_LAG = 0.5
+FEED_OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["create", "refresh", "revoke", "revoke_all", "pump", "wait"]),
+        st.integers(0, 1),  # which manager acts (or is pumped)
+        st.integers(0, 5),  # which session (or user); for "wait", fifths of a second
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=examples(60), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=FEED_OPERATIONS)
+def test_property_whatever_the_feed_schedule_no_revoked_token_passes_after_the_bound(
+    operations: list[tuple[str, int, int]],
+) -> None:
+    anyio.run(_interleave_with_feeds, operations)
+
+
+async def _interleave_with_feeds(operations: list[tuple[str, int, int]]) -> None:
+    clock = FakeClock()
+    store = ScheduledFeedStore(clock)
+    config = SessionConfig(access_token_blacklisting=True, revocation_max_lag=FEED_LAG)
+    async with SessionManager(store, config, clock=clock) as one, SessionManager(store, config, clock=clock) as two:
+        await _settle()  # both feeds are registered
+        managers = (one, two)
+        live: dict[int, tuple[str, str, str]] = {}  # number -> (handle, access token, refresh token)
+        revoked: list[tuple[str, float, SessionManager]] = []  # (access token, when its revoke returned, by whom)
+        for action, who, number in operations:
+            manager = managers[who]
+            if action == "create":
+                session = await manager.create_new_session_without_request_response(f"user-{number % 2}")
+                assert session.refresh_token is not None
+                live[number] = (session.handle, session.access_token, session.refresh_token)
+            elif action == "refresh" and number in live:
+                handle, _, refresh_token = live[number]
+                session = await manager.refresh_session_without_request_response(refresh_token)
+                assert session.refresh_token is not None
+                live[number] = (handle, session.access_token, session.refresh_token)
+            elif action == "revoke" and number in live:
+                await manager.revoke_session(live[number][0])
+                revoked.append((live.pop(number)[1], clock.now(), manager))
+            elif action == "revoke_all":
+                for handle in await manager.revoke_all_sessions_for_user(f"user-{number % 2}"):
+                    for key, (live_handle, token, _) in list(live.items()):
+                        if live_handle == handle:
+                            revoked.append((token, clock.now(), manager))
+                            del live[key]
+            elif action == "pump":
+                await store.pump(manager)
+            elif action == "wait":
+                clock.advance(number / 5)
+            for token, when, revoker in revoked:
+                for other in managers:
+                    if clock.now() <= when + FEED_LAG and other is not revoker:
+                        continue  # up to the bound another manager may still accept it: that is the trade
+                    # More than the bound after, or in the revoking manager: never accepted, from memory or the store.
+                    assert not _accepted_now(other, token)
+                    with pytest.raises((UnauthorisedError, TryRefreshTokenError)):
+                        await other.get_session_without_request_response(token)
+            for _, token, _ in live.values():
+                for other in managers:
+                    assert await other.get_session_without_request_response(token) is not None
+
+
+def _accepted_now(manager: SessionManager, token: str) -> bool:
+    """Whether ``verify_now`` accepts the token from memory (``None``: it would read the store, which refuses)."""
+    try:
+        return manager.verify_now(token) is not None
+    except (UnauthorisedError, TryRefreshTokenError):
+        return False
