@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+from typing import Any
 
+from ..exceptions import StoreError
 from .base import KeyRecord, SessionRecord
 
-__all__ = ["FIELDS", "KEY_FIELDS", "MIGRATIONS", "SCHEMA_VERSION", "revocation_channel", "statements"]
+__all__ = [
+    "FIELDS",
+    "JSON_FIELDS",
+    "KEY_FIELDS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "revocation_channel",
+    "row_count",
+    "statements",
+    "to_record",
+]
 
 # Schema steps: MIGRATIONS[n] takes a schema from version n to n + 1; "{s}" is the quoted schema name. A later
 # version appends a step; ``open`` applies every step past the stored version in one transaction.
@@ -123,3 +136,22 @@ def revocation_channel(schema: str) -> str:
     if len(channel) <= 63:
         return channel
     return "asgi_session:" + hashlib.sha256(schema.encode()).hexdigest()[:40]
+
+
+JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
+"""The ``jsonb`` columns, and what an error calls each."""
+
+
+def to_record(row: Any) -> SessionRecord:
+    """A ``sessions`` row as a record; a JSON column that is not an object raises ``StoreError``."""
+    values = {name: row[name] for name in FIELDS}
+    for name, what in JSON_FIELDS.items():
+        values[name] = json.loads(values[name])  # jsonb always reads back as valid JSON text
+        if not isinstance(values[name], dict):
+            raise StoreError(f"the stored {what} is not a JSON object")
+    return SessionRecord(**values)
+
+
+def row_count(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 1`` or ``INSERT 0 1``."""
+    return int(status.rsplit(" ", 1)[-1])

@@ -32,7 +32,6 @@ characters (``StoreError``) and keeps numbers as decimals, so a float of 1e16 or
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import secrets
@@ -42,7 +41,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..exceptions import ConfigurationError, StoreError
 from ._json import dump_object
-from ._postgres_sql import FIELDS, KEY_FIELDS, MIGRATIONS, revocation_channel, statements
+from ._postgres_sql import (
+    FIELDS,
+    JSON_FIELDS,
+    KEY_FIELDS,
+    MIGRATIONS,
+    revocation_channel,
+    row_count,
+    statements,
+    to_record,
+)
 from ._postgres_sql import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: importable from here, as before
 from .base import (
     KeyRecord,
@@ -69,26 +77,11 @@ from ._postgres_pool import OutcomeUnknown, PostgresPool
 __all__ = ["PostgresStore"]
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("schema", "application_name"), str),
     **dict.fromkeys(("min_size", "max_size", "serialization_retries"), int),
     **dict.fromkeys(("acquire_timeout", "command_timeout", "connect_timeout"), float),
 }
-
-
-def _to_record(row: Any) -> SessionRecord:
-    values = {name: row[name] for name in FIELDS}
-    for name, what in _JSON_FIELDS.items():
-        values[name] = json.loads(values[name])  # jsonb always reads back as valid JSON text
-        if not isinstance(values[name], dict):
-            raise StoreError(f"the stored {what} is not a JSON object")
-    return SessionRecord(**values)
-
-
-def _count(status: str) -> int:
-    """The row count of a command status such as ``UPDATE 1`` or ``INSERT 0 1``."""
-    return int(status.rsplit(" ", 1)[-1])
 
 
 class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed):
@@ -255,7 +248,7 @@ class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed)
     async def _execute(self, operation: str, *args: Any) -> int:
         """Run the write statement named ``operation`` (one round trip) and return its row count."""
         sql = self._sql[operation]
-        return _count(await self._pool.run(operation, lambda con: con.execute(sql, *args)))
+        return row_count(await self._pool.run(operation, lambda con: con.execute(sql, *args)))
 
     async def _fetch(self, operation: str, *args: Any) -> list[Any]:
         """Run the ``SELECT`` or ``... RETURNING`` statement named ``operation`` (one round trip)."""
@@ -269,7 +262,7 @@ class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed)
             StoreError: the handle exists, the data is not a JSON object, or the database failed.
         """
         values = [
-            dump_object(value, _JSON_FIELDS[name]) if name in _JSON_FIELDS else value
+            dump_object(value, JSON_FIELDS[name]) if name in JSON_FIELDS else value
             for name, value in ((name, getattr(record, name)) for name in FIELDS)
         ]
         if await self._execute("create", *values) == 0:
@@ -278,7 +271,7 @@ class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed)
     async def get(self, handle: str) -> SessionRecord | None:
         """Return the session (expired or not) or ``None``."""
         rows = await self._fetch("get", handle)
-        return _to_record(rows[0]) if rows else None
+        return to_record(rows[0]) if rows else None
 
     async def rotate(self, rotation: Rotation) -> bool:
         """Compare-and-swap the refresh hash with one conditional ``UPDATE ... RETURNING``.
@@ -328,8 +321,8 @@ class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed)
     async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
         """Return the user's sessions in one tenant or all, by ``created_at`` then ``handle``."""
         if tenant_id is None:
-            return [_to_record(row) for row in await self._fetch("list_for_user", user_id)]
-        return [_to_record(row) for row in await self._fetch("list_for_user_tenant", user_id, tenant_id)]
+            return [to_record(row) for row in await self._fetch("list_for_user", user_id)]
+        return [to_record(row) for row in await self._fetch("list_for_user_tenant", user_id, tenant_id)]
 
     async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
         """Delete the user's sessions in one tenant or all and log them, in one statement; return them, oldest first."""
