@@ -1,12 +1,14 @@
-"""Token transport helpers: the fast cookie finder agrees with the full cookie parser."""
+"""Token transport helpers: the fast cookie finder agrees with the full cookie parser, and parsed headers are kept."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asgi_session import transport
 from asgi_session._asgi import parse_cookies
-from asgi_session.transport import _cookie_values
+from asgi_session.transport import TokenSource, _cookie_values
 from tests._helpers import examples
 
 PIECES = st.sampled_from(
@@ -30,3 +32,36 @@ def test_fast_cookie_finder_examples() -> None:
     assert _cookie_values(b"a=sAccessToken=tok", b"sAccessToken") == []
     assert _cookie_values(b"sAccessToken=1; sAccessToken=2", b"sAccessToken") == [b"1", b"2"]
     assert _cookie_values(b"sAccessToken", b"sAccessToken") == []
+
+
+def test_a_cookie_header_seen_before_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    parses: list[bytes] = []
+    parse = transport._parse_cookie_token
+
+    def counted(headers: list[bytes], name: str) -> TokenSource:
+        parses.extend(headers)
+        return parse(headers, name)
+
+    monkeypatch.setattr(transport, "_parse_cookie_token", counted)
+    monkeypatch.setattr(transport, "_parsed", {})
+    header = b"theme=dark; sAccessToken=abc; sRefreshToken=def"
+    for _ in range(3):
+        assert transport._cookie_token([header], "sAccessToken") == TokenSource("abc", "cookie")
+        assert transport._cookie_token([header], "sRefreshToken") == TokenSource("def", "cookie")
+    assert parses == [header, header]  # once per cookie name
+    twice = b"sAccessToken=a; sAccessToken=b"
+    assert transport._cookie_token([twice], "sAccessToken").malformed
+    assert transport._cookie_token([twice], "sAccessToken").malformed  # a remembered answer is the same answer
+    assert transport._cookie_token([header, header], "sAccessToken").malformed  # two headers: parsed, not kept
+    assert len(parses) == 5
+
+
+def test_remembered_cookie_headers_are_bounded_in_number_and_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "_parsed", {})
+    for number in range(transport._PARSED_LIMIT * 3):
+        header = f"sAccessToken=token-{number}".encode()
+        assert transport._cookie_token([header], "sAccessToken").token == f"token-{number}"
+        assert len(transport._parsed["sAccessToken"]) <= transport._PARSED_LIMIT
+    big = b"sAccessToken=x; pad=" + b"p" * transport._PARSED_MAX_HEADER
+    assert transport._cookie_token([big], "sAccessToken").token == "x"
+    assert big not in transport._parsed["sAccessToken"]
