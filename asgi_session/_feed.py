@@ -74,6 +74,9 @@ class FeedFollower:
             self._scope.cancel()
             with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError):
                 await task
+            # A reply already on its way when the cancel came is delivered before the feed sees the cancel: what
+            # that delivery confirmed is not trusted after stop() (``_deliver`` ignores it; this clears it).
+            self.current_as_of = None
 
     async def _run(self) -> None:
         with self._scope:
@@ -102,6 +105,8 @@ class FeedFollower:
 
     def _deliver(self, entries: list[Revocation], current_as_of: float) -> None:
         self._view.apply(entries, self._clock.now())
+        if self._task is None:
+            return  # stopping: the entries are kept, the view is not trusted
         self.current_as_of = current_as_of
         self._delivered = True
         if self._lost:

@@ -163,6 +163,24 @@ async def test_closing_the_manager_ends_a_feed_that_lost_one_cancellation() -> N
     assert store.swallowed == 1
 
 
+async def test_a_confirmation_delivered_while_stopping_does_not_make_a_stopped_feed_trusted() -> None:
+    """Regression (seen in CI on Python 3.12): stop() cleared the confirmation, then a reply that was already on its
+    way when the cancel came was delivered and set it again, so verification trusted a feed that had stopped."""
+    store = PushingStore()
+    config = SessionConfig(access_token_blacklisting=True, revocation_max_lag=0.2)
+    async with SessionManager(store, config, clock=FakeClock()) as manager:
+        await _settle()
+        follower = manager._follower
+        assert follower is not None
+        assert follower.fresh()
+        deliver = follower._deliver  # what the feed holds while its last reply is in flight
+        await follower.stop()
+        deliver([], manager.clock.now())  # that reply, delivered after the stop
+        assert not follower.fresh()
+        session = await manager.create_new_session_without_request_response("alice")
+        assert manager.verify_now(session.access_token) is None  # not trusted: the async path reads the store
+
+
 # --- property: whatever the feed's schedule, a revoked token is refused once the bound has passed -------------
 
 
