@@ -45,9 +45,12 @@ class RevocationView:
 
     def add(self, handle: str, now: float) -> None:
         """Record one revoked handle (the process's own revocations, before the revoking call returns)."""
+        # Kept from the first time only: the age queue holds one entry per handle, and a second time (this
+        # process's own revocation coming back through the log) would never match it, so the handle would stay.
         if handle not in self._handles:
             self._by_age.append((now, handle))
-        self._handles[handle] = now
+            self._handles[handle] = now
+        self._expire(now)  # also where nothing is applied (a store read per request): the view still ages
 
     def apply(self, entries: Iterable[Revocation], now: float) -> None:
         """Record log entries (in ascending order) and move the position past them; drop aged-out handles."""

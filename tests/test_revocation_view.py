@@ -30,6 +30,25 @@ def test_entries_age_out_after_the_retention() -> None:
     assert ("c" in view, "d" in view, len(view)) == (False, True, 1)
 
 
+def test_a_handle_learnt_twice_still_ages_out() -> None:
+    """Regression: a process's own revocation (added at once, then applied again from the log a moment later) used
+    to stay in the view for as long as the manager ran: a leak of one entry per local revocation."""
+    view = RevocationView(retention=100)
+    view.add("mine", now=0)
+    view.apply([(1, "mine")], now=1)  # the same revocation, back through the log
+    view.apply([(2, "other")], now=150)
+    assert ("mine" in view, "other" in view, len(view)) == (False, True, 1)
+
+
+def test_handles_added_without_any_log_entry_applied_still_age_out() -> None:
+    """Regression: with a per-request store read (Redis or PostgreSQL without a lag) nothing is applied, and the
+    process's own revocations, added one by one, were never expired."""
+    view = RevocationView(retention=100)
+    for second in range(1_000):
+        view.add(f"handle-{second}", now=float(second))
+    assert len(view) == 101  # those learnt within the last 100 s
+
+
 def test_position_before_tells_which_entries_are_old_enough_to_trim() -> None:
     view = RevocationView(retention=100)
     assert view.position_before(1_000) == 0
