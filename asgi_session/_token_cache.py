@@ -23,7 +23,8 @@ class VerifiedTokenCache:
     def __init__(self, size: int) -> None:
         self._size = size
         self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._by_handle: dict[str, set[str]] = {}
+        # A session's cached tokens: one token as itself (most sessions have one), several as a set.
+        self._by_handle: dict[str, str | set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,21 +54,26 @@ class VerifiedTokenCache:
         handle = claims["sessionHandle"]
         tokens = self._by_handle.get(handle)
         if tokens is None:
-            self._by_handle[handle] = {token}
+            self._by_handle[handle] = token
+        elif isinstance(tokens, str):
+            self._by_handle[handle] = {tokens, token}
         else:
             tokens.add(token)
 
     def _forget(self, token: str, claims: dict[str, Any]) -> None:
         handle = claims["sessionHandle"]
         tokens = self._by_handle.get(handle)
-        if tokens is not None:
+        if tokens == token:
+            del self._by_handle[handle]
+        elif isinstance(tokens, set):
             tokens.discard(token)
             if not tokens:
                 del self._by_handle[handle]
 
     def discard_session(self, handle: str) -> None:
         """Forget every cached token of one session (after a local revoke)."""
-        for token in self._by_handle.pop(handle, ()):
+        tokens = self._by_handle.pop(handle, ())
+        for token in (tokens,) if isinstance(tokens, str) else tokens:
             self._entries.pop(token, None)
 
     def clear(self) -> None:
