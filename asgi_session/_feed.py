@@ -86,6 +86,7 @@ class FeedFollower:
         pause = _RETRY_FIRST
         while True:
             self._delivered = False
+            error: Exception
             try:
                 await self._feed.follow_revocations(
                     self._view.position, self._deliver, now=self._clock.now, heartbeat=self.heartbeat
@@ -95,6 +96,8 @@ class FeedFollower:
                 error = exc
                 self._view.rewind()  # the next feed reads the whole log again
             except StoreError as exc:
+                error = exc
+            except Exception as exc:  # a bug in a feed: a loss too (logged below), never the end of following
                 error = exc
             self.current_as_of = None
             if not self._lost:

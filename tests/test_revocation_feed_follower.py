@@ -73,7 +73,11 @@ async def test_a_fresh_feed_answers_from_memory_and_a_late_one_falls_back_to_the
         assert manager.verify_now(session.access_token) is not None
 
 
-async def test_a_pushed_revocation_is_refused_and_a_lost_feed_restarts(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("failure", [StoreError("connection lost"), RuntimeError("a bug in a feed")])
+async def test_a_pushed_revocation_is_refused_and_a_lost_feed_restarts(
+    caplog: pytest.LogCaptureFixture, failure: Exception
+) -> None:
+    """Whatever ends a feed (a store error, or a bug in a third-party feed), it is a loss: logged, then restarted."""
     store, clock = PushingStore(), FakeClock()
     config = SessionConfig(access_token_blacklisting=True, revocation_max_lag=0.2)
     other = SessionManager(store, SessionConfig(), clock=clock)  # another process, as far as the log knows
@@ -88,7 +92,7 @@ async def test_a_pushed_revocation_is_refused_and_a_lost_feed_restarts(caplog: p
         with pytest.raises(UnauthorisedError):
             manager.verify_now(session.access_token)
         with caplog.at_level(logging.WARNING, logger="asgi_session"):
-            await store.deliveries.send(StoreError("connection lost"))
+            await store.deliveries.send(failure)
             await _settle()
             assert manager.verify_now(session.access_token) is None  # lost: the store is read meanwhile
             for _ in range(100):
