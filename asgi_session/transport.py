@@ -66,6 +66,12 @@ _MALFORMED_HEADER = TokenSource(None, "header", True)
 _MALFORMED_COOKIE = TokenSource(None, "cookie", True)
 
 
+# A well-formed ``Bearer <token>`` header, remembered as the source it yields (the header's bytes are the key, as
+# for cookies below): the pattern match is most of what a cached Bearer token costs. Only that case is kept; whether
+# the token is ours is still asked on every request.
+_bearers: dict[bytes, TokenSource] = {}
+
+
 def _bearer(authorization: list[bytes], ours: Callable[[str], bool]) -> TokenSource | None:
     """The Bearer token of the Authorization header(s) when it is ours; ``None`` when nothing there is ours.
 
@@ -73,6 +79,10 @@ def _bearer(authorization: list[bytes], ours: Callable[[str], bool]) -> TokenSou
     token, another scheme) must not hide the session cookie. A token of ours in a broken value (trailing garbage,
     quotes, no separator) or next to another Authorization header is malformed: never a guess, and no fall-through.
     """
+    if len(authorization) == 1:
+        known = _bearers.get(authorization[0])
+        if known is not None and ours(known.token):  # type: ignore[arg-type]
+            return known
     found: list[str] = []
     for raw in authorization:
         value = raw.decode("latin-1")
@@ -87,7 +97,12 @@ def _bearer(authorization: list[bytes], ours: Callable[[str], bool]) -> TokenSou
     if not found:
         return None
     if len(found) == 1 and len(authorization) == 1:
-        return TokenSource(found[0], "header")
+        source = TokenSource(found[0], "header")
+        if len(authorization[0]) <= _PARSED_MAX_HEADER:
+            if len(_bearers) >= _PARSED_LIMIT:
+                _bearers.clear()
+            _bearers[authorization[0]] = source
+        return source
     return _MALFORMED_HEADER  # two Authorization headers, one of them ours: never guess
 
 

@@ -65,3 +65,40 @@ def test_remembered_cookie_headers_are_bounded_in_number_and_size(monkeypatch: p
     big = b"sAccessToken=x; pad=" + b"p" * transport._PARSED_MAX_HEADER
     assert transport._cookie_token([big], "sAccessToken").token == "x"
     assert big not in transport._parsed["sAccessToken"]
+
+
+class _CountingPattern:
+    """Stands for the Bearer pattern and counts its matches."""
+
+    def __init__(self) -> None:
+        self.matches = 0
+        self._pattern = transport._BEARER
+
+    def fullmatch(self, value: str) -> object:
+        self.matches += 1
+        return self._pattern.fullmatch(value)
+
+
+def test_a_bearer_header_seen_before_is_not_matched_again_and_ours_is_asked_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pattern = _CountingPattern()
+    monkeypatch.setattr(transport, "_BEARER", pattern)
+    monkeypatch.setattr(transport, "_bearers", {})
+    header = [b"Bearer abc.def.ghi"]
+    ours = {"abc.def.ghi"}
+    for _ in range(3):
+        assert transport._bearer(header, ours.__contains__) == TokenSource("abc.def.ghi", "header")
+    assert pattern.matches == 1
+    # No longer ours (say the cache forgot it and the shape check refuses it): the full rules answer, as before.
+    assert transport._bearer(header, lambda token: False) is None
+    assert pattern.matches == 2
+    assert transport._bearer([b"Bearer abc.def.ghi", b"Basic x"], ours.__contains__) == transport._MALFORMED_HEADER
+
+
+def test_remembered_bearer_headers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "_bearers", {})
+    for number in range(transport._PARSED_LIMIT * 3):
+        header = f"Bearer token-{number}".encode()
+        assert transport._bearer([header], lambda token: True) == TokenSource(f"token-{number}", "header")
+        assert len(transport._bearers) <= transport._PARSED_LIMIT
