@@ -16,7 +16,7 @@ from typing import Any
 import anyio.lowlevel
 import pytest
 
-from asgi_session import StoreError
+from asgi_session import SessionManager, StoreError
 from asgi_session.stores.base import Revocation, Rotation, SessionRecord
 from asgi_session.stores.memory import MemoryStore
 
@@ -223,3 +223,36 @@ def examples(count: int) -> int:
     import os
 
     return count * max(1, int(os.environ.get("ASGI_SESSION_FUZZ_SCALE", "1")))
+
+
+LiveSessions = dict[int, tuple[str, str, str]]
+"""The property tests' live sessions: number -> (handle, access token, refresh token)."""
+
+
+async def session_step(manager: SessionManager, action: str, number: int, live: LiveSessions) -> list[str]:
+    """One step of the revocation property tests: create, refresh, revoke or revoke-all through ``manager``.
+
+    ``number`` names the session (or, modulo 2, the user ``user-0`` / ``user-1``); ``live`` is updated. Returns the
+    access tokens of the sessions this step revoked. Other actions (and a session number not live) do nothing.
+    """
+    if action == "create":
+        session = await manager.create_new_session_without_request_response(f"user-{number % 2}")
+        assert session.refresh_token is not None
+        live[number] = (session.handle, session.access_token, session.refresh_token)
+    elif action == "refresh" and number in live:
+        handle, _, refresh_token = live[number]
+        session = await manager.refresh_session_without_request_response(refresh_token)
+        assert session.refresh_token is not None
+        live[number] = (handle, session.access_token, session.refresh_token)
+    elif action == "revoke" and number in live:
+        await manager.revoke_session(live[number][0])
+        return [live.pop(number)[1]]
+    elif action == "revoke_all":
+        revoked: list[str] = []
+        for handle in await manager.revoke_all_sessions_for_user(f"user-{number % 2}"):
+            for key, (live_handle, token, _) in list(live.items()):
+                if live_handle == handle:
+                    revoked.append(token)
+                    del live[key]
+        return revoked
+    return []

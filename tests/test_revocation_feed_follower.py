@@ -15,7 +15,7 @@ from asgi_session import SessionConfig, SessionManager, StoreError, TryRefreshTo
 from asgi_session.stores import MemoryStore
 from asgi_session.stores.base import Revocation
 from asgi_session.testing import FakeClock
-from tests._helpers import CountingStore, examples
+from tests._helpers import CountingStore, LiveSessions, examples, session_step
 
 pytestmark = pytest.mark.anyio
 
@@ -252,29 +252,13 @@ async def _interleave_with_feeds(operations: list[tuple[str, int, int]]) -> None
     async with SessionManager(store, config, clock=clock) as one, SessionManager(store, config, clock=clock) as two:
         await _settle()  # both feeds are registered
         managers = (one, two)
-        live: dict[int, tuple[str, str, str]] = {}  # number -> (handle, access token, refresh token)
+        live: LiveSessions = {}
         revoked: list[tuple[str, float, SessionManager]] = []  # (access token, when its revoke returned, by whom)
         for action, who, number in operations:
             manager = managers[who]
-            if action == "create":
-                session = await manager.create_new_session_without_request_response(f"user-{number % 2}")
-                assert session.refresh_token is not None
-                live[number] = (session.handle, session.access_token, session.refresh_token)
-            elif action == "refresh" and number in live:
-                handle, _, refresh_token = live[number]
-                session = await manager.refresh_session_without_request_response(refresh_token)
-                assert session.refresh_token is not None
-                live[number] = (handle, session.access_token, session.refresh_token)
-            elif action == "revoke" and number in live:
-                await manager.revoke_session(live[number][0])
-                revoked.append((live.pop(number)[1], clock.now(), manager))
-            elif action == "revoke_all":
-                for handle in await manager.revoke_all_sessions_for_user(f"user-{number % 2}"):
-                    for key, (live_handle, token, _) in list(live.items()):
-                        if live_handle == handle:
-                            revoked.append((token, clock.now(), manager))
-                            del live[key]
-            elif action == "pump":
+            for token in await session_step(manager, action, number, live):
+                revoked.append((token, clock.now(), manager))
+            if action == "pump":
                 await store.pump(manager)
             elif action == "wait":
                 clock.advance(number / 5)

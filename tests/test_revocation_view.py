@@ -14,7 +14,7 @@ from asgi_session import SessionConfig, SessionManager, TryRefreshTokenError, Un
 from asgi_session._revocations import RevocationView
 from asgi_session.stores import MemoryStore, SQLiteStore
 from asgi_session.testing import FakeClock
-from tests._helpers import examples
+from tests._helpers import LiveSessions, examples, session_step
 
 pytestmark = pytest.mark.anyio
 
@@ -132,28 +132,10 @@ async def _interleave(path: Path, operations: list[tuple[str, int, int]]) -> Non
         SessionManager(SQLiteStore(path), config, clock=clock) as two,
     ):
         managers = (one, two)
-        live: dict[int, tuple[str, str, str]] = {}  # number -> (handle, access token, refresh token)
+        live: LiveSessions = {}
         revoked: list[str] = []  # access tokens of revoked sessions
         for action, who, number in operations:
-            manager = managers[who]
-            if action == "create":
-                session = await manager.create_new_session_without_request_response(f"user-{number % 2}")
-                assert session.refresh_token is not None
-                live[number] = (session.handle, session.access_token, session.refresh_token)
-            elif action == "refresh" and number in live:
-                handle, _, refresh_token = live[number]
-                session = await manager.refresh_session_without_request_response(refresh_token)
-                assert session.refresh_token is not None
-                live[number] = (handle, session.access_token, session.refresh_token)
-            elif action == "revoke" and number in live:
-                await manager.revoke_session(live[number][0])
-                revoked.append(live.pop(number)[1])
-            elif action == "revoke_all":
-                for handle in await manager.revoke_all_sessions_for_user(f"user-{number % 2}"):
-                    for key, (live_handle, token, _) in list(live.items()):
-                        if live_handle == handle:
-                            revoked.append(token)
-                            del live[key]
+            revoked += await session_step(managers[who], action, number, live)
             for token in revoked:
                 for other in managers:
                     with pytest.raises((UnauthorisedError, TryRefreshTokenError)):
