@@ -114,15 +114,18 @@ class _Feed:
         self.as_of = max(self.as_of, as_of)
         self._deliver(entries, self.as_of)
 
-    def confirmed(self, last: int, as_of: float) -> None:
+    def confirmed(self, last: int, as_of: float, delivered_before: int) -> None:
         """A confirmation: everything committed before ``as_of`` is numbered ``last`` or lower.
 
+        ``delivered_before`` is the position when the read was sent. Only that position says the log went back:
+        the push side may have delivered entries committed after the read while its reply was on the way.
+
         Raises:
-            RevocationLogRewound: ``last`` is below what was delivered: the log went back.
+            RevocationLogRewound: ``last`` is below what was delivered before the read: the log went back.
         """
-        if last < self.position:
+        if last < delivered_before:
             raise RevocationLogRewound(
-                f"Redis store: the revocation log went back (its last number is {last}, {self.position} was "
+                f"Redis store: the revocation log went back (its last number is {last}, {delivered_before} was "
                 "delivered): the server lost or restored data"
             )
         if last <= self.position:
@@ -151,14 +154,14 @@ class _Feed:
         bound = heartbeat + socket_timeout
         while True:
             await anyio.sleep(heartbeat)
-            as_of = self.now()
+            as_of, delivered_before = self.now(), self.position
             counter = await _ask(client, bound, "GET", self.counter)
             newest = _entries(await _ask(client, bound, "XREVRANGE", self.key, "+", "-", "COUNT", 1))
             try:
                 last = max(int(counter or 0), newest[0][0] if newest else 0)
             except ValueError as exc:
                 raise StoreError("Redis store: the revocation log's counter is not a number") from exc
-            self.confirmed(last, as_of)
+            self.confirmed(last, as_of, delivered_before)
 
 
 async def follow(

@@ -17,7 +17,8 @@ import redis
 import redis.asyncio as aioredis
 
 from asgi_session.exceptions import ConfigurationError, StoreError
-from asgi_session.stores.base import Revocation, RevocationFeed, RevocationLog, RevocationProbe
+from asgi_session.stores import _redis_feed
+from asgi_session.stores.base import Revocation, RevocationFeed, RevocationLog, RevocationLogRewound, RevocationProbe
 from asgi_session.stores.redis import RedisStore
 from asgi_session.testing import CONFORMANCE_CHECKS
 from asgi_session.testing._records import T0, handle_of, make_record
@@ -416,3 +417,19 @@ async def test_the_feed_refuses_a_closed_store_and_a_bad_heartbeat(factory: Fact
         for heartbeat in (0, -1, float("inf"), float("nan"), True):
             with pytest.raises(ConfigurationError, match="heartbeat"):
                 await store.follow_revocations(0, Recorder(), now=ticks(), heartbeat=heartbeat)
+
+
+def test_entries_pushed_while_a_confirmation_is_on_its_way_are_not_taken_for_a_rewind() -> None:
+    """Regression: the confirming read saw the log end at 4; before its reply was handled, the push side delivered
+    entries 5 and 6, committed after that read. Compared with the new position, 4 looked like a log gone back, and
+    the feed restarted with a warning that the server had lost data (seen 1-26 times a run in the scale benchmark).
+    """
+    calls: list[tuple[list[Revocation], float]] = []
+    feed = _redis_feed._Feed("log", lambda entries, as_of: calls.append((entries, as_of)), now=lambda: 0.0)
+    feed.delivered([(n, handle_of(n)) for n in range(1, 4)], 1.0)
+    before = feed.position  # 3, when the confirming read is sent
+    feed.delivered([(n, handle_of(n)) for n in range(4, 7)], 2.0)  # pushed meanwhile
+    feed.confirmed(4, 1.5, before)  # no RevocationLogRewound: 4 >= what was delivered before the read
+    assert calls[-1] == ([], 2.0)
+    with pytest.raises(RevocationLogRewound):
+        feed.confirmed(2, 3.0, feed.position)  # below what was delivered before the read: the log did go back
