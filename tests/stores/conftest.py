@@ -1,13 +1,15 @@
-"""The built-in stores as factories for the conformance suite, what each writes to disk, and a rotation race."""
+"""The built-in stores as factories for the conformance suite, what each writes to disk, a rotation race, and a Redis
+admin client for the Redis tests."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 
 from asgi_session.stores.base import Rotation, SessionStore
 from asgi_session.stores.memory import MemoryStore
@@ -74,3 +76,13 @@ async def race_rotations(first: SessionStore, second: SessionStore, rotations: S
         for i in range(len(rotations)):
             group.start_soon(attempt, i)
     return results
+
+
+@pytest.fixture
+async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain client for the test's own commands: inspecting, pausing, killing."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -45,16 +45,6 @@ def text(value: object) -> str:
 
 
 @pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A plain client for the test's own commands: inspecting, pausing, killing."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def prefixes(admin: aioredis.Redis) -> AsyncIterator[list[str]]:
     """The prefixes a test used; every key under them is deleted afterwards (SCAN is fine in a test)."""
     used: list[str] = []

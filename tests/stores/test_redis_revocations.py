@@ -30,16 +30,6 @@ Factory = Callable[..., RedisStore]
 
 
 @pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A plain client for the test's own commands: inspecting, pausing, killing."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def factory(redis_url: str) -> AsyncIterator[Factory]:
     """Builds an unopened store under a new prefix (or the ``prefix=`` given); every key is removed afterwards."""
     used: list[str] = []
