@@ -225,7 +225,8 @@ async def expect(app: App, header: tuple[bytes, bytes], status: int, what: str) 
         raise SystemExit(f"warm-up failed: {what} answered {recorder.status}, expected {status}")
 
 
-async def main(requests: int, rounds: int, json_path: str | None) -> None:
+async def build_cases(requests: int, rounds: int) -> tuple[list[Case], Callable[[int], None]]:
+    """Set up every case (warm-ups asserted) and return them with a function that selects the round's fresh tokens."""
     # Three managers on one store (so one key ring): `issuer` mints every token, `seen_manager` verifies the one
     # token of the "seen" cases (a cache hit), and `fresh_manager` verifies tokens it has never seen, minted by
     # another manager, so no cache-on-issue shortcut could turn the "never seen" cases into cache hits.
@@ -290,6 +291,10 @@ async def main(requests: int, rounds: int, json_path: str | None) -> None:
     gc.freeze()
     round_index = 0
 
+    def select_round(index: int) -> None:
+        nonlocal round_index
+        round_index = index
+
     async def ours_unseen(count: int) -> None:
         for header in fresh_requests[round_index][:count]:
             await ours_fresh(make_scope(header), receive, noop_send)
@@ -321,9 +326,14 @@ async def main(requests: int, rounds: int, json_path: str | None) -> None:
     for case in cases:  # one short untimed pass (imports, caches, branch warm-up)
         if case.run not in (ours_unseen, raw_ours):
             await case.run(min(200, requests))
+    return cases, select_round
 
+
+async def main(requests: int, rounds: int, json_path: str | None) -> None:
+    cases, select_round = await build_cases(requests, rounds)
     started = time.perf_counter()
-    for round_index in range(rounds):  # the fresh-token closures above read round_index
+    for round_index in range(rounds):
+        select_round(round_index)  # the fresh-token cases read this round's tokens
         shift = round_index % len(cases)
         for case in cases[shift:] + cases[:shift]:
             gc.collect()
