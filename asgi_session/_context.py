@@ -34,25 +34,32 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 class RequestContext:
-    """What the middleware knows about one request's session, and the token changes for its response."""
+    """What the middleware knows about one request's session, and the token changes for its response.
 
-    __slots__ = ("db_checked", "error", "manager", "scope", "session", "source")
+    It holds no reference to the scope (the scope holds it): a cycle would leave every request's scope, session
+    and context to the garbage collector instead of freeing them when the request ends. Whoever needs the scope
+    has it at hand (the middleware, and the helpers, which take the request or scope).
+
+    Args:
+        db_checked: whether verification already read the session from the store (blacklisting without an exact
+            revocation probe), so ``check_database=True`` need not read it again.
+    """
+
+    __slots__ = ("db_checked", "error", "manager", "session", "source")
 
     def __init__(
         self,
         manager: SessionManager,
-        scope: Scope,
         source: TokenSource,
         session: Session | None,
         error: SessionError | None,
+        db_checked: bool,
     ) -> None:
         self.manager = manager
-        self.scope = scope
         self.source = source
         self.session = session
         self.error = error
-        # Whether verification read the session from the store (blacklisting without an exact revocation probe).
-        self.db_checked = manager.config.access_token_blacklisting and not manager.checks_revocations_in_memory
+        self.db_checked = db_checked
         if session is not None:
             session.transfer_method = source.method
 
@@ -62,8 +69,8 @@ class RequestContext:
         session = self.session
         return session is not None and (session.revoked or session.access_and_front_token_updated)
 
-    def response_changes(self) -> ResponseChanges:
-        """The headers this response must carry for the session's state (new tokens, or clearing)."""
+    def response_changes(self, scope: Scope) -> ResponseChanges:
+        """The headers this response (to the request ``scope``) must carry for the session's state."""
         changes = ResponseChanges(self.manager.config)
         session = self.session
         if session is None:
@@ -72,17 +79,20 @@ class RequestContext:
             changes.clear_tokens(session.transfer_method)  # type: ignore[arg-type]
         elif session.access_and_front_token_updated:
             method: Method = "header" if session.transfer_method == "header" else "cookie"
-            changes.set_session_tokens(session, method, now=self.manager.clock.now(), scope=self.scope)
+            changes.set_session_tokens(session, method, now=self.manager.clock.now(), scope=scope)
         return changes
 
 
 def _scope_of(request_or_scope: Any) -> Scope:
-    if type(request_or_scope) is dict or isinstance(request_or_scope, Mapping):
-        return request_or_scope  # type: ignore[return-value]
+    if type(request_or_scope) is dict:
+        return request_or_scope
+    # A request's own scope first: a Starlette request is itself a read-only Mapping over its scope.
     scope = getattr(request_or_scope, "scope", None)
-    if not isinstance(scope, Mapping):
-        raise TypeError("expected a Starlette/FastAPI/Quart request or an ASGI scope")
-    return scope  # type: ignore[return-value]
+    if isinstance(scope, Mapping):
+        return scope  # type: ignore[return-value]
+    if isinstance(request_or_scope, Mapping):
+        return request_or_scope  # type: ignore[return-value]
+    raise TypeError("expected a Starlette/FastAPI/Quart request or an ASGI scope")
 
 
 def context_of(request_or_scope: Any) -> RequestContext:
@@ -91,8 +101,12 @@ def context_of(request_or_scope: Any) -> RequestContext:
     Raises:
         ConfigurationError: the request did not pass through ``SessionMiddleware``.
     """
-    context = _scope_of(request_or_scope).get(CONTEXT_KEY)
-    if not isinstance(context, RequestContext):
+    return _context_in(_scope_of(request_or_scope))
+
+
+def _context_in(scope: Scope) -> RequestContext:
+    context = scope.get(CONTEXT_KEY)
+    if type(context) is not RequestContext:
         raise ConfigurationError(
             "no session context on this request: wrap the ASGI app in asgi_session.SessionMiddleware "
             "(e.g. Starlette(middleware=[Middleware(SessionMiddleware, manager=manager)]))"
@@ -100,13 +114,12 @@ def context_of(request_or_scope: Any) -> RequestContext:
     return context
 
 
-def check_anti_csrf(context: RequestContext, session: Session, anti_csrf_check: bool | None) -> None:
+def check_anti_csrf(context: RequestContext, scope: Scope, session: Session, anti_csrf_check: bool | None) -> None:
     """Apply the configured anti-CSRF check to a cookie-authenticated request.
 
     Raises:
         TryRefreshTokenError: the check failed.
     """
-    scope = context.scope
     method = str(scope.get("method", "GET")).upper()
     check = anti_csrf_check if anti_csrf_check is not None else method not in _SAFE_METHODS
     if not check or context.source.method != "cookie":
@@ -160,7 +173,8 @@ async def get_session(
         StoreError: the store failed during the database check.
         ConfigurationError: ``SessionMiddleware`` is not installed.
     """
-    context = context_of(request_or_scope)
+    scope = _scope_of(request_or_scope)
+    context = _context_in(scope)
     if context.error is not None:
         raise context.error
     session = context.session
@@ -170,7 +184,7 @@ async def get_session(
         return None
     if session.refresh_token is not None:  # created in this request: nothing to check
         return session
-    check_anti_csrf(context, session, anti_csrf_check)
+    check_anti_csrf(context, scope, session, anti_csrf_check)
     manager = context.manager
     # Blacklisting was applied when the middleware verified the token; check_database=True asks for the store
     # itself, on every store, unless that very read was already made for this request.
@@ -200,8 +214,8 @@ async def create_new_session(
             browsers keep (nothing is stored).
         ConfigurationError: ``SessionMiddleware`` is not installed.
     """
-    context = context_of(request_or_scope)
-    scope = context.scope
+    scope = _scope_of(request_or_scope)
+    context = _context_in(scope)
     if context.session is not None and not context.session.revoked:
         await context.session.revoke()
     elif context.session is None and context.source.token:

@@ -35,7 +35,7 @@ _ANY_ORIGIN = (b"access-control-allow-origin", b"*")  # public documents any sit
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 Response = tuple[int, Any, ResponseChanges | None, list[tuple[bytes, bytes]]]
-Handler = Callable[[RequestContext, Send], Awaitable[None]]
+Handler = Callable[[RequestContext, Scope, Send], Awaitable[None]]
 
 
 async def send_response(
@@ -140,7 +140,7 @@ class Endpoints:
 
     @staticmethod
     def _method_not_allowed(allowed: str) -> Handler:
-        async def handler(context: RequestContext, send: Send) -> None:
+        async def handler(context: RequestContext, scope: Scope, send: Send) -> None:
             # Never a state change on the wrong method (e.g. a GET on refresh or sign-out).
             body = {"message": "method not allowed"}
             await send_response(send, 405, body, None, [(b"allow", allowed.encode("ascii"))])
@@ -153,10 +153,9 @@ class Endpoints:
             raise exc
         await send_response(send, *response)
 
-    async def refresh(self, context: RequestContext, send: Send) -> None:
+    async def refresh(self, context: RequestContext, scope: Scope, send: Send) -> None:
         """Rotate the refresh token; 200 ``{}`` with new tokens, or a 401 that says why."""
         config = self.manager.config
-        scope = context.scope
         ours = _nothing_is_ours
         if config.token_transfer_method != "cookie" and header_values(scope, b"authorization"):
             # The refresh-token MAC tells our Bearer value from anyone else's; a request without one needs no key.
@@ -246,14 +245,14 @@ class Endpoints:
         )
         await send_response(send, 500, {"message": message}, None, [])
 
-    async def signout(self, context: RequestContext, send: Send) -> None:
+    async def signout(self, context: RequestContext, scope: Scope, send: Send) -> None:
         """Revoke the request's session and clear its tokens; 200 ``{"status": "OK"}``."""
         try:
             if context.error is not None:
                 raise context.error
             session = context.session
             if session is not None:
-                check_anti_csrf(context, session, None)
+                check_anti_csrf(context, scope, session, None)
                 await session.revoke()
         except SessionError as exc:
             await self._fail(context, send, exc)
@@ -267,7 +266,7 @@ class Endpoints:
             changes.clear_tokens(context.source.method)
         await send_response(send, 200, {"status": "OK"}, changes, [])
 
-    async def jwks(self, context: RequestContext, send: Send) -> None:
+    async def jwks(self, context: RequestContext, scope: Scope, send: Send) -> None:
         """Serve the public keys that may still verify a live token."""
         try:
             document = await self.manager.get_jwks()
@@ -277,7 +276,7 @@ class Endpoints:
         cache = f"max-age={self.manager.keys.jwks_max_age()}, must-revalidate".encode("ascii")
         await send_response(send, 200, document, None, [(b"cache-control", cache), _ANY_ORIGIN])
 
-    async def openid_configuration(self, context: RequestContext, send: Send) -> None:
+    async def openid_configuration(self, context: RequestContext, scope: Scope, send: Send) -> None:
         """Serve the OpenID discovery document: the ``issuer`` and where its keys are (``jwks_uri``).
 
         ``jwks_uri`` is absolute: on the issuer's origin when ``issuer`` is an ``http(s)://`` URL, else on the
@@ -288,7 +287,7 @@ class Endpoints:
         if issuer.scheme in ("http", "https") and issuer.netloc:
             origin = f"{issuer.scheme}://{issuer.netloc}"
         else:
-            origin = _request_origin(context.scope)
+            origin = _request_origin(scope)
         document: dict[str, Any] = {"issuer": config.issuer, "jwks_uri": origin + self.jwks_path}
         if config.signing_algorithm != "HS256":
             document["id_token_signing_alg_values_supported"] = [config.signing_algorithm]

@@ -19,7 +19,7 @@ from ._asgi import ASGIApp, Message, Receive, Scope, Send
 from ._context import CONTEXT_KEY, SCOPE_KEY, RequestContext
 from ._endpoints import Endpoints, error_response, send_response
 from .exceptions import ConfigurationError, SessionError, StoreError, TryRefreshTokenError, UnauthorisedError
-from .transport import read_access_token
+from .transport import access_token_reader
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -66,6 +66,7 @@ class SessionMiddleware:
         self.app = app
         self.manager = manager
         self.endpoints = Endpoints(manager)
+        self._read_access_token = access_token_reader(manager.config, self._known)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (http, websocket or lifespan; anything else passes through)."""
@@ -104,23 +105,46 @@ class SessionMiddleware:
             if failure is None or not _caused_by(exc, failure):
                 raise
 
-    async def _verify(self, scope: Scope) -> RequestContext:
-        manager = self.manager
-        source = read_access_token(scope, manager.config, self._known)
+    def _verify_in_place(self, scope: Scope) -> RequestContext | None:
+        """Verify without awaiting (a cached token, or a new one signed by a key we hold); ``None``: needs I/O.
+
+        The per-request path of almost every request: one header scan, one cache lookup, the ``Session``.
+        """
+        source = self._read_access_token(scope)
         token = source.token
         session: Session | None = None
         error: SessionError | None = None
         if token:
             try:
-                # The common case needs no I/O: a cache hit, or a new token signed by a key we hold.
-                session = manager.verify_now(token)
+                session = self.manager.verify_now(token)
+            except (TryRefreshTokenError, UnauthorisedError) as exc:
+                error = exc
+            else:
                 if session is None:
-                    session = await manager.get_session_without_request_response(token, anti_csrf_check=False)
+                    return None
+        elif source.malformed:
+            error = TryRefreshTokenError("malformed access token")
+        # Verified in place: the store was not read (verify_now declines when blacklisting needs the store).
+        context = RequestContext(self.manager, source, session, error, False)
+        scope[SCOPE_KEY] = session
+        scope[CONTEXT_KEY] = context
+        return context
+
+    async def _verify(self, scope: Scope) -> RequestContext:
+        manager = self.manager
+        source = self._read_access_token(scope)
+        token = source.token
+        session: Session | None = None
+        error: SessionError | None = None
+        if token:
+            try:
+                session = await manager.get_session_without_request_response(token, anti_csrf_check=False)
             except (TryRefreshTokenError, UnauthorisedError) as exc:
                 error = exc
         elif source.malformed:
             error = TryRefreshTokenError("malformed access token")
-        context = RequestContext(manager, scope, source, session, error)
+        db_checked = manager.config.access_token_blacklisting and not manager.checks_revocations_in_memory
+        context = RequestContext(manager, source, session, error, db_checked)
         scope[SCOPE_KEY] = session
         scope[CONTEXT_KEY] = context
         return context
@@ -130,17 +154,19 @@ class SessionMiddleware:
         return self.manager.has_verified(token)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            context = await self._verify(scope)
-        except StoreError as exc:
-            logger.error("asgi_session: store failure while verifying a request: %s", exc)
-            response = error_response(exc, self.manager.config, None)
-            assert response is not None  # noqa: S101 - StoreError always maps to a 503
-            await send_response(send, *response)
-            return
+        context = self._verify_in_place(scope)
+        if context is None:
+            try:
+                context = await self._verify(scope)
+            except StoreError as exc:
+                logger.error("asgi_session: store failure while verifying a request: %s", exc)
+                response = error_response(exc, self.manager.config, None)
+                assert response is not None  # noqa: S101 - StoreError always maps to a 503
+                await send_response(send, *response)
+                return
         endpoint = self.endpoints.match(scope)
         if endpoint is not None:
-            await endpoint(context, send)
+            await endpoint(context, scope, send)
             return
 
         started = False
@@ -157,7 +183,7 @@ class SessionMiddleware:
                     return
                 started = True
                 if context.changed:
-                    context.response_changes().apply(message)
+                    context.response_changes(scope).apply(message)
             await send(message)
 
         try:
@@ -166,26 +192,27 @@ class SessionMiddleware:
             response = error_response(exc, self.manager.config, context)
             if started or response is None:
                 if held and not started:
-                    await self._flush(held, context, send)
+                    await self._flush(held, context, scope, send)
                 raise
             await send_response(send, *response)
             return
         except BaseException:
             if held and not started:
-                await self._flush(held, context, send)
+                await self._flush(held, context, scope, send)
             raise
         if held:
-            await self._flush(held, context, send)
+            await self._flush(held, context, scope, send)
 
-    async def _flush(self, held: list[Message], context: RequestContext, send: Send) -> None:
-        context.response_changes().apply(held[0])
+    async def _flush(self, held: list[Message], context: RequestContext, scope: Scope, send: Send) -> None:
+        context.response_changes(scope).apply(held[0])
         for message in held:
             await send(message)
         held.clear()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self._verify(scope)
+            if self._verify_in_place(scope) is None:
+                await self._verify(scope)
         except StoreError as exc:
             logger.error("asgi_session: store failure while verifying a websocket: %s", exc)
             await send({"type": "websocket.close", "code": 1011, "reason": "session store unavailable"})

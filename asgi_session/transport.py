@@ -23,6 +23,7 @@ __all__ = [
     "REFRESH_COOKIE",
     "ResponseChanges",
     "TokenSource",
+    "access_token_reader",
     "duplicated_session_cookies",
     "new_session_method",
     "read_access_token",
@@ -202,12 +203,22 @@ def read_access_token(scope: Scope, config: SessionConfig, known: Callable[[str]
         known: an optional fast check for tokens already verified (the verified-token cache): a token it accepts
             skips the shape check of :func:`looks_like_access_token`.
     """
+    return access_token_reader(config, known)(scope)
+
+
+def access_token_reader(
+    config: SessionConfig, known: Callable[[str], bool] | None = None
+) -> Callable[[Scope], TokenSource]:
+    """:func:`read_access_token` with its settings bound once: what the middleware calls on every request."""
     max_length = config.max_token_length
 
     def ours(token: str) -> bool:
         return (known is not None and known(token)) or looks_like_access_token(token, max_length)
 
-    return _read(scope, config, ACCESS_COOKIE, ours)
+    def read(scope: Scope) -> TokenSource:
+        return _read(scope, config, ACCESS_COOKIE, ours)
+
+    return read
 
 
 def read_refresh_token(scope: Scope, config: SessionConfig, ours: Callable[[str], bool]) -> TokenSource:

@@ -46,10 +46,10 @@ def protocol_error(
     status, body, changes, extra_headers = response
     message: dict[str, Any] = {"type": "http.response.start", "status": status, "headers": list(extra_headers)}
     if changes is not None:
-        if context is not None and context.changed:
+        if context is not None and scope is not None and context.changed:
             # The middleware will also write this request's own token changes (e.g. a revoke just before the
             # error) on this response; leave those cookies to it, so each cookie is set once.
-            for key in context.response_changes().cookies:
+            for key in context.response_changes(dict(scope)).cookies:
                 changes.cookies.pop(key, None)
         changes.apply(message)
     payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
