@@ -173,8 +173,10 @@ async def get_session(
         StoreError: the store failed during the database check.
         ConfigurationError: ``SessionMiddleware`` is not installed.
     """
-    scope = _scope_of(request_or_scope)
-    context = _context_in(scope)
+    scope = request_or_scope if type(request_or_scope) is dict else _scope_of(request_or_scope)
+    context = scope.get(CONTEXT_KEY)
+    if type(context) is not RequestContext:
+        context = _context_in(scope)  # raises, saying how to install the middleware
     if context.error is not None:
         raise context.error
     session = context.session
@@ -184,7 +186,8 @@ async def get_session(
         return None
     if session.refresh_token is not None:  # created in this request: nothing to check
         return session
-    check_anti_csrf(context, scope, session, anti_csrf_check)
+    if anti_csrf_check is not None or scope.get("method") not in _SAFE_METHODS:  # a GET needs no call
+        check_anti_csrf(context, scope, session, anti_csrf_check)
     manager = context.manager
     # Blacklisting was applied when the middleware verified the token; check_database=True asks for the store
     # itself, on every store, unless that very read was already made for this request.

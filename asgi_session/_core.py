@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -68,6 +69,8 @@ class ManagerCore(StoreLifecycle):
         self.store = store
         self.config = config or SessionConfig()
         self.clock: Clock = clock or SystemClock()
+        # The per-request reading of the clock: ``time.time`` itself for the system clock (no Python frame).
+        self._now: Callable[[], float] = time.time if type(self.clock) is SystemClock else self.clock.now
         self.keys = KeyRing(self.store, self.config, self.clock)
         self._cache = VerifiedTokenCache(self.config.verified_token_cache_size)
         # Revoked handles, kept as long as an access token of theirs could live (plus clock skew).

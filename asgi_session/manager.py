@@ -144,7 +144,7 @@ class SessionManager(SessionRefresh):
         blacklisting = self.config.access_token_blacklisting
         if not self._opened or (blacklisting and not self.checks_revocations_in_memory):
             return None
-        now = self.clock.now()
+        now = self._now()
         claims = self._cache.get(access_token, now)
         if claims is None:
             try:
@@ -158,7 +158,7 @@ class SessionManager(SessionRefresh):
                 return None
             if revoked:
                 raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
-        return Session(self, access_token=access_token, claims=claims)
+        return Session._verified(self, access_token, claims)
 
     def _check_anti_csrf(self, claims: Mapping[str, Any], given: str | None, check: bool | None) -> None:
         if check is False:

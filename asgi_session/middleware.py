@@ -13,6 +13,7 @@ app finishes: if a ``SessionError`` caused it, the protocol response is sent ins
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING
 
 from ._asgi import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,19 @@ if TYPE_CHECKING:
 __all__ = ["SessionMiddleware"]
 
 logger = logging.getLogger("asgi_session")
+
+
+class _Done:
+    """An awaitable that is already complete (what a held-back ``send`` returns)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator that finishes at once
+
+
+_DONE = _Done()
 
 
 def _caused_by(exc: BaseException, cause: BaseException) -> bool:
@@ -67,12 +81,61 @@ class SessionMiddleware:
         self.manager = manager
         self.endpoints = Endpoints(manager)
         self._read_access_token = access_token_reader(manager.config, self._known)
+        self._endpoint_paths = frozenset(self.endpoints.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (http, websocket or lifespan; anything else passes through)."""
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            # The per-request path, in this coroutine (no extra await layer): verify, then the endpoint or the app.
+            context = self._verify_in_place(scope)
+            if context is None:
+                context = await self._verify_or_answer(scope, send)
+                if context is None:
+                    return
+            if scope.get("path") in self._endpoint_paths:
+                endpoint = self.endpoints.match(scope)
+                if endpoint is not None:
+                    await endpoint(context, scope, send)
+                    return
+            # Run the app; write token changes on its response, and turn a SessionError into the protocol's
+            # response (a 5xx start is held back until we know whether a SessionError caused it).
+            started = False
+            held: list[Message] = []
+
+            # A plain function returning send's own awaitable: an ASGI ``send`` only has to return an awaitable,
+            # and this saves a coroutine per message.
+            def send_wrapper(message: Message) -> Awaitable[None]:
+                nonlocal started
+                if held:
+                    held.append(message)
+                    return _DONE
+                if message["type"] == "http.response.start":
+                    if message["status"] >= 500:
+                        held.append(message)
+                        return _DONE
+                    started = True
+                    session = context.session  # context.changed, inlined: this runs on every response
+                    if session is not None and (session.revoked or session.access_and_front_token_updated):
+                        context.response_changes(scope).apply(message)
+                return send(message)
+
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except SessionError as exc:
+                response = error_response(exc, self.manager.config, context)
+                if started or response is None:
+                    if held and not started:
+                        await self._flush(held, context, scope, send)
+                    raise
+                await send_response(send, *response)
+                return
+            except BaseException:
+                if held and not started:
+                    await self._flush(held, context, scope, send)
+                raise
+            if held:
+                await self._flush(held, context, scope, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -153,55 +216,16 @@ class SessionMiddleware:
         # A token in the verified-token cache is ours: a dict lookup instead of the shape check's JSON parse.
         return self.manager.has_verified(token)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        context = self._verify_in_place(scope)
-        if context is None:
-            try:
-                context = await self._verify(scope)
-            except StoreError as exc:
-                logger.error("asgi_session: store failure while verifying a request: %s", exc)
-                response = error_response(exc, self.manager.config, None)
-                assert response is not None  # noqa: S101 - StoreError always maps to a 503
-                await send_response(send, *response)
-                return
-        endpoint = self.endpoints.match(scope)
-        if endpoint is not None:
-            await endpoint(context, scope, send)
-            return
-
-        started = False
-        held: list[Message] = []
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if held:
-                held.append(message)
-                return
-            if message["type"] == "http.response.start":
-                if message["status"] >= 500:
-                    held.append(message)
-                    return
-                started = True
-                if context.changed:
-                    context.response_changes(scope).apply(message)
-            await send(message)
-
+    async def _verify_or_answer(self, scope: Scope, send: Send) -> RequestContext | None:
+        """Verify with I/O; on a store failure answer 503 and return ``None``."""
         try:
-            await self.app(scope, receive, send_wrapper)
-        except SessionError as exc:
-            response = error_response(exc, self.manager.config, context)
-            if started or response is None:
-                if held and not started:
-                    await self._flush(held, context, scope, send)
-                raise
+            return await self._verify(scope)
+        except StoreError as exc:
+            logger.error("asgi_session: store failure while verifying a request: %s", exc)
+            response = error_response(exc, self.manager.config, None)
+            assert response is not None  # noqa: S101 - StoreError always maps to a 503
             await send_response(send, *response)
-            return
-        except BaseException:
-            if held and not started:
-                await self._flush(held, context, scope, send)
-            raise
-        if held:
-            await self._flush(held, context, scope, send)
+            return None
 
     async def _flush(self, held: list[Message], context: RequestContext, scope: Scope, send: Send) -> None:
         context.response_changes(scope).apply(held[0])

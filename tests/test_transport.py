@@ -43,7 +43,7 @@ def test_a_cookie_header_seen_before_is_not_parsed_again(monkeypatch: pytest.Mon
         return parse(headers, name)
 
     monkeypatch.setattr(transport, "_parse_cookie_token", counted)
-    monkeypatch.setattr(transport, "_parsed", {})
+    monkeypatch.setattr(transport, "_parsed", {"sAccessToken": {}, "sRefreshToken": {}})
     header = b"theme=dark; sAccessToken=abc; sRefreshToken=def"
     for _ in range(3):
         assert transport._cookie_token([header], "sAccessToken") == TokenSource("abc", "cookie")
@@ -57,7 +57,7 @@ def test_a_cookie_header_seen_before_is_not_parsed_again(monkeypatch: pytest.Mon
 
 
 def test_remembered_cookie_headers_are_bounded_in_number_and_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "_parsed", {})
+    monkeypatch.setattr(transport, "_parsed", {"sAccessToken": {}, "sRefreshToken": {}})
     for number in range(transport._PARSED_LIMIT * 3):
         header = f"sAccessToken=token-{number}".encode()
         assert transport._cookie_token([header], "sAccessToken").token == f"token-{number}"
