@@ -68,22 +68,23 @@ _MALFORMED_HEADER = TokenSource(None, "header", True)
 _MALFORMED_COOKIE = TokenSource(None, "cookie", True)
 
 
-# A well-formed ``Bearer <token>`` header, remembered as the source it yields (the header's bytes are the key, as
-# for cookies below): the pattern match is most of what a cached Bearer token costs. Only that case is kept; whether
-# the token is ours is still asked on every request.
-_bearers: dict[bytes, TokenSource] = {}
+# A well-formed ``Bearer <token>`` header whose token is ours, remembered as the source it yields (the header's
+# bytes are the key, as for cookies below): the pattern match and the "is it ours" check are most of what a cached
+# Bearer token costs. Each access-token reader keeps its own memo, because "ours" is a fixed verdict for one
+# reader (the shape check under its config; a verified token always has that shape). Refresh reads keep none.
+BearerMemo = dict[bytes, "TokenSource"]
 
 
-def _bearer(authorization: list[bytes], ours: Callable[[str], bool]) -> TokenSource | None:
+def _bearer(authorization: list[bytes], ours: Callable[[str], bool], memo: BearerMemo | None) -> TokenSource | None:
     """The Bearer token of the Authorization header(s) when it is ours; ``None`` when nothing there is ours.
 
     ``None`` sends the caller on to the cookie: a value that is not ours (``Bearer undefined``, another service's
     token, another scheme) must not hide the session cookie. A token of ours in a broken value (trailing garbage,
     quotes, no separator) or next to another Authorization header is malformed: never a guess, and no fall-through.
     """
-    if len(authorization) == 1:
-        known = _bearers.get(authorization[0])
-        if known is not None and ours(known.token):  # type: ignore[arg-type]
+    if memo is not None and len(authorization) == 1:
+        known = memo.get(authorization[0])
+        if known is not None:
             return known
     found: list[str] = []
     for raw in authorization:
@@ -100,10 +101,10 @@ def _bearer(authorization: list[bytes], ours: Callable[[str], bool]) -> TokenSou
         return None
     if len(found) == 1 and len(authorization) == 1:
         source = TokenSource(found[0], "header")
-        if len(authorization[0]) <= _PARSED_MAX_HEADER:
-            if len(_bearers) >= _PARSED_LIMIT:
-                _bearers.clear()
-            _bearers[authorization[0]] = source
+        if memo is not None and len(authorization[0]) <= _PARSED_MAX_HEADER:
+            if len(memo) >= _PARSED_LIMIT:
+                memo.clear()
+            memo[authorization[0]] = source
         return source
     return _MALFORMED_HEADER  # two Authorization headers, one of them ours: never guess
 
@@ -172,7 +173,9 @@ def _parse_cookie_token(cookie_headers: list[bytes], name: str) -> TokenSource:
     return TokenSource(values[0].decode("latin-1"), "cookie")
 
 
-def _read(config: SessionConfig, cookie: str, ours: Callable[[str], bool], scope: Scope) -> TokenSource:
+def _read(
+    config: SessionConfig, cookie: str, ours: Callable[[str], bool], memo: BearerMemo | None, scope: Scope
+) -> TokenSource:
     # One pass over the headers; ASGI servers send lower-case names, but be tolerant of others.
     authorization: list[bytes] = []
     cookies: list[bytes] = []
@@ -189,7 +192,7 @@ def _read(config: SessionConfig, cookie: str, ours: Callable[[str], bool], scope
                 authorization.append(value)
     method = config.token_transfer_method
     if method != "cookie" and authorization:
-        found = _bearer(authorization, ours)
+        found = _bearer(authorization, ours, memo)
         if found is not None:
             return found
     if method == "header" or not cookies:
@@ -222,7 +225,8 @@ def access_token_reader(
     def ours(token: str) -> bool:
         return (known is not None and known(token)) or looks_like_access_token(token, max_length)
 
-    return partial(_read, config, ACCESS_COOKIE, ours)  # a C-level call: no extra Python frame per request
+    memo: BearerMemo = {}
+    return partial(_read, config, ACCESS_COOKIE, ours, memo)  # a C-level call: no extra Python frame per request
 
 
 def read_refresh_token(scope: Scope, config: SessionConfig, ours: Callable[[str], bool]) -> TokenSource:
@@ -231,7 +235,7 @@ def read_refresh_token(scope: Scope, config: SessionConfig, ours: Callable[[str]
     ``ours`` tells a refresh token we issued (its MAC checks) from an unrelated ``Authorization`` value, which must
     not hide the refresh cookie.
     """
-    return _read(config, REFRESH_COOKIE, ours, scope)
+    return _read(config, REFRESH_COOKIE, ours, None, scope)
 
 
 def duplicated_session_cookies(scope: Scope) -> list[str]:

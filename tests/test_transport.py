@@ -79,26 +79,33 @@ class _CountingPattern:
         return self._pattern.fullmatch(value)
 
 
-def test_a_bearer_header_seen_before_is_not_matched_again_and_ours_is_asked_each_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_bearer_header_seen_before_is_not_matched_again(monkeypatch: pytest.MonkeyPatch) -> None:
     pattern = _CountingPattern()
     monkeypatch.setattr(transport, "_BEARER", pattern)
-    monkeypatch.setattr(transport, "_bearers", {})
+    memo: transport.BearerMemo = {}
     header = [b"Bearer abc.def.ghi"]
-    ours = {"abc.def.ghi"}
+    asked: list[str] = []
+
+    def ours(token: str) -> bool:
+        asked.append(token)
+        return token == "abc.def.ghi"
+
     for _ in range(3):
-        assert transport._bearer(header, ours.__contains__) == TokenSource("abc.def.ghi", "header")
+        assert transport._bearer(header, ours, memo) == TokenSource("abc.def.ghi", "header")
     assert pattern.matches == 1
-    # No longer ours (say the cache forgot it and the shape check refuses it): the full rules answer, as before.
-    assert transport._bearer(header, lambda token: False) is None
+    assert asked == ["abc.def.ghi"]  # one reader's verdict is fixed: asked once
+    # Without a memo (refresh-token reads) the full rules answer every time.
+    assert transport._bearer(header, lambda token: False, None) is None
     assert pattern.matches == 2
-    assert transport._bearer([b"Bearer abc.def.ghi", b"Basic x"], ours.__contains__) == transport._MALFORMED_HEADER
+    # Only a single, well-formed header is remembered; anything else takes the full rules.
+    assert transport._bearer([b"Bearer abc.def.ghi", b"Basic x"], ours, memo) == transport._MALFORMED_HEADER
+    assert transport._bearer([b"Bearer undefined"], ours, memo) is None
+    assert set(memo) == {b"Bearer abc.def.ghi"}
 
 
-def test_remembered_bearer_headers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "_bearers", {})
+def test_remembered_bearer_headers_are_bounded() -> None:
+    memo: transport.BearerMemo = {}
     for number in range(transport._PARSED_LIMIT * 3):
         header = f"Bearer token-{number}".encode()
-        assert transport._bearer([header], lambda token: True) == TokenSource(f"token-{number}", "header")
-        assert len(transport._bearers) <= transport._PARSED_LIMIT
+        assert transport._bearer([header], lambda token: True, memo) == TokenSource(f"token-{number}", "header")
+        assert len(memo) <= transport._PARSED_LIMIT
