@@ -73,6 +73,7 @@ class ManagerCore(StoreLifecycle):
         self._now: Callable[[], float] = time.time if type(self.clock) is SystemClock else self.clock.now
         self.keys = KeyRing(self.store, self.config, self.clock)
         self._cache = VerifiedTokenCache(self.config.verified_token_cache_size)
+        self._cache_entries = self._cache.entries
         # Revoked handles, kept as long as an access token of theirs could live (plus clock skew).
         self._revoked = RevocationView(self.config.access_token_validity.total_seconds() + _CLOCK_SKEW_SECONDS)
         self._log = store if isinstance(store, RevocationLog) else None

@@ -29,6 +29,11 @@ class VerifiedTokenCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def entries(self) -> OrderedDict[str, dict[str, Any]]:
+        """The map itself, for a caller's inlined hit check (read, then ``move_to_end``; never written directly)."""
+        return self._entries
+
     def get(self, token: str, now: float) -> dict[str, Any] | None:
         """Return the cached claims of a still-unexpired token, or ``None``."""
         claims = self._entries.get(token)

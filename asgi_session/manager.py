@@ -145,7 +145,13 @@ class SessionManager(SessionRefresh):
         if not self._opened or (blacklisting and not self.checks_revocations_in_memory):
             return None
         now = self._now()
-        claims = self._cache.get(access_token, now)
+        entries = self._cache_entries  # the cache hit, inlined (VerifiedTokenCache.get is the full version)
+        claims = entries.get(access_token)
+        if claims is not None:
+            if now < claims["exp"]:
+                entries.move_to_end(access_token)
+            else:
+                claims = self._cache.get(access_token, now)  # expired: dropped, and None
         if claims is None:
             try:
                 claims = self._decode(access_token, now, allow_expired=False)

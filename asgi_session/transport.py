@@ -176,31 +176,45 @@ def _parse_cookie_token(cookie_headers: list[bytes], name: str) -> TokenSource:
 def _read(
     config: SessionConfig, cookie: str, ours: Callable[[str], bool], memo: BearerMemo | None, scope: Scope
 ) -> TokenSource:
-    # One pass over the headers; ASGI servers send lower-case names, but be tolerant of others.
-    authorization: list[bytes] = []
-    cookies: list[bytes] = []
+    # One pass over the headers; ASGI servers send lower-case names, but be tolerant of others. The usual request
+    # has at most one of each header, kept without a list; a second one starts the lists.
+    first_cookie: bytes | None = None
+    first_authorization: bytes | None = None
+    cookies: list[bytes] | None = None
+    authorization: list[bytes] | None = None
     for key, value in scope.get("headers", ()):
+        if key != b"cookie" and key != b"authorization":
+            if key.islower():
+                continue
+            key = key.lower()
         if key == b"cookie":
-            cookies.append(value)
-        elif key == b"authorization":
-            authorization.append(value)
-        elif not key.islower():
-            lower = key.lower()
-            if lower == b"cookie":
+            if first_cookie is None:
+                first_cookie = value
+            elif cookies is None:
+                cookies = [first_cookie, value]
+            else:
                 cookies.append(value)
-            elif lower == b"authorization":
+        elif key == b"authorization":
+            if first_authorization is None:
+                first_authorization = value
+            elif authorization is None:
+                authorization = [first_authorization, value]
+            else:
                 authorization.append(value)
     method = config.token_transfer_method
-    if method != "cookie" and authorization:
-        found = _bearer(authorization, ours, memo)
+    if method != "cookie" and first_authorization is not None:
+        found = memo.get(first_authorization) if memo is not None and authorization is None else None
+        if found is None:  # not a header seen before: the full rules
+            found = _bearer(authorization or [first_authorization], ours, memo)
         if found is not None:
             return found
-    if method == "header" or not cookies:
+    if method == "header" or first_cookie is None:
         return _NOTHING
-    if len(cookies) == 1:  # the usual case, a header seen before: one dict lookup
-        found = _parsed[cookie].get(cookies[0])
+    if cookies is None:  # the usual case, a header seen before: one dict lookup
+        found = _parsed[cookie].get(first_cookie)
         if found is not None:
             return found
+        return _cookie_token([first_cookie], cookie)
     return _cookie_token(cookies, cookie)
 
 
