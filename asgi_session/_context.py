@@ -23,6 +23,7 @@ from .hooks import hook_context
 from .transport import Method, ResponseChanges, TokenSource, new_session_method
 
 if TYPE_CHECKING:
+    from ._error_handlers import ErrorHandlers
     from .manager import SessionManager
     from .session import Session
 
@@ -38,7 +39,13 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 class RequestContext:
     """What the middleware knows about one request's session, and the token changes for its response."""
 
-    __slots__ = ("db_checked", "error", "manager", "scope", "session", "source")
+    __slots__ = ("db_checked", "deferred_error", "error", "error_handlers", "manager", "scope", "session", "source")
+
+    # Set only when used (read with getattr), so that a request without them pays nothing: ``error_handlers`` by a
+    # middleware that has some, ``deferred_error`` by a framework's exception handler that leaves a session error
+    # to the middleware's override (see ``frameworks/_errors.py``).
+    error_handlers: ErrorHandlers
+    deferred_error: SessionError
 
     def __init__(
         self,

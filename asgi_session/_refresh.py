@@ -116,7 +116,10 @@ class SessionRefresh(SessionAdmin):
         hooks = self._hooks
         if hooks is None or hooks.on_anti_csrf_failure is None:
             return
-        record = await self.store.get(handle) if handle is not None else None
+        try:
+            record = await self.store.get(handle) if handle is not None else None
+        except StoreError:
+            record = None  # the hook still hears of the failure; the refresh answers the request as it would
         user_id = record.user_id if record is not None else None
         tenant_id = record.tenant_id if record is not None else None
         await hooks.emit("anti_csrf_failure", handle, user_id, tenant_id, reason)

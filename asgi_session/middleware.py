@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 from ._asgi import ASGIApp, Message, Receive, Scope, Send
 from ._context import CONTEXT_KEY, SCOPE_KEY, RequestContext
-from ._endpoints import Endpoints, error_response, send_response
+from ._endpoints import Endpoints, answer_error, error_response, send_response
+from ._error_handlers import ErrorHandlers
+from .claims import no_claim_validators
 from .exceptions import ConfigurationError, SessionError, StoreError, TryRefreshTokenError, UnauthorisedError
 from .transport import read_access_token
 
@@ -53,19 +55,24 @@ class SessionMiddleware:
         app: the ASGI app to wrap.
         manager: the :class:`~asgi_session.SessionManager` (its store is opened on ``lifespan.startup``, or on
             the first request when the server runs no lifespan, and closed on shutdown).
+        error_handlers: the application's own answers to session errors (:class:`~asgi_session.ErrorHandlers`);
+            the tokens are still cleared (or re-issued) as the protocol says.
 
     Usable directly (``SessionMiddleware(app, manager=manager)``) or as Starlette
     ``Middleware(SessionMiddleware, manager=manager)``.
     """
 
-    def __init__(self, app: ASGIApp, manager: SessionManager) -> None:
+    def __init__(self, app: ASGIApp, manager: SessionManager, error_handlers: ErrorHandlers | None = None) -> None:
         from .manager import SessionManager
 
         if not isinstance(manager, SessionManager):
             raise ConfigurationError("SessionMiddleware needs manager=SessionManager(...)")
+        if error_handlers is not None and not isinstance(error_handlers, ErrorHandlers):
+            raise ConfigurationError("error_handlers must be an asgi_session.ErrorHandlers(...)")
         self.app = app
         self.manager = manager
-        self.endpoints = Endpoints(manager)
+        self.error_handlers = error_handlers
+        self.endpoints = Endpoints(manager, error_handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (http, websocket or lifespan; anything else passes through)."""
@@ -115,12 +122,17 @@ class SessionMiddleware:
                 # The common case needs no I/O: a cache hit, or a new token signed by a key we hold.
                 session = manager.verify_now(token)
                 if session is None:
-                    session = await manager.get_session_without_request_response(token, anti_csrf_check=False)
+                    # Claims are checked by the route's get_session (which may override them), not here.
+                    session = await manager.get_session_without_request_response(
+                        token, anti_csrf_check=False, override_global_claim_validators=no_claim_validators
+                    )
             except (TryRefreshTokenError, UnauthorisedError) as exc:
                 error = exc
         elif source.malformed:
             error = TryRefreshTokenError("malformed access token")
         context = RequestContext(manager, scope, source, session, error)
+        if self.error_handlers is not None:
+            context.error_handlers = self.error_handlers
         scope[SCOPE_KEY] = session
         scope[CONTEXT_KEY] = context
         return context
@@ -163,19 +175,26 @@ class SessionMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except SessionError as exc:
-            response = error_response(exc, self.manager.config, context)
-            if started or response is None:
-                if held and not started:
-                    await self._flush(held, context, send)
-                raise
-            await send_response(send, *response)
-            return
+            if not started and await self._answer(exc, context, scope, receive, send):
+                return
+            if held and not started:
+                await self._flush(held, context, send)
+            raise
         except BaseException:
             if held and not started:
                 await self._flush(held, context, send)
             raise
         if held:
+            # A framework's exception handler may have left a session error to this middleware's override.
+            deferred = getattr(context, "deferred_error", None)
+            if deferred is not None and await self._answer(deferred, context, scope, receive, send):
+                return
             await self._flush(held, context, send)
+
+    async def _answer(
+        self, exc: SessionError, context: RequestContext, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        return await answer_error(exc, context, self.error_handlers, self.manager.config, scope, receive, send)
 
     async def _flush(self, held: list[Message], context: RequestContext, send: Send) -> None:
         context.response_changes().apply(held[0])
