@@ -168,6 +168,8 @@ class _ClaimValidator(SessionClaimValidator):
     """A built-in validator: re-fetch when missing or older than ``max_age_in_seconds``, then check the value."""
 
     expected_key = "expectedValue"
+    id: str
+    claim: PrimitiveClaim[Any]
 
     def __init__(self, claim: PrimitiveClaim[Any], expected: Any, max_age_in_seconds: float | None, id: str | None):
         self.claim = claim
