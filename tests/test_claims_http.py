@@ -271,8 +271,8 @@ async def test_a_claim_value_that_is_not_json_is_refused_before_anything_is_stor
     app = ClaimsApp()
     async with app.client() as client:
         handle = await Browser(client).sign_in("alice")
+    bad: Any = [object()]
     with pytest.raises(InvalidPayloadError):
-        bad: Any = [object()]
         await app.manager.set_claim_value(handle, app.role, bad)
     assert await app.manager.get_claim_value(handle, app.role) == ["user"]
     assert json.dumps(await app.manager.get_claim_value(handle, app.role)) == '["user"]'
