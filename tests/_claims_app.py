@@ -76,6 +76,7 @@ class ClaimsApp:
                     Route("/admin", self.admin),
                     Route("/open", self.open),
                     Route("/claim/{action}", self.claim_action, methods=["POST"]),
+                    Route("/revoke", self.revoke, methods=["POST"]),
                 ]
             ),
             manager=self.manager,
@@ -115,6 +116,12 @@ class ClaimsApp:
         elif action == "fetch":
             await session.fetch_and_set_claim(self.role)
         return JSONResponse({"roles": await session.get_claim_value(self.role)})
+
+    async def revoke(self, request: Request) -> JSONResponse:
+        session = await get_session(request, session_required=True)
+        assert session is not None
+        await session.revoke()
+        return JSONResponse({"status": "OK"})
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="https://testserver")
