@@ -113,21 +113,24 @@ def test_claims_against_a_real_server(tmp_path: Path) -> None:
     manager = SessionManager(
         SQLiteStore(tmp_path / "sessions.db"), SessionConfig(cookie_secure=False), claims=[ROLE_CLAIM]
     )
-    with serve_in_thread(create_app(manager)) as base_url:
-        with httpx.Client(base_url=base_url, timeout=10) as alice, httpx.Client(base_url=base_url, timeout=10) as admin:
-            alice.post("/api/signin", json={"user": "alice"})
-            refused = alice.get("/api/admin")
-            assert refused.status_code == 403
-            assert refused.content == (
-                b'{"message":"invalid claim","claimValidationErrors":[{"id":"st-role","reason":'
-                b'{"message":"wrong value","expectedToInclude":"admin","actualValue":["user"]}}]}'
-            )
-            admin.post("/api/signin", json={"user": "admin"})
-            assert admin.get("/api/admin").status_code == 200
-            second = admin.post("/api/signin", json={"user": "admin"}).json()["handle"]
-            # Signing in again ended the first session; revoke the current one: the cookies go.
-            assert admin.post("/api/sessions/revoke", json={"handle": second}).json() == {
-                "status": "OK",
-                "current": True,
-            }
-            assert admin.get("/api/admin").status_code == 401
+    with (
+        serve_in_thread(create_app(manager)) as base_url,
+        httpx.Client(base_url=base_url, timeout=10) as alice,
+        httpx.Client(base_url=base_url, timeout=10) as admin,
+    ):
+        alice.post("/api/signin", json={"user": "alice"})
+        refused = alice.get("/api/admin")
+        assert refused.status_code == 403
+        assert refused.content == (
+            b'{"message":"invalid claim","claimValidationErrors":[{"id":"st-role","reason":'
+            b'{"message":"wrong value","expectedToInclude":"admin","actualValue":["user"]}}]}'
+        )
+        admin.post("/api/signin", json={"user": "admin"})
+        assert admin.get("/api/admin").status_code == 200
+        second = admin.post("/api/signin", json={"user": "admin"}).json()["handle"]
+        # Signing in again ended the first session; revoke the current one: the cookies go.
+        assert admin.post("/api/sessions/revoke", json={"handle": second}).json() == {
+            "status": "OK",
+            "current": True,
+        }
+        assert admin.get("/api/admin").status_code == 401
