@@ -140,24 +140,26 @@ class SessionAdmin(ManagerCore):
         await self.open()
         if not is_possible_id(session_handle):
             return False
-        owners = await self._owners([session_handle])
+        owners = await self._owners([session_handle]) if self._hooks is not None else {}
         deleted = await self.store.delete([session_handle])
         self._revoked_here(deleted)
         if deleted:
             logger.info("asgi_session: revoked session %r", session_handle)
-            await self._revoked_hooks(deleted, owners, "revoke")
+            if self._hooks is not None:
+                await self._revoked_hooks(deleted, owners, "revoke")
         return bool(deleted)
 
     async def revoke_multiple_sessions(self, session_handles: Sequence[str]) -> list[str]:
         """Revoke several sessions; return the handles that existed and were revoked."""
         await self.open()
         handles = [handle for handle in session_handles if is_possible_id(handle)]
-        owners = await self._owners(handles)
+        owners = await self._owners(handles) if self._hooks is not None else {}
         deleted = await self.store.delete(handles)
         self._revoked_here(deleted)
         if deleted:
             logger.info("asgi_session: revoked %d sessions", len(deleted))
-            await self._revoked_hooks(deleted, owners, "revoke")
+            if self._hooks is not None:
+                await self._revoked_hooks(deleted, owners, "revoke")
         return deleted
 
     async def revoke_all_sessions_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:

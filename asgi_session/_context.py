@@ -147,16 +147,12 @@ def check_anti_csrf(context: RequestContext, session: Session, anti_csrf_check: 
         raise TryRefreshTokenError(failure)
 
 
-async def checked_anti_csrf(context: RequestContext, session: Session, anti_csrf_check: bool | None) -> None:
-    """:func:`check_anti_csrf`, reporting a failure to the manager's ``on_anti_csrf_failure`` hook."""
-    try:
-        check_anti_csrf(context, session, anti_csrf_check)
-    except TryRefreshTokenError as exc:
-        hooks = context.manager._hooks
-        if hooks is not None:
-            with hook_context(context.scope):
-                await hooks.emit("anti_csrf_failure", session.handle, session.user_id, session.tenant_id, exc.reason)
-        raise
+async def anti_csrf_failed(context: RequestContext, session: Session, error: TryRefreshTokenError) -> None:
+    """Report a failed anti-CSRF check to the manager's ``on_anti_csrf_failure`` hook, if any."""
+    hooks = context.manager._hooks
+    if hooks is not None:
+        with hook_context(context.scope):
+            await hooks.emit("anti_csrf_failure", session.handle, session.user_id, session.tenant_id, error.reason)
 
 
 async def get_session(
@@ -199,7 +195,11 @@ async def get_session(
     manager = context.manager
     if manager._hooks is not None:
         session._scope = context.scope  # so that a revoke in the route reports the request to the hook
-    await checked_anti_csrf(context, session, anti_csrf_check)
+    try:
+        check_anti_csrf(context, session, anti_csrf_check)
+    except TryRefreshTokenError as exc:
+        await anti_csrf_failed(context, session, exc)
+        raise
     # Blacklisting was applied when the middleware verified the token; check_database=True asks for the store
     # itself, on every store, unless that very read was already made for this request.
     if check_database and not context.db_checked:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._asgi import ASGIApp, Message, Receive, Scope, Send, header_value, header_values
-from ._context import RequestContext, checked_anti_csrf
+from ._context import RequestContext, anti_csrf_failed, check_anti_csrf
 from ._error_handlers import ErrorHandlers
 from ._refresh_token import refresh_token_handle
 from .config import SessionConfig
@@ -314,7 +314,11 @@ class Endpoints:
                 raise context.error
             session = context.session
             if session is not None:
-                await checked_anti_csrf(context, session, None)
+                try:
+                    check_anti_csrf(context, session, None)
+                except TryRefreshTokenError as exc:
+                    await anti_csrf_failed(context, session, exc)
+                    raise
                 with hook_context(context.scope, "sign-out"):
                     await session.revoke()
         except SessionError as exc:

@@ -12,7 +12,13 @@ from ._claim_admin import ClaimAdmin
 from ._clock import Clock
 from ._refresh_token import mint_refresh_token, stored_refresh_hash
 from ._validate import check_id, check_session_data
-from .claims import OverrideGlobalClaimValidators, SessionClaim, SessionClaimValidator, resolve_claim_validators
+from .claims import (
+    OverrideGlobalClaimValidators,
+    SessionClaim,
+    SessionClaimValidator,
+    no_claim_validators,
+    resolve_claim_validators,
+)
 from .config import SessionConfig
 from .exceptions import ConfigurationError, InvalidPayloadError, TryRefreshTokenError, UnauthorisedError
 from .hooks import SessionHooks
@@ -193,7 +199,9 @@ class SessionManager(ClaimAdmin):
         elif check_database is None and self.config.access_token_blacklisting:
             await self._check_not_revoked(claims)
         session = Session(self, access_token=access_token, claims=claims)
-        if override_global_claim_validators is not None or self.global_claim_validators:
+        # The middleware passes no_claim_validators (routes validate claims): skip without an await or a list.
+        override = override_global_claim_validators
+        if override is not no_claim_validators and (override is not None or self.global_claim_validators):
             validators = await resolve_claim_validators(
                 self.global_claim_validators, override_global_claim_validators, session
             )
