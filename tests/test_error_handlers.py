@@ -26,6 +26,7 @@ from asgi_session import (
     InvalidClaimsError,
     Session,
     SessionConfig,
+    SessionHooks,
     SessionManager,
     SessionMiddleware,
     TokenTheftDetectedError,
@@ -42,6 +43,7 @@ from asgi_session.frameworks.starlette import install_exception_handlers, requir
 from asgi_session.stores import MemoryStore
 from asgi_session.testing import FakeClock
 from tests._claims_app import REFRESH, Browser, ClaimsApp, front_payload
+from tests._servers import serve_in_thread
 from tests._testclient import https_client
 from tests.frameworks import CLEARING
 
@@ -304,3 +306,42 @@ async def test_quart_install_honours_the_handlers(testing: bool) -> None:
         assert await (await client.get("/me")).get_json() == {"user": "alice"}
         refused = await client.get("/admin")
         assert (refused.status_code, await refused.get_json()) == (403, {"custom": "denied", "ids": ["st-role"]})
+
+
+def test_handlers_and_hooks_against_a_real_server() -> None:
+    events: list[tuple[str, str | None, str | None]] = []
+
+    async def record(event: Any) -> None:
+        client = event.scope.get("client") if event.scope is not None else None
+        events.append((event.kind, event.reason, client[0] if client else None))
+
+    hooks = SessionHooks(on_created=record, on_refreshed=record, on_revoked=record)
+    manager = SessionManager(MemoryStore(), SessionConfig(cookie_secure=False), hooks=hooks)
+
+    async def signin(request: Request) -> JSONResponse:
+        await create_new_session(request, "alice")
+        return JSONResponse({})
+
+    @requires_session
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse({"user": request.state.session.user_id})
+
+    app = Starlette(routes=[Route("/signin", signin, methods=["POST"]), Route("/me", me)])
+    install_exception_handlers(app, manager)
+    served = SessionMiddleware(app, manager=manager, error_handlers=HANDLERS)
+    with serve_in_thread(served) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+        response = client.get("/me")
+        assert (response.status_code, response.headers["location"]) == (303, "/sign-in-page")
+        client.post("/signin")
+        assert client.get("/me").json() == {"user": "alice"}
+        assert client.post(REFRESH, headers={"rid": "session"}).status_code == 200
+        signed_out = client.post("/auth/signout", headers={"rid": "session"})
+        assert signed_out.json() == {"status": "OK"}
+        assert [c for c in client.cookies.jar if c.name == "sAccessToken"] == []  # cleared by the real jar
+        response = client.get("/me")
+        assert (response.status_code, response.headers["location"]) == (303, "/sign-in-page")
+    assert events == [
+        ("created", None, "127.0.0.1"),
+        ("refreshed", None, "127.0.0.1"),
+        ("revoked", "sign-out", "127.0.0.1"),
+    ]
