@@ -248,7 +248,8 @@ def install_exception_handlers(app: FastAPI, manager: SessionManager | None = No
         manager: the session manager (its config and global validators); the middleware's wins per request.
     """
     _install_starlette_handlers(app, manager)
-    _document_invalid_claims(app, manager)
+    if isinstance(app, FastAPI):
+        _document_invalid_claims(app, manager)
 
 
 SessionDep = Annotated[Session, Depends(verify_session())]
