@@ -276,3 +276,18 @@ async def test_a_claim_value_that_is_not_json_is_refused_before_anything_is_stor
         await app.manager.set_claim_value(handle, app.role, bad)
     assert await app.manager.get_claim_value(handle, app.role) == ["user"]
     assert json.dumps(await app.manager.get_claim_value(handle, app.role)) == '["user"]'
+
+
+async def test_in_header_mode_the_refused_request_gets_the_new_token_in_a_header() -> None:
+    app = ClaimsApp(global_validators=True, global_max_age=10)
+    async with app.client() as client:
+        signed_in = await client.post("/signin?user=alice", headers={"st-auth-mode": "header"})
+        access = signed_in.headers["st-access-token"]
+        app.clock.advance(11)
+        app.roles.of["alice"] = ["banned"]
+        refused = await client.get("/me", headers={"authorization": f"Bearer {access}"})
+    assert refused.status_code == 403
+    reissued = refused.headers["st-access-token"]
+    assert reissued != access
+    assert (await app.manager.verify_access_token(reissued))["st-role"] == {"v": ["banned"], "t": MS + 11_000}
+    assert refused.headers.get_list("set-cookie") == []
