@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._clock import Clock, SystemClock
 from ._context import create_new_session, get_session
+from ._error_handlers import ErrorHandlers
 from ._require import require_session
 from .config import SessionConfig
 from .exceptions import (
@@ -20,6 +21,7 @@ from .exceptions import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
+from .hooks import SessionEvent, SessionHooks
 from .manager import SessionManager
 from .middleware import SessionMiddleware
 from .session import Session, SessionInformation
@@ -29,11 +31,14 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Clock",
     "ConfigurationError",
+    "ErrorHandlers",
     "InvalidClaimsError",
     "InvalidPayloadError",
     "Session",
     "SessionConfig",
     "SessionError",
+    "SessionEvent",
+    "SessionHooks",
     "SessionInformation",
     "SessionManager",
     "SessionMiddleware",

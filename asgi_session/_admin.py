@@ -16,6 +16,7 @@ from ._core import ManagerCore
 from ._refresh_token import anti_csrf_token_for, sha256_hex
 from ._validate import check_id, check_session_data, is_possible_id
 from .exceptions import InvalidPayloadError, UnauthorisedError
+from .hooks import SessionHooks, revoke_reason
 from .keys import SigningKey
 from .session import Session, SessionInformation
 from .stores.base import SessionRecord
@@ -72,6 +73,25 @@ class SessionAdmin(ManagerCore):
     A store failure raises :class:`~asgi_session.StoreError`; no method reports a success it did not achieve.
     """
 
+    _hooks: SessionHooks | None = None
+
+    async def _owners(self, handles: Sequence[str]) -> dict[str, SessionRecord]:
+        """The records of ``handles`` that exist, read only when an ``on_revoked`` hook will need their user."""
+        if self._hooks is None or self._hooks.on_revoked is None:
+            return {}
+        records = [await self.store.get(handle) for handle in handles]
+        return {record.handle: record for record in records if record is not None}
+
+    async def _revoked_hooks(self, deleted: Sequence[str], owners: Mapping[str, SessionRecord], reason: str) -> None:
+        hooks = self._hooks
+        if hooks is None:
+            return
+        for handle in deleted:
+            owner = owners.get(handle)
+            user_id = owner.user_id if owner is not None else None
+            tenant_id = owner.tenant_id if owner is not None else None
+            await hooks.emit("revoked", handle, user_id, tenant_id, revoke_reason(reason))
+
     def _issue(
         self,
         record: SessionRecord,
@@ -120,19 +140,26 @@ class SessionAdmin(ManagerCore):
         await self.open()
         if not is_possible_id(session_handle):
             return False
+        owners = await self._owners([session_handle]) if self._hooks is not None else {}
         deleted = await self.store.delete([session_handle])
         self._revoked_here(deleted)
         if deleted:
             logger.info("asgi_session: revoked session %r", session_handle)
+            if self._hooks is not None:
+                await self._revoked_hooks(deleted, owners, "revoke")
         return bool(deleted)
 
     async def revoke_multiple_sessions(self, session_handles: Sequence[str]) -> list[str]:
         """Revoke several sessions; return the handles that existed and were revoked."""
         await self.open()
-        deleted = await self.store.delete([handle for handle in session_handles if is_possible_id(handle)])
+        handles = [handle for handle in session_handles if is_possible_id(handle)]
+        owners = await self._owners(handles) if self._hooks is not None else {}
+        deleted = await self.store.delete(handles)
         self._revoked_here(deleted)
         if deleted:
             logger.info("asgi_session: revoked %d sessions", len(deleted))
+            if self._hooks is not None:
+                await self._revoked_hooks(deleted, owners, "revoke")
         return deleted
 
     async def revoke_all_sessions_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
@@ -143,6 +170,9 @@ class SessionAdmin(ManagerCore):
         """
         await self.open()
         _check_user(user_id, tenant_id)
+        owners: dict[str, SessionRecord] = {}
+        if self._hooks is not None and self._hooks.on_revoked is not None:
+            owners = {record.handle: record for record in await self.store.list_for_user(user_id, tenant_id)}
         deleted = await self.store.delete_for_user(user_id, tenant_id)
         self._revoked_here(deleted)
         logger.info(
@@ -151,6 +181,11 @@ class SessionAdmin(ManagerCore):
             user_id,
             "*" if tenant_id is None else tenant_id,
         )
+        if self._hooks is not None:
+            for handle in deleted:
+                owner = owners.get(handle)
+                tenant = owner.tenant_id if owner is not None else tenant_id
+                await self._hooks.emit("revoked", handle, user_id, tenant, revoke_reason("revoke-all"))
         return deleted
 
     async def get_all_session_handles_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:

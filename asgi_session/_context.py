@@ -12,15 +12,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._asgi import Scope, header_value
+from .claims import OverrideGlobalClaimValidators, resolve_claim_validators
 from .exceptions import (
     ConfigurationError,
     SessionError,
     TryRefreshTokenError,
     UnauthorisedError,
 )
+from .hooks import hook_context
 from .transport import Method, ResponseChanges, TokenSource, new_session_method
 
 if TYPE_CHECKING:
+    from ._error_handlers import ErrorHandlers
     from .manager import SessionManager
     from .session import Session
 
@@ -45,7 +48,13 @@ class RequestContext:
             revocation probe), so ``check_database=True`` need not read it again.
     """
 
-    __slots__ = ("db_checked", "error", "manager", "session", "source")
+    __slots__ = ("db_checked", "deferred_error", "error", "error_handlers", "manager", "session", "source")
+
+    # Set only when used (read with getattr), so that a request without them pays nothing: ``error_handlers`` by a
+    # middleware that has some, ``deferred_error`` by a framework's exception handler that leaves a session error
+    # to the middleware's override (see ``frameworks/_errors.py``).
+    error_handlers: ErrorHandlers
+    deferred_error: SessionError
 
     def __init__(
         self,
@@ -151,11 +160,22 @@ def check_anti_csrf(context: RequestContext, scope: Scope, session: Session, ant
         raise TryRefreshTokenError(failure)
 
 
+async def anti_csrf_failed(
+    context: RequestContext, scope: Scope, session: Session, error: TryRefreshTokenError
+) -> None:
+    """Report a failed anti-CSRF check to the manager's ``on_anti_csrf_failure`` hook, if any."""
+    hooks = context.manager._hooks
+    if hooks is not None:
+        with hook_context(scope):
+            await hooks.emit("anti_csrf_failure", session.handle, session.user_id, session.tenant_id, error.reason)
+
+
 async def get_session(
     request_or_scope: Any,
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None:
     """Return the request's verified session, or ``None`` when there is none and it is not required.
 
@@ -166,10 +186,14 @@ async def get_session(
             ``access_token_blacklisting``.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (add, remove or replace).
 
     Raises:
         TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
         UnauthorisedError: no session while required, or (with the database check) the session was revoked.
+        InvalidClaimsError: a claim validator failed (403 ``invalid claim``). A value re-fetched on the way is
+            stored, and the re-issued access token is sent with the response.
         StoreError: the store failed during the database check.
         ConfigurationError: ``SessionMiddleware`` is not installed.
     """
@@ -186,14 +210,27 @@ async def get_session(
         return None
     if session.refresh_token is not None:  # created in this request: nothing to check
         return session
-    if anti_csrf_check is not None or scope.get("method") not in _SAFE_METHODS:  # a GET needs no call
-        check_anti_csrf(context, scope, session, anti_csrf_check)
     manager = context.manager
+    if manager._hooks is not None:
+        session._scope = scope  # so that a revoke in the route reports the request to the hook
+    if anti_csrf_check is not None or scope.get("method") not in _SAFE_METHODS:  # a GET needs no call
+        try:
+            check_anti_csrf(context, scope, session, anti_csrf_check)
+        except TryRefreshTokenError as exc:
+            await anti_csrf_failed(context, scope, session, exc)
+            raise
     # Blacklisting was applied when the middleware verified the token; check_database=True asks for the store
     # itself, on every store, unless that very read was already made for this request.
     if check_database and not context.db_checked:
         await manager.check_session_in_store(session)
         context.db_checked = True
+    # Nothing to do, and nothing awaited, when no validator is configured and the route overrides nothing.
+    if override_global_claim_validators is not None or manager.global_claim_validators:
+        validators = await resolve_claim_validators(
+            manager.global_claim_validators, override_global_claim_validators, session
+        )
+        if validators:
+            await session.assert_claims(validators)
     return session
 
 
@@ -219,30 +256,33 @@ async def create_new_session(
     """
     scope = _scope_of(request_or_scope)
     context = _context_in(scope)
-    if context.session is not None and not context.session.revoked:
-        await context.session.revoke()
-    elif context.session is None and context.source.token:
-        # A just-expired (but genuine) access token still names the session this browser holds: end it too. Only
-        # just-expired: anyone can send an old token as a Bearer header, and a token that expired long ago must not
-        # let its sender end its owner's current session (the handle survives refreshes).
-        manager = context.manager
-        try:
-            claims = await manager.verify_access_token(context.source.token, allow_expired=True)
-        except TryRefreshTokenError:
-            pass
-        else:
-            recent = manager.clock.now() - manager.config.refresh_token_grace_period.total_seconds()
-            if claims["exp"] > recent:
-                await manager.revoke_session(claims["sessionHandle"])
-    client = scope.get("client")
-    session = await context.manager.create_new_session_without_request_response(
-        user_id,
-        tenant_id,
-        access_token_payload,
-        session_data_in_database,
-        user_agent=header_value(scope, b"user-agent"),
-        ip=str(client[0]) if client else None,
-    )
+    with hook_context(scope):  # lifecycle hooks (the revoke of the old session, the creation) see this request
+        if context.session is not None and not context.session.revoked:
+            await context.session.revoke()
+        elif context.session is None and context.source.token:
+            # A just-expired (but genuine) access token still names the session this browser holds: end it too. Only
+            # just-expired: anyone can send an old token as a Bearer header, and a token that expired long ago must not
+            # let its sender end its owner's current session (the handle survives refreshes).
+            manager = context.manager
+            try:
+                claims = await manager.verify_access_token(context.source.token, allow_expired=True)
+            except TryRefreshTokenError:
+                pass
+            else:
+                recent = manager.clock.now() - manager.config.refresh_token_grace_period.total_seconds()
+                if claims["exp"] > recent:
+                    await manager.revoke_session(claims["sessionHandle"])
+        client = scope.get("client")
+        session = await context.manager.create_new_session_without_request_response(
+            user_id,
+            tenant_id,
+            access_token_payload,
+            session_data_in_database,
+            user_agent=header_value(scope, b"user-agent"),
+            ip=str(client[0]) if client else None,
+        )
+    if context.manager._hooks is not None:
+        session._scope = scope  # so that a revoke in the route reports the request to the hook
     session.transfer_method = new_session_method(scope, context.manager.config)
     context.session = session
     context.error = None

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._asgi import Scope, Send, header_value, header_values
-from ._context import RequestContext, check_anti_csrf
+from ._asgi import ASGIApp, Message, Receive, Scope, Send, header_value, header_values
+from ._context import RequestContext, anti_csrf_failed, check_anti_csrf
+from ._error_handlers import ErrorHandlers
 from ._refresh_token import refresh_token_handle
 from .config import SessionConfig
 from .exceptions import (
@@ -21,12 +22,13 @@ from .exceptions import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
+from .hooks import hook_context
 from .transport import ResponseChanges, duplicated_session_cookies, read_refresh_token
 
 if TYPE_CHECKING:
     from .manager import SessionManager
 
-__all__ = ["Endpoints", "error_response", "send_response"]
+__all__ = ["Endpoints", "answer_error", "error_response", "send_response"]
 
 logger = logging.getLogger("asgi_session")
 
@@ -62,8 +64,13 @@ async def send_response(
     await send({"type": "http.response.body", "body": payload})
 
 
-def error_response(exc: SessionError, config: SessionConfig, context: RequestContext | None) -> Response | None:
-    """The protocol response for a session error, or ``None`` for developer errors that must stay 500s."""
+def error_response(
+    exc: SessionError, config: SessionConfig, context: RequestContext | None, scope: Scope | None
+) -> Response | None:
+    """The protocol response for a session error, or ``None`` for developer errors that must stay 500s.
+
+    ``scope`` is the request's (``None`` only without a context): a re-issued access token is written for it.
+    """
     changes = ResponseChanges(config)
     method = None
     if context is not None:
@@ -79,10 +86,56 @@ def error_response(exc: SessionError, config: SessionConfig, context: RequestCon
         return config.session_expired_status_code, {"message": "unauthorised"}, changes, []
     if isinstance(exc, InvalidClaimsError):
         body = {"message": "invalid claim", "claimValidationErrors": exc.errors}
-        return config.invalid_claim_status_code, body, None, []
+        # A claim re-fetched before the validation failed re-issued the access token: the 403 carries it too.
+        reissued = context.response_changes(scope or {}) if context is not None and context.changed else None
+        return config.invalid_claim_status_code, body, reissued, []
     if isinstance(exc, StoreError):
         return 503, {"message": "session store unavailable"}, None, [(b"retry-after", b"1")]
     return None
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def answer_error(
+    exc: SessionError,
+    context: RequestContext | None,
+    handlers: ErrorHandlers | None,
+    config: SessionConfig,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> bool:
+    """Send the answer to a session error: the app's override when one is set, else the protocol response.
+
+    Either way the token changes of the protocol response (clearing, a re-issued token) are applied.
+
+    Returns:
+        ``False`` (nothing sent) for an error that must stay a 500.
+    """
+    response = error_response(exc, config, context, scope)
+    if response is None:
+        return False
+    handler = handlers.for_error(exc) if handlers is not None else None
+    app: ASGIApp | None = None
+    if handler is not None:
+        try:
+            app = await handler(scope, exc)
+        except Exception:
+            logger.exception("asgi_session: the error handler for %s raised; sending the protocol response", exc)
+    if app is None:
+        await send_response(send, *response)
+        return True
+    changes = response[2]
+
+    async def send_with_changes(message: Message) -> None:
+        if changes is not None and message["type"] == "http.response.start":
+            changes.apply(message)
+        await send(message)
+
+    await app(scope, receive, send_with_changes)
+    return True
 
 
 def _nothing_is_ours(token: str) -> bool:
@@ -115,8 +168,9 @@ class Endpoints:
     ``GET /.well-known/openid-configuration`` (also under ``<base>``, where SuperTokens serves it).
     """
 
-    def __init__(self, manager: SessionManager) -> None:
+    def __init__(self, manager: SessionManager, error_handlers: ErrorHandlers | None = None) -> None:
         self.manager = manager
+        self.error_handlers = error_handlers
         base = manager.config.api_base_path
         self.refresh_path = f"{base}/session/refresh"
         self.routes: dict[str, tuple[str, Handler]] = {
@@ -147,11 +201,11 @@ class Endpoints:
 
         return handler
 
-    async def _fail(self, context: RequestContext, send: Send, exc: SessionError) -> None:
-        response = error_response(exc, self.manager.config, context)
-        if response is None:
+    async def _fail(self, context: RequestContext, scope: Scope, send: Send, exc: SessionError) -> None:
+        # The endpoints read no request body, so an override app reading one sees an empty body.
+        config = self.manager.config
+        if not await answer_error(exc, context, self.error_handlers, config, scope, _no_body, send):
             raise exc
-        await send_response(send, *response)
 
     async def refresh(self, context: RequestContext, scope: Scope, send: Send) -> None:
         """Rotate the refresh token; 200 ``{}`` with new tokens, or a 401 that says why."""
@@ -162,7 +216,7 @@ class Endpoints:
             try:
                 await self.manager.open()
             except SessionError as exc:
-                await self._fail(context, send, exc)
+                await self._fail(context, scope, send, exc)
                 return
             mac_key = self.manager.keys.refresh_mac_key
 
@@ -186,20 +240,23 @@ class Endpoints:
         is_cookie = source.method == "cookie"
         if is_cookie and config.anti_csrf_mode == "VIA_CUSTOM_HEADER" and header_value(scope, b"rid") is None:
             logger.info("asgi_session: refresh refused: the rid anti-CSRF header is missing")
-            await self._fail(context, send, UnauthorisedError("anti-csrf check failed", clear_tokens=False))
+            if self.manager._hooks is not None:
+                await self._rid_missing_hook(scope, source.token)
+            await self._fail(context, scope, send, UnauthorisedError("anti-csrf check failed", clear_tokens=False))
             return
         try:
-            session = await self.manager.refresh_session_without_request_response(
-                source.token,
-                disable_anti_csrf=not is_cookie,
-                anti_csrf_token=header_value(scope, b"anti-csrf"),
-            )
+            with hook_context(scope):
+                session = await self.manager.refresh_session_without_request_response(
+                    source.token,
+                    disable_anti_csrf=not is_cookie,
+                    anti_csrf_token=header_value(scope, b"anti-csrf"),
+                )
         except SessionError as exc:
             if isinstance(exc, UnauthorisedError) and exc.reason.startswith("anti-csrf"):
                 exc.clear_tokens = False  # a cross-site request must not be able to log the user out
             context.source = source
             context.session = None
-            await self._fail(context, send, exc)
+            await self._fail(context, scope, send, exc)
             return
         session.transfer_method = source.method
         changes = ResponseChanges(config)
@@ -207,6 +264,15 @@ class Endpoints:
             session, "cookie" if is_cookie else "header", now=self.manager.clock.now(), scope=scope
         )
         await send_response(send, 200, {}, changes, [])
+
+    async def _rid_missing_hook(self, scope: Scope, refresh_token: str) -> None:
+        try:
+            await self.manager.open()
+        except SessionError:
+            return  # the refresh itself reports the store failure
+        handle = refresh_token_handle(self.manager.keys.refresh_mac_key, refresh_token)
+        with hook_context(scope):
+            await self.manager._anti_csrf_failed(handle, "anti-csrf check failed: the rid header is missing")
 
     async def _duplicated_cookies(self, names: list[str], scope: Scope, send: Send) -> None:
         """Answer a refresh whose request carries a session cookie twice, without ever clearing the current ones.
@@ -252,10 +318,15 @@ class Endpoints:
                 raise context.error
             session = context.session
             if session is not None:
-                check_anti_csrf(context, scope, session, None)
-                await session.revoke()
+                try:
+                    check_anti_csrf(context, scope, session, None)
+                except TryRefreshTokenError as exc:
+                    await anti_csrf_failed(context, scope, session, exc)
+                    raise
+                with hook_context(scope, "sign-out"):
+                    await session.revoke()
         except SessionError as exc:
-            await self._fail(context, send, exc)
+            await self._fail(context, scope, send, exc)
             return
         changes = ResponseChanges(self.manager.config)
         if context.source.token is None:
@@ -271,7 +342,7 @@ class Endpoints:
         try:
             document = await self.manager.get_jwks()
         except SessionError as exc:
-            await self._fail(context, send, exc)
+            await self._fail(context, scope, send, exc)
             return
         cache = f"max-age={self.manager.keys.jwks_max_age()}, must-revalidate".encode("ascii")
         await send_response(send, 200, document, None, [(b"cache-control", cache), _ANY_ORIGIN])

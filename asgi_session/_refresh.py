@@ -52,6 +52,7 @@ class SessionRefresh(SessionAdmin):
             expected = anti_csrf_token_for(mac_key, refresh_token)
             if not anti_csrf_token or not hmac.compare_digest(anti_csrf_token.encode(), expected.encode()):
                 logger.info("asgi_session: anti-CSRF check failed on refresh of session %r", handle)
+                await self._anti_csrf_failed(handle, "anti-csrf check failed on refresh")
                 raise UnauthorisedError("anti-csrf check failed on refresh", handle=handle)
         presented = stored_refresh_hash(refresh_token)
         child = child_refresh_token(mac_key, refresh_token)
@@ -62,6 +63,8 @@ class SessionRefresh(SessionAdmin):
             record = await self.store.get(handle)
             now = self.clock.now()
             if record is None or record.expires_at <= now:
+                if record is not None and self._hooks is not None:
+                    await self._hooks.emit("revoked", handle, record.user_id, record.tenant_id, "expired")
                 raise UnauthorisedError("session does not exist or has expired", handle=handle)
             if hmac.compare_digest(presented, record.refresh_hash):
                 rotation = Rotation(
@@ -82,15 +85,18 @@ class SessionRefresh(SessionAdmin):
                         expires_at=rotation.expires_at,
                     )
                     logger.info("asgi_session: refreshed session %r (user %r)", handle, record.user_id)
-                    return self._issue(
+                    session = self._issue(
                         rotated, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key
                     )
+                    if self._hooks is not None:
+                        await self._hooks.emit("refreshed", handle, record.user_id, record.tenant_id)
+                    return session
                 continue  # somebody rotated first: re-read; we are now the grace-window case
             if self._within_grace(record, presented, now):
                 if not hmac.compare_digest(stored_refresh_hash(child), record.refresh_hash):
                     raise UnauthorisedError("refresh token lineage mismatch", handle=handle)
                 return self._issue(record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key)
-            await self.store.delete([handle])
+            deleted = await self.store.delete([handle])
             self._revoked_here([handle])
             logger.warning(
                 "asgi_session: refresh token theft detected; revoked session %r (user %r, tenant %r)",
@@ -98,8 +104,25 @@ class SessionRefresh(SessionAdmin):
                 record.user_id,
                 record.tenant_id,
             )
+            if self._hooks is not None:
+                if deleted:
+                    await self._hooks.emit("revoked", handle, record.user_id, record.tenant_id, "theft")
+                await self._hooks.emit("token_theft_detected", handle, record.user_id, record.tenant_id)
             raise TokenTheftDetectedError(handle=handle, user_id=record.user_id, tenant_id=record.tenant_id)
         raise StoreError("refresh did not settle after repeated concurrent rotations; try again")
+
+    async def _anti_csrf_failed(self, handle: str | None, reason: str) -> None:
+        """Report an anti-CSRF failure on refresh to the hook, with the session's owner when it exists."""
+        hooks = self._hooks
+        if hooks is None or hooks.on_anti_csrf_failure is None:
+            return
+        try:
+            record = await self.store.get(handle) if handle is not None else None
+        except StoreError:
+            record = None  # the hook still hears of the failure; the refresh answers the request as it would
+        user_id = record.user_id if record is not None else None
+        tenant_id = record.tenant_id if record is not None else None
+        await hooks.emit("anti_csrf_failure", handle, user_id, tenant_id, reason)
 
     def _within_grace(self, record: SessionRecord, presented: str, now: float) -> bool:
         if record.previous_refresh_hash is None or record.rotated_at is None:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from ._asgi import ASGIApp, Receive, Scope, Send
 from ._context import get_session
+from .claims import OverrideGlobalClaimValidators
 
 __all__ = ["require_session"]
 
 
 class _RequireSession:
-    __slots__ = ("anti_csrf_check", "app", "check_database", "session_required")
+    __slots__ = ("anti_csrf_check", "app", "check_database", "override", "session_required")
 
     def __init__(
-        self, app: ASGIApp, session_required: bool, check_database: bool, anti_csrf_check: bool | None
+        self,
+        app: ASGIApp,
+        session_required: bool,
+        check_database: bool,
+        anti_csrf_check: bool | None,
+        override: OverrideGlobalClaimValidators | None,
     ) -> None:
         self.app = app
         self.session_required = session_required
         self.check_database = check_database
         self.anti_csrf_check = anti_csrf_check
+        self.override = override
 
     def __repr__(self) -> str:
         return f"require_session({self.app!r}, session_required={self.session_required!r})"
@@ -26,7 +33,7 @@ class _RequireSession:
         if scope["type"] in ("http", "websocket"):
             # A SessionError propagates: the SessionMiddleware outside answers it with the protocol response
             # (http) or closes the handshake with 1008 (websocket), before the wrapped app has run at all.
-            await get_session(scope, self.session_required, self.check_database, self.anti_csrf_check)
+            await get_session(scope, self.session_required, self.check_database, self.anti_csrf_check, self.override)
         await self.app(scope, receive, send)
 
 
@@ -36,6 +43,7 @@ def require_session(
     session_required: bool = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> ASGIApp:
     """Wrap an ASGI app so that it only runs with a valid session (framework-free ``requires_session``).
 
@@ -51,8 +59,11 @@ def require_session(
             (401 ``unauthorised``, tokens cleared).
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
+            ``invalid claim``).
 
     Returns:
         The protecting ASGI app.
     """
-    return _RequireSession(app, session_required, check_database, anti_csrf_check)
+    return _RequireSession(app, session_required, check_database, anti_csrf_check, override_global_claim_validators)

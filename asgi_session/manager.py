@@ -5,15 +5,25 @@ from __future__ import annotations
 import hmac
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._refresh import SessionRefresh
+from ._claim_admin import ClaimAdmin
+from ._clock import Clock
 from ._refresh_token import mint_refresh_token, stored_refresh_hash
 from ._validate import check_id, check_session_data
+from .claims import (
+    OverrideGlobalClaimValidators,
+    SessionClaim,
+    SessionClaimValidator,
+    no_claim_validators,
+    resolve_claim_validators,
+)
+from .config import SessionConfig
 from .exceptions import ConfigurationError, InvalidPayloadError, TryRefreshTokenError, UnauthorisedError
+from .hooks import SessionHooks
 from .session import Session
-from .stores.base import SessionRecord
+from .stores.base import SessionRecord, SessionStore
 from .tokens import UnknownKeyError, check_custom_payload, check_json_object, sign_jwt
 
 __all__ = ["SessionManager"]
@@ -21,18 +31,60 @@ __all__ = ["SessionManager"]
 logger = logging.getLogger("asgi_session")
 
 
-class SessionManager(SessionRefresh):
+class SessionManager(ClaimAdmin):
     """Creates, verifies, refreshes and revokes sessions, with or without a request.
 
     The manager is an async context manager: it opens its store and loads the key ring on entry and closes the
     store on exit. Every method also opens it on first use, so a manager can be used without ``async with``.
+
+    To change what a method does (SuperTokens' ``override.functions``), subclass the manager and override it; the
+    middleware and the request helpers call the public methods (see the docs' "Hooks and overrides" page).
 
     Args:
         store: where sessions and keys live. Default: ``store_from_url(ASGI_SESSION_STORE_URL)``, else a SQLite
             file ``./asgi_session.db``.
         config: the settings (default ``SessionConfig()``).
         clock: the time source (tests inject :class:`asgi_session.testing.FakeClock`).
+        claims: :class:`~asgi_session.claims.SessionClaim` objects fetched into the payload of every new session.
+        global_claim_validators: validators every session-reading helper runs (``get_session``,
+            ``verify_session``, ``requires_session``, ``session_required``, ``require_session``,
+            ``get_session_without_request_response``); each helper's ``override_global_claim_validators`` changes
+            them per route.
+        hooks: lifecycle hooks (:class:`~asgi_session.SessionHooks`).
+
+    Raises:
+        ConfigurationError: two claims share a key, or an argument has the wrong type.
     """
+
+    def __init__(
+        self,
+        store: SessionStore | None = None,
+        config: SessionConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        claims: Iterable[SessionClaim[Any]] = (),
+        global_claim_validators: Iterable[SessionClaimValidator] = (),
+        hooks: SessionHooks | None = None,
+    ) -> None:
+        super().__init__(store, config, clock=clock)
+        self.claims = tuple(claims)
+        keys = [claim.key for claim in self.claims if isinstance(claim, SessionClaim)]
+        if len(keys) != len(self.claims):
+            raise ConfigurationError("claims must be SessionClaim objects (PrimitiveClaim, PrimitiveArrayClaim, ...)")
+        if len(set(keys)) != len(keys):
+            raise ConfigurationError(f"two claims share a key: {sorted(k for k in keys if keys.count(k) > 1)}")
+        self.global_claim_validators = tuple(global_claim_validators)
+        for validator in self.global_claim_validators:
+            if not isinstance(getattr(validator, "id", None), str) or not callable(
+                getattr(validator, "validate", None)
+            ):
+                raise ConfigurationError(
+                    f"{validator!r} is not a claim validator: use claim.validators.<name>(...), or implement "
+                    "SessionClaimValidator (id, claim, should_refetch, validate)"
+                )
+        if hooks is not None and not isinstance(hooks, SessionHooks):
+            raise ConfigurationError("hooks must be a SessionHooks(...)")
+        self._hooks = hooks
 
     # -- create / verify (refresh: ``_refresh``; revoke, list, update: ``_admin``) ------------------------------
 
@@ -60,6 +112,10 @@ class SessionManager(SessionRefresh):
         check_id("tenant_id", tenant_id)
         payload = check_custom_payload(access_token_payload)
         data = check_session_data(session_data_in_database, self.config.max_session_data_bytes)
+        if self.claims:
+            for claim in self.claims:
+                payload.update(await claim.build(user_id, tenant_id, payload, self._now_ms()))
+            payload = check_custom_payload(payload)
         now = self.clock.now()
         handle = str(uuid.uuid4())
         refresh_token = mint_refresh_token(self.keys.refresh_mac_key, handle)
@@ -84,7 +140,10 @@ class SessionManager(SessionRefresh):
         key = await self.keys.signing_key()  # before the write: a store failure here leaves no orphan session
         await self.store.create(record)
         logger.info("asgi_session: created session %r (user %r, tenant %r)", handle, user_id, tenant_id)
-        return self._issue(record, refresh_token, parent=None, disable_anti_csrf=disable_anti_csrf, key=key)
+        session = self._issue(record, refresh_token, parent=None, disable_anti_csrf=disable_anti_csrf, key=key)
+        if self._hooks is not None:
+            await self._hooks.emit("created", handle, user_id, tenant_id)
+        return session
 
     async def get_session_without_request_response(
         self,
@@ -95,8 +154,9 @@ class SessionManager(SessionRefresh):
         check_database: bool | None = None,
         *,
         tenant_id: str | None = None,
+        override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
     ) -> Session | None:
-        """Verify an access token and return its session.
+        """Verify an access token and return its session, after running the claim validators.
 
         Args:
             access_token: the token; ``None`` or empty means "no session".
@@ -107,11 +167,15 @@ class SessionManager(SessionRefresh):
             check_database: also require the session to exist in the store; default: the config's
                 ``access_token_blacklisting``.
             tenant_id: when given, the token must belong to this tenant.
+            override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+                validators to run instead of ``global_claim_validators``. A re-fetched claim re-issues the token:
+                read it with ``get_all_session_tokens_dangerously()``.
 
         Raises:
             TryRefreshTokenError: the token is expired or invalid, or the anti-CSRF token does not match.
             UnauthorisedError: no token while required; revoked or expired session (with ``check_database``);
                 the token belongs to another tenant.
+            InvalidClaimsError: a claim validator failed.
             StoreError: the store failed during the database check.
         """
         await self.open()
@@ -122,12 +186,28 @@ class SessionManager(SessionRefresh):
         claims = await self._verify(access_token)
         if tenant_id is not None and claims["tId"] != tenant_id:
             raise UnauthorisedError("session belongs to another tenant", clear_tokens=False)
-        self._check_anti_csrf(claims, anti_csrf_token, anti_csrf_check)
+        try:
+            self._check_anti_csrf(claims, anti_csrf_token, anti_csrf_check)
+        except TryRefreshTokenError as exc:
+            if self._hooks is not None:
+                await self._hooks.emit(
+                    "anti_csrf_failure", claims["sessionHandle"], claims["sub"], claims["tId"], exc.reason
+                )
+            raise
         if check_database:
             await self._check_database(claims)
         elif check_database is None and self.config.access_token_blacklisting:
             await self._check_not_revoked(claims)
-        return Session(self, access_token=access_token, claims=claims)
+        session = Session(self, access_token=access_token, claims=claims)
+        # The middleware passes no_claim_validators (routes validate claims): skip without an await or a list.
+        override = override_global_claim_validators
+        if override is not no_claim_validators and (override is not None or self.global_claim_validators):
+            validators = await resolve_claim_validators(
+                self.global_claim_validators, override_global_claim_validators, session
+            )
+            if validators:
+                await session.assert_claims(validators)
+        return session
 
     def verify_now(self, access_token: str) -> Session | None:
         """Verify a token without awaiting when nothing needs I/O; ``None`` means "use the async path".

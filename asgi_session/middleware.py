@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 from ._asgi import ASGIApp, Message, Receive, Scope, Send
 from ._context import CONTEXT_KEY, SCOPE_KEY, RequestContext
-from ._endpoints import Endpoints, error_response, send_response
+from ._endpoints import Endpoints, answer_error, error_response, send_response
+from ._error_handlers import ErrorHandlers
+from .claims import no_claim_validators
 from .exceptions import ConfigurationError, SessionError, StoreError, TryRefreshTokenError, UnauthorisedError
 from .transport import access_token_reader
 
@@ -72,14 +74,17 @@ class SessionMiddleware:
     ``Middleware(SessionMiddleware, manager=manager)``.
     """
 
-    def __init__(self, app: ASGIApp, manager: SessionManager) -> None:
+    def __init__(self, app: ASGIApp, manager: SessionManager, error_handlers: ErrorHandlers | None = None) -> None:
         from .manager import SessionManager
 
         if not isinstance(manager, SessionManager):
             raise ConfigurationError("SessionMiddleware needs manager=SessionManager(...)")
+        if error_handlers is not None and not isinstance(error_handlers, ErrorHandlers):
+            raise ConfigurationError("error_handlers must be an asgi_session.ErrorHandlers(...)")
         self.app = app
         self.manager = manager
-        self.endpoints = Endpoints(manager)
+        self.error_handlers = error_handlers
+        self.endpoints = Endpoints(manager, error_handlers)
         self._read_access_token = access_token_reader(manager.config, self._known)
         self._endpoint_paths = frozenset(self.endpoints.routes)
 
@@ -123,18 +128,20 @@ class SessionMiddleware:
             try:
                 await self.app(scope, receive, send_wrapper)
             except SessionError as exc:
-                response = error_response(exc, self.manager.config, context)
-                if started or response is None:
-                    if held and not started:
-                        await self._flush(held, context, scope, send)
-                    raise
-                await send_response(send, *response)
-                return
+                if not started and await self._answer(exc, context, scope, receive, send):
+                    return
+                if held and not started:
+                    await self._flush(held, context, scope, send)
+                raise
             except BaseException:
                 if held and not started:
                     await self._flush(held, context, scope, send)
                 raise
             if held:
+                # A framework's exception handler may have left a session error to this middleware's override.
+                deferred = getattr(context, "deferred_error", None)
+                if deferred is not None and await self._answer(deferred, context, scope, receive, send):
+                    return
                 await self._flush(held, context, scope, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
@@ -189,6 +196,8 @@ class SessionMiddleware:
             error = TryRefreshTokenError("malformed access token")
         # Verified in place: the store was not read (verify_now declines when blacklisting needs the store).
         context = RequestContext(self.manager, source, session, error, False)
+        if self.error_handlers is not None:
+            context.error_handlers = self.error_handlers
         scope[SCOPE_KEY] = session
         scope[CONTEXT_KEY] = context
         return context
@@ -201,13 +210,18 @@ class SessionMiddleware:
         error: SessionError | None = None
         if token:
             try:
-                session = await manager.get_session_without_request_response(token, anti_csrf_check=False)
+                # Claims are checked by the route's get_session (which may override them), not here.
+                session = await manager.get_session_without_request_response(
+                    token, anti_csrf_check=False, override_global_claim_validators=no_claim_validators
+                )
             except (TryRefreshTokenError, UnauthorisedError) as exc:
                 error = exc
         elif source.malformed:
             error = TryRefreshTokenError("malformed access token")
         db_checked = manager.config.access_token_blacklisting and not manager.checks_revocations_in_memory
         context = RequestContext(manager, source, session, error, db_checked)
+        if self.error_handlers is not None:
+            context.error_handlers = self.error_handlers
         scope[SCOPE_KEY] = session
         scope[CONTEXT_KEY] = context
         return context
@@ -222,10 +236,15 @@ class SessionMiddleware:
             return await self._verify(scope)
         except StoreError as exc:
             logger.error("asgi_session: store failure while verifying a request: %s", exc)
-            response = error_response(exc, self.manager.config, None)
+            response = error_response(exc, self.manager.config, None, None)
             assert response is not None  # noqa: S101 - StoreError always maps to a 503
             await send_response(send, *response)
             return None
+
+    async def _answer(
+        self, exc: SessionError, context: RequestContext, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        return await answer_error(exc, context, self.error_handlers, self.manager.config, scope, receive, send)
 
     async def _flush(self, held: list[Message], context: RequestContext, scope: Scope, send: Send) -> None:
         context.response_changes(scope).apply(held[0])

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .exceptions import UnauthorisedError
+from ._clock import Clock
+from .claims import SessionClaim, SessionClaimValidator, validate_claims
+from .exceptions import InvalidClaimsError, UnauthorisedError
+from .hooks import hook_context
 from .tokens import PROTECTED_CLAIMS, front_token, json_copy
+
+if TYPE_CHECKING:
+    from ._asgi import Scope
+
+T = TypeVar("T")
 
 __all__ = ["Session", "SessionBackend", "SessionInformation"]
 
@@ -49,6 +57,8 @@ class SessionBackend(Protocol):
     It keeps this module below the manager: ``session`` imports nothing from ``_admin`` or ``manager``.
     """
 
+    clock: Clock
+
     async def revoke_session(self, session_handle: str) -> bool:
         """Revoke one session by handle; return whether it existed."""
         ...
@@ -87,6 +97,7 @@ class Session:
     __slots__ = (
         "_claims",
         "_manager",
+        "_scope",
         "access_and_front_token_updated",
         "access_token",
         "anti_csrf_token",
@@ -98,6 +109,8 @@ class Session:
         "transfer_method",
         "user_id",
     )
+
+    _scope: Scope | None  # set only where lifecycle hooks need the request (never on the per-request path)
 
     def __init__(
         self,
@@ -122,6 +135,7 @@ class Session:
         self.access_and_front_token_updated = updated
         self.revoked = False
         self.transfer_method: str | None = None
+        # ``_scope`` (the request's scope, for lifecycle hooks) is set only where hooks need it: never on the hot path.
 
     @classmethod
     def _verified(cls, manager: SessionBackend, access_token: str, claims: dict[str, Any]) -> Session:
@@ -203,7 +217,8 @@ class Session:
         Raises:
             StoreError: the store failed; the session may still exist and the tokens are not cleared.
         """
-        await self._manager.revoke_session(self.handle)
+        with hook_context(getattr(self, "_scope", None)):  # the request's scope, for an on_revoked hook
+            await self._manager.revoke_session(self.handle)
         self.revoked = True
 
     async def get_session_data_from_database(self) -> dict[str, Any]:
@@ -256,6 +271,59 @@ class Session:
         if info is None:
             raise UnauthorisedError("session does not exist anymore", handle=self.handle)
         return info
+
+    # -- claims ----------------------------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self._manager.clock.now() * 1000)
+
+    async def fetch_and_set_claim(self, claim: SessionClaim[Any]) -> None:
+        """Fetch the claim's value now and put it in the access token, re-issued in this response.
+
+        A ``None`` value leaves the payload as it was (the token is still re-issued).
+
+        Raises:
+            UnauthorisedError: the session no longer exists.
+        """
+        patch = await claim.build(self.user_id, self.tenant_id, self._claims, self._now_ms())
+        await self.merge_into_access_token_payload(patch)
+
+    async def set_claim_value(self, claim: SessionClaim[T], value: T) -> None:
+        """Set the claim's value (fetched "now") in the access token, re-issued in this response.
+
+        Raises:
+            UnauthorisedError: the session no longer exists.
+            InvalidPayloadError: the value is not JSON, or makes the access token too large.
+        """
+        await self.merge_into_access_token_payload(claim.add_to_payload({}, value, self._now_ms()))
+
+    async def get_claim_value(self, claim: SessionClaim[T]) -> T | None:
+        """Return the claim's value in the current access token, or ``None`` when it has none."""
+        return claim.get_value_from_payload(json_copy(self._claims))
+
+    async def remove_claim(self, claim: SessionClaim[Any]) -> None:
+        """Remove the claim from the access token, re-issued in this response.
+
+        Raises:
+            UnauthorisedError: the session no longer exists.
+        """
+        await self.merge_into_access_token_payload(claim.remove_from_payload_by_merge({}))
+
+    async def assert_claims(self, validators: Sequence[SessionClaimValidator]) -> None:
+        """Run claim validators; re-fetch missing or stale values first (re-issuing the access token).
+
+        Raises:
+            InvalidClaimsError: a validator failed; ``errors`` holds each ``{"id", "reason"}``. The re-fetched values
+                are stored and the new access token is sent with the 403 too.
+            UnauthorisedError: a value was re-fetched but the session no longer exists.
+        """
+        errors, update = await validate_claims(
+            validators, user_id=self.user_id, tenant_id=self.tenant_id, payload=self._claims, now_ms=self._now_ms()
+        )
+        if update:
+            await self.merge_into_access_token_payload(update)
+        if errors:
+            raise InvalidClaimsError(errors)
 
     def _replace_access_token(self, access_token: str, claims: dict[str, Any]) -> None:
         self.access_token = access_token

@@ -81,7 +81,11 @@ def test_the_manager_layers_import_downward() -> None:
     assert "asgi_session._admin" not in graph["asgi_session.session"]
     assert "asgi_session.session" in graph["asgi_session._admin"]
     assert "asgi_session._admin" in graph["asgi_session._refresh"]
-    assert "asgi_session._refresh" in graph["asgi_session.manager"]
+    assert "asgi_session._refresh" in graph["asgi_session._claim_admin"]
+    assert "asgi_session._claim_admin" in graph["asgi_session.manager"]
+    # Claims, hooks and error handlers sit below the session and the manager layers, and import none of them.
+    for leaf in ("asgi_session.claims", "asgi_session.hooks", "asgi_session._error_handlers"):
+        assert not graph[leaf] & {"asgi_session.session", "asgi_session.manager", "asgi_session._admin"}
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -8,6 +8,6 @@ ordinary Starlette application, so it can also be served by any ASGI server::
 
 from __future__ import annotations
 
-from .app import DEMO_STORE_URL, create_app, demo_manager, demo_store_url
+from .app import DEMO_STORE_URL, ROLE_CLAIM, create_app, demo_manager, demo_store_url
 
-__all__ = ["DEMO_STORE_URL", "create_app", "demo_manager", "demo_store_url"]
+__all__ = ["DEMO_STORE_URL", "ROLE_CLAIM", "create_app", "demo_manager", "demo_store_url"]

@@ -6,7 +6,11 @@ Routes:
 - ``POST /api/signin``: ``{"user": "alice"}`` as JSON, or a ``user`` form field; creates a session.
 - ``GET /api/session``: the current session and every session of its user.
 - ``GET /api/protected``: a JSON route that needs a session.
+- ``GET /api/admin``: needs the role ``admin`` (the ``st-role`` claim); anyone else gets the 403 ``invalid claim``.
+- ``POST /api/sessions/revoke``: ``{"handle": ...}``; revokes one session of the current user (one device).
 - ``POST /api/signout-everywhere``: revokes every session of the current user.
+
+Signing in as ``admin`` gives the role ``admin``; everyone else gets ``user``.
 
 Refresh (``POST /auth/session/refresh``) and sign-out (``POST /auth/signout``) are the protocol endpoints that
 :class:`~asgi_session.SessionMiddleware` serves itself.
@@ -32,6 +36,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from .._context import create_new_session, get_session
+from ..claims import PrimitiveArrayClaim, SessionClaimValidator
 from ..config import SessionConfig
 from ..exceptions import UnauthorisedError
 from ..manager import SessionManager
@@ -39,7 +44,7 @@ from ..middleware import SessionMiddleware
 from ..session import Session, SessionInformation
 from ..stores.url import store_from_url
 
-__all__ = ["DEMO_STORE_URL", "create_app", "demo_manager", "demo_store_url"]
+__all__ = ["DEMO_STORE_URL", "ROLE_CLAIM", "create_app", "demo_manager", "demo_store_url"]
 
 DEMO_STORE_URL = "sqlite:///asgi_session_demo.db"
 """The demo's store when neither ``--store`` nor ``ASGI_SESSION_STORE_URL`` names one (relative to the cwd)."""
@@ -47,6 +52,18 @@ DEMO_STORE_URL = "sqlite:///asgi_session_demo.db"
 MAX_USER_LENGTH = 64
 _JSON_MEDIA_TYPE = "application/json"
 _FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
+
+def _demo_roles(user_id: str, tenant_id: str, payload: dict[str, Any]) -> list[str]:
+    return ["admin"] if user_id == "admin" else ["user"]
+
+
+ROLE_CLAIM = PrimitiveArrayClaim("st-role", _demo_roles)
+"""The demo's roles, in the access token as SuperTokens' ``UserRoleClaim`` (``st-role``) carries them."""
+
+
+def _admin_only(validators: list[SessionClaimValidator], session: Any) -> list[SessionClaimValidator]:
+    return [*validators, ROLE_CLAIM.validators.includes("admin")]
 
 
 def demo_store_url(store_url: str | None = None) -> str:
@@ -68,7 +85,7 @@ def demo_manager(store_url: str | None = None) -> SessionManager:
         store_url: the store URL; see :func:`demo_store_url` for the default.
 
     Returns:
-        A manager on that store with ``SessionConfig(cookie_secure=False)``.
+        A manager on that store with ``SessionConfig(cookie_secure=False)`` and the role claim (:data:`ROLE_CLAIM`).
 
     Raises:
         ConfigurationError: the store URL is malformed or needs an extra that is not installed.
@@ -77,7 +94,7 @@ def demo_manager(store_url: str | None = None) -> SessionManager:
     # clients (curl's cookie jar, Python's http.cookiejar) drop them over http, so the demo turns Secure off.
     # Production keeps the default cookie_secure=True.
     config = SessionConfig(cookie_secure=False)
-    return SessionManager(store=store_from_url(demo_store_url(store_url)), config=config)
+    return SessionManager(store=store_from_url(demo_store_url(store_url)), config=config, claims=[ROLE_CLAIM])
 
 
 def _load_page(auth_base: str) -> tuple[str, str]:
@@ -144,6 +161,7 @@ class _DemoRoutes:
         return {
             "user": session.user_id,
             "tenant": session.tenant_id,
+            "roles": await session.get_claim_value(ROLE_CLAIM),
             "handle": session.handle,
             "access_token_expires": _iso(session.access_token_expiry),
             "sessions": [_describe_session(info, session.handle) for info in sessions],
@@ -198,6 +216,33 @@ class _DemoRoutes:
             }
         )
 
+    async def admin(self, request: Request) -> Response:
+        """``GET /api/admin``: only for the role ``admin``; others get the protocol's 403 ``invalid claim``."""
+        session = await get_session(
+            request, session_required=True, check_database=True, override_global_claim_validators=_admin_only
+        )
+        assert session is not None  # noqa: S101 - session_required=True raises instead
+        return JSONResponse({"message": f"Hello {session.user_id}, you hold the admin role.", "user": session.user_id})
+
+    async def revoke_one(self, request: Request) -> Response:
+        """``POST /api/sessions/revoke``: sign out one device of the current user (``{"handle": ...}``)."""
+        session = await self._current(request)
+        try:
+            data = await request.json()
+        except ValueError:
+            return _error(400, 'send {"handle": "..."} as application/json')
+        handle = data.get("handle") if isinstance(data, dict) else None
+        if not isinstance(handle, str):
+            return _error(400, 'send {"handle": "..."} as application/json')
+        info = await self.manager.get_session_information(handle)
+        if info is None or info.user_id != session.user_id:
+            return _error(404, "no such session of yours")  # never someone else's: the same answer as "absent"
+        if handle == session.handle:
+            await session.revoke()  # this browser: the response clears its tokens too
+        else:
+            await self.manager.revoke_session(handle)
+        return JSONResponse({"status": "OK", "current": handle == session.handle})
+
     async def signout_everywhere(self, request: Request) -> Response:
         """``POST /api/signout-everywhere``: revoke every session of the user, and clear this browser's tokens."""
         session = await self._current(request)
@@ -228,6 +273,8 @@ def create_app(manager: SessionManager | None = None) -> Starlette:
             Route("/api/signin", routes.signin, methods=["POST"]),
             Route("/api/session", routes.session, methods=["GET"]),
             Route("/api/protected", routes.protected, methods=["GET"]),
+            Route("/api/admin", routes.admin, methods=["GET"]),
+            Route("/api/sessions/revoke", routes.revoke_one, methods=["POST"]),
             Route("/api/signout-everywhere", routes.signout_everywhere, methods=["POST"]),
         ],
         middleware=[Middleware(SessionMiddleware, manager=manager)],

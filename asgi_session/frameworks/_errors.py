@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..exceptions import SessionError
     from ..manager import SessionManager
 
-__all__ = ["protocol_error"]
+__all__ = ["defer_to_override", "protocol_error"]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -40,7 +40,7 @@ def protocol_error(
         config = manager.config
     else:
         config = SessionConfig()
-    response = error_response(exc, config, context)
+    response = error_response(exc, config, context, dict(scope) if scope is not None else None)
     if response is None:
         return None
     status, body, changes, extra_headers = response
@@ -54,3 +54,22 @@ def protocol_error(
         changes.apply(message)
     payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
     return status, payload, message["headers"]
+
+
+def defer_to_override(exc: SessionError, scope: Mapping[str, Any] | None) -> bool:
+    """Leave ``exc`` to the middleware's :class:`~asgi_session.ErrorHandlers` override, when it has one for it.
+
+    The framework's exception handler then answers with a placeholder 500, which the middleware holds back (as it
+    holds every 5xx) and replaces with the override's response, the protocol's token changes applied. Returns
+    whether the error was deferred.
+    """
+    context = scope.get(CONTEXT_KEY) if scope is not None else None
+    if not isinstance(context, RequestContext):
+        return False
+    handlers = getattr(context, "error_handlers", None)
+    if handlers is None or handlers.for_error(exc) is None:
+        return False
+    if error_response(exc, context.manager.config, context, dict(scope) if scope is not None else None) is None:
+        return False
+    context.deferred_error = exc
+    return True

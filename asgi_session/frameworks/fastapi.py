@@ -26,12 +26,13 @@ Names used in the dependency signatures are real (run-time) imports: FastAPI rea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal, overload
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 from ..exceptions import ConfigurationError
 
 try:
-    from fastapi import Depends, Request, Security
+    from fastapi import Depends, FastAPI, Request, Security
+    from fastapi.routing import APIRoute
     from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 except ImportError as exc:
     raise ConfigurationError(
@@ -39,11 +40,19 @@ except ImportError as exc:
     ) from exc
 
 from .._context import get_session as _get_session
+from ..claims import OverrideGlobalClaimValidators
 from ..session import Session
 from ..transport import ACCESS_COOKIE
-from .starlette import install_exception_handlers, session_error_handler
+from .starlette import install_exception_handlers as _install_starlette_handlers
+from .starlette import session_error_handler
+
+if TYPE_CHECKING:
+    from fastapi.dependencies.models import Dependant
+
+    from ..manager import SessionManager
 
 __all__ = [
+    "INVALID_CLAIM_RESPONSE",
     "OptionalSessionDep",
     "SessionDep",
     "access_token_bearer",
@@ -75,14 +84,22 @@ SessionDependency = Callable[..., Awaitable[Session]]
 OptionalSessionDependency = Callable[..., Awaitable[Session | None]]
 """What ``verify_session(session_required=False)`` returns: a dependency giving the session or ``None``."""
 
-_dependencies: dict[tuple[bool, bool, bool | None], OptionalSessionDependency] = {}
+_Key = tuple[bool, bool, "bool | None", "OverrideGlobalClaimValidators | None"]
+_dependencies: dict[_Key, OptionalSessionDependency] = {}
+# Which dependencies validate claims: True (an override), None (the manager's global validators, if any).
+_validates_claims: dict[Callable[..., Any], bool | None] = {}
 
 
-def _build(session_required: bool, check_database: bool, anti_csrf_check: bool | None) -> OptionalSessionDependency:
+def _build(
+    session_required: bool,
+    check_database: bool,
+    anti_csrf_check: bool | None,
+    override: OverrideGlobalClaimValidators | None,
+) -> OptionalSessionDependency:
     if not session_required:
         # An optional session does not protect the route, so the route is not marked with the schemes.
         async def optional_session(request: Request) -> Session | None:
-            return await _get_session(request, False, check_database, anti_csrf_check)
+            return await _get_session(request, False, check_database, anti_csrf_check, override)
 
         return optional_session
 
@@ -92,7 +109,7 @@ def _build(session_required: bool, check_database: bool, anti_csrf_check: bool |
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(access_token_bearer)],
     ) -> Session | None:
         # The Security() parameters only document the route: the middleware already read and verified the token.
-        return await _get_session(request, True, check_database, anti_csrf_check)
+        return await _get_session(request, True, check_database, anti_csrf_check, override)
 
     return required_session
 
@@ -102,6 +119,7 @@ def verify_session(
     session_required: Literal[True] = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> SessionDependency: ...
 
 
@@ -110,6 +128,7 @@ def verify_session(
     session_required: bool,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> OptionalSessionDependency: ...
 
 
@@ -117,6 +136,7 @@ def verify_session(
     session_required: bool = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> SessionDependency | OptionalSessionDependency:
     """Return a dependency that yields the request's verified session; use it as ``Depends(verify_session())``.
 
@@ -131,15 +151,105 @@ def verify_session(
             checked anyway.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators``. A failure answers 403
+            ``invalid claim``; :func:`install_exception_handlers` documents that 403 in OpenAPI.
 
     Returns:
         An async dependency returning the :class:`~asgi_session.Session` (or ``None`` when not required).
     """
-    key = (bool(session_required), bool(check_database), anti_csrf_check)
+    key: _Key = (bool(session_required), bool(check_database), anti_csrf_check, override_global_claim_validators)
     dependency = _dependencies.get(key)
     if dependency is None:
         dependency = _dependencies[key] = _build(*key)
+        _validates_claims[dependency] = True if override_global_claim_validators is not None else None
     return dependency
+
+
+INVALID_CLAIM_RESPONSE: dict[str, Any] = {
+    "description": "A session claim validator refused the session (SuperTokens' invalid-claim response)",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["message", "claimValidationErrors"],
+                "properties": {
+                    "message": {"type": "string", "enum": ["invalid claim"]},
+                    "claimValidationErrors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "reason"],
+                            "properties": {"id": {"type": "string"}, "reason": {}},
+                        },
+                    },
+                },
+            },
+            "example": {
+                "message": "invalid claim",
+                "claimValidationErrors": [
+                    {
+                        "id": "st-role",
+                        "reason": {"message": "wrong value", "expectedToInclude": "admin", "actualValue": ["user"]},
+                    }
+                ],
+            },
+        }
+    },
+}
+"""The OpenAPI response object documenting the 403 ``invalid claim`` answer."""
+
+
+def _route_validates_claims(dependant: Dependant, global_validators: bool) -> bool:
+    for dependency in dependant.dependencies:
+        marker = _validates_claims.get(dependency.call, False) if dependency.call is not None else False
+        if marker or (marker is None and global_validators):
+            return True
+        if _route_validates_claims(dependency, global_validators):
+            return True
+    return False
+
+
+def _document_invalid_claims(app: FastAPI, manager: SessionManager | None) -> None:
+    original = app.openapi
+    status = str(manager.config.invalid_claim_status_code if manager is not None else 403)
+    global_validators = bool(manager is not None and manager.global_claim_validators)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        for route in app.routes:
+            if not isinstance(route, APIRoute) or not route.include_in_schema:
+                continue
+            if not _route_validates_claims(route.dependant, global_validators):
+                continue
+            operations = schema.get("paths", {}).get(route.path_format, {})
+            for method in route.methods or ():
+                operation = operations.get(method.lower())
+                if operation is not None:
+                    operation.setdefault("responses", {}).setdefault(status, INVALID_CLAIM_RESPONSE)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def install_exception_handlers(app: FastAPI, manager: SessionManager | None = None) -> None:
+    """Register the session-error handler and document the 403 ``invalid claim`` response in OpenAPI.
+
+    The handler is Starlette's (:func:`asgi_session.frameworks.starlette.install_exception_handlers`). In the
+    OpenAPI document, every route whose ``verify_session`` dependency validates claims (it has
+    ``override_global_claim_validators``, or ``manager`` has ``global_claim_validators``) lists the
+    ``invalid_claim_status_code`` response.
+
+    Args:
+        app: the FastAPI application.
+        manager: the session manager (its config and global validators); the middleware's wins per request.
+    """
+    _install_starlette_handlers(app, manager)
+    if isinstance(app, FastAPI):
+        _document_invalid_claims(app, manager)
 
 
 SessionDep = Annotated[Session, Depends(verify_session())]

@@ -37,8 +37,10 @@ except ImportError as exc:
 from .._asgi import ASGIApp, Scope
 from .._context import create_new_session as _create_new_session
 from .._context import get_session as _get_session
+from .._error_handlers import ErrorHandlers
+from ..claims import OverrideGlobalClaimValidators
 from ..middleware import SessionMiddleware
-from ._errors import protocol_error
+from ._errors import defer_to_override, protocol_error
 
 if TYPE_CHECKING:
     from ..manager import SessionManager
@@ -50,7 +52,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def install(app: Quart, manager: SessionManager) -> None:
+def install(app: Quart, manager: SessionManager, *, error_handlers: ErrorHandlers | None = None) -> None:
     """Add sessions to a Quart app: wrap ``app.asgi_app`` in ``SessionMiddleware`` and map session errors.
 
     The middleware opens the manager's store on startup and closes it on shutdown. The error handler answers a
@@ -61,6 +63,7 @@ def install(app: Quart, manager: SessionManager) -> None:
     Args:
         app: the Quart application.
         manager: the :class:`~asgi_session.SessionManager`.
+        error_handlers: the application's own answers to session errors (:class:`~asgi_session.ErrorHandlers`).
 
     Raises:
         ConfigurationError: ``install`` was already called on this app.
@@ -68,9 +71,13 @@ def install(app: Quart, manager: SessionManager) -> None:
     if isinstance(app.asgi_app, SessionMiddleware):
         raise ConfigurationError("asgi-session is already installed on this Quart app")
     inner: ASGIApp = app.asgi_app  # type: ignore[assignment]  # Quart's precise ASGI types are narrower
-    app.asgi_app = SessionMiddleware(inner, manager=manager)  # type: ignore[method-assign,assignment]
+    app.asgi_app = SessionMiddleware(  # type: ignore[method-assign,assignment]
+        inner, manager=manager, error_handlers=error_handlers
+    )
 
     async def handle(exc: SessionError) -> Response | None:
+        if has_request_context() and defer_to_override(exc, request.scope):
+            return Response("", status=500)  # a placeholder the middleware replaces with the override's answer
         answer = protocol_error(exc, _current_scope(), manager)
         if answer is None:
             raise exc
@@ -104,6 +111,7 @@ async def get_session(
     session_required: Literal[True],
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session: ...
 
 
@@ -112,6 +120,7 @@ async def get_session(
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None: ...
 
 
@@ -119,6 +128,7 @@ async def get_session(
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None:
     """Return the current request's (or websocket's) verified session, or ``None`` when there is none.
 
@@ -128,6 +138,9 @@ async def get_session(
             ``access_token_blacklisting``.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
+            ``invalid claim``).
 
     Returns:
         The session, or ``None``.
@@ -135,10 +148,13 @@ async def get_session(
     Raises:
         TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
         UnauthorisedError: no session while required, or (with the database check) the session was revoked.
+        InvalidClaimsError: a claim validator failed.
         StoreError: the store failed during the database check.
         ConfigurationError: outside a request, or :func:`install` was not called.
     """
-    return await _get_session(_current_scope(), session_required, check_database, anti_csrf_check)
+    return await _get_session(
+        _current_scope(), session_required, check_database, anti_csrf_check, override_global_claim_validators
+    )
 
 
 async def create_new_session(
@@ -199,6 +215,7 @@ def session_required(
     session_required: bool = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> _ViewDecorator: ...
 
 
@@ -209,6 +226,7 @@ def session_required(
     session_required: bool = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Any:
     """Protect a Quart view: verify the session before the view runs.
 
@@ -225,6 +243,9 @@ def session_required(
             checked anyway.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
+            ``invalid claim``).
 
     Returns:
         The wrapped (async) view (bare form), or a decorator (called form).
@@ -234,7 +255,7 @@ def session_required(
     def decorator(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            await get_session(required, check_database, anti_csrf_check)
+            await get_session(required, check_database, anti_csrf_check, override_global_claim_validators)
             return await current_app.ensure_async(func)(*args, **kwargs)
 
         return wrapper

@@ -34,7 +34,8 @@ except ImportError as exc:  # pragma: no cover - starlette is a core dependency
     raise ConfigurationError("asgi_session.frameworks.starlette needs Starlette: pip install starlette") from exc
 
 from .._context import get_session as _get_session
-from ._errors import protocol_error
+from ..claims import OverrideGlobalClaimValidators
+from ._errors import defer_to_override, protocol_error
 
 if TYPE_CHECKING:
     from ..manager import SessionManager
@@ -51,6 +52,7 @@ async def get_session(
     session_required: Literal[True],
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session: ...
 
 
@@ -60,6 +62,7 @@ async def get_session(
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None: ...
 
 
@@ -68,6 +71,7 @@ async def get_session(
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None:
     """Return the request's verified session, or ``None`` when there is none and it is not required.
 
@@ -80,6 +84,9 @@ async def get_session(
             ``access_token_blacklisting``.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
+            ``invalid claim``).
 
     Returns:
         The session, or ``None``.
@@ -87,10 +94,13 @@ async def get_session(
     Raises:
         TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
         UnauthorisedError: no session while required, or (with the database check) the session was revoked.
+        InvalidClaimsError: a claim validator failed.
         StoreError: the store failed during the database check.
         ConfigurationError: ``SessionMiddleware`` is not installed.
     """
-    return await _get_session(request, session_required, check_database, anti_csrf_check)
+    return await _get_session(
+        request, session_required, check_database, anti_csrf_check, override_global_claim_validators
+    )
 
 
 def _connection_index(func: Callable[..., Any]) -> int:
@@ -123,6 +133,7 @@ def requires_session(
     session_required: bool = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Callable[[_F], _F]: ...
 
 
@@ -133,6 +144,7 @@ def requires_session(
     session_required: bool = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> _F | Callable[[_F], _F]:
     """Protect a Starlette endpoint: verify the session first and put it on ``request.state.session``.
 
@@ -149,6 +161,9 @@ def requires_session(
             checked anyway.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
+            ``invalid claim``).
 
     Returns:
         The wrapped endpoint (bare form), or a decorator (called form).
@@ -166,7 +181,7 @@ def requires_session(
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 connection = _connection(args, kwargs, index)
                 connection.state.session = await _get_session(
-                    connection, session_required, check_database, anti_csrf_check
+                    connection, session_required, check_database, anti_csrf_check, override_global_claim_validators
                 )
                 return await func(*args, **kwargs)
 
@@ -177,7 +192,12 @@ def requires_session(
             # Starlette runs sync endpoints in an anyio worker thread: hop back to the event loop to verify.
             connection = _connection(args, kwargs, index)
             connection.state.session = anyio.from_thread.run(
-                _get_session, connection, session_required, check_database, anti_csrf_check
+                _get_session,
+                connection,
+                session_required,
+                check_database,
+                anti_csrf_check,
+                override_global_claim_validators,
             )
             return func(*args, **kwargs)
 
@@ -190,6 +210,12 @@ def requires_session(
 
 def _handler(manager: SessionManager | None) -> Callable[[Request, Exception], Any]:
     async def handle(request: Request, exc: Exception) -> Response:
+        if (
+            isinstance(exc, SessionError)
+            and not isinstance(request, WebSocket)
+            and defer_to_override(exc, request.scope)
+        ):
+            return Response(status_code=500)  # a placeholder the middleware replaces with the override's answer
         answer = protocol_error(exc, request.scope, manager) if isinstance(exc, SessionError) else None
         if answer is None or isinstance(request, WebSocket):
             # Developer errors stay 500s; a websocket is closed by the middleware (1008) instead.
