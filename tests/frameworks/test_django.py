@@ -1,0 +1,238 @@
+"""asgi_session.frameworks.django: the example project's ASGI application, driven in-process and by uvicorn.
+
+Django's own test client calls the request handler directly, without the ASGI application around it, so it never
+runs ``SessionMiddleware``: the requests here go through ``httpx.ASGITransport`` (the ASGI application exactly as a
+server calls it) and, once, through a real uvicorn server. Django's client is used for what it can show: a request
+that did not come through the middleware gets a clear ``ConfigurationError``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from django.test import AsyncClient, RequestFactory, override_settings
+
+from asgi_session import ConfigurationError, SessionConfig, SessionManager
+from asgi_session.frameworks.django import SessionErrorMiddleware, get_session, session_required
+from asgi_session.testing import FakeClock
+from tests._helpers import TrackingStore
+from tests._servers import serve_in_thread
+
+from . import CLEARING, TRY_REFRESH, TWO_HOURS, UNAUTHORISED
+from ._django_project import EXAMPLES, create_app
+from ._story import real_server_story
+
+pytestmark = pytest.mark.anyio
+
+PROTECTED = ["/me", "/account", "/report", "/plain", "/profile", "/numbers/7"]
+TEST_URLS = "tests.frameworks._django_project"
+
+
+@dataclass
+class Harness:
+    clock: FakeClock
+    store: TrackingStore
+    manager: SessionManager
+    client: httpx.AsyncClient
+
+
+@pytest.fixture(autouse=True)
+def test_urls() -> Iterator[None]:
+    with override_settings(ROOT_URLCONF=TEST_URLS):
+        yield
+
+
+def build(config: SessionConfig | None = None) -> tuple[FakeClock, TrackingStore, SessionManager, Any]:
+    clock = FakeClock(start=time.time())  # the cookie jar drops cookies that expired in real time
+    store = TrackingStore()
+    manager = SessionManager(store, config, clock=clock)
+    return clock, store, manager, create_app(manager)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    clock, store, manager, app = build()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        yield Harness(clock, store, manager, client)
+    await manager.close()
+
+
+async def sign_in(harness: Harness, user: str = "alice") -> str:
+    response = await harness.client.post("/signin", json={"user": user})
+    assert response.status_code == 200, response.text
+    handle = response.json()["handle"]
+    assert isinstance(handle, str)
+    return handle
+
+
+async def answer(harness: Harness, path: str, method: str = "GET") -> tuple[int, Any, list[str]]:
+    response = await harness.client.request(method, path)
+    return response.status_code, response.json(), sorted(response.headers.get_list("set-cookie"))
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+async def test_protected_view_without_a_session_is_401_unauthorised(harness: Harness, path: str) -> None:
+    assert await answer(harness, path) == (401, UNAUTHORISED, [])
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+async def test_protected_view_with_a_session_is_200(harness: Harness, path: str) -> None:
+    await sign_in(harness)
+    status, body, _ = await answer(harness, path)
+    assert (status, body["user"]) == (200, "alice")
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+async def test_an_expired_access_token_asks_for_a_refresh_then_the_retry_works(harness: Harness, path: str) -> None:
+    await sign_in(harness)
+    harness.clock.advance(TWO_HOURS)
+    assert await answer(harness, path) == (401, TRY_REFRESH, [])
+    refreshed = await harness.client.post("/auth/session/refresh", headers={"rid": "session"})
+    assert refreshed.status_code == 200
+    assert (await answer(harness, path))[0] == 200
+
+
+async def test_views_get_their_arguments_and_kinds(harness: Harness) -> None:
+    await sign_in(harness)
+    assert (await answer(harness, "/numbers/7"))[1] == {"user": "alice", "number": 7}
+    assert (await answer(harness, "/report"))[1] == {"user": "alice", "kind": "sync"}
+    assert (await answer(harness, "/profile"))[1] == {"user": "alice", "view": "class"}
+
+
+async def test_sign_out_view_clears_the_cookies(harness: Harness) -> None:
+    await sign_in(harness)
+    status, body, cookies = await answer(harness, "/signout", "POST")
+    assert (status, body, cookies) == (200, {"status": "OK"}, CLEARING)
+    assert await answer(harness, "/me") == (401, UNAUTHORISED, [])
+
+
+async def test_the_middlewares_sign_out_endpoint_clears_the_cookies(harness: Harness) -> None:
+    await sign_in(harness)
+    response = await harness.client.post("/auth/signout", headers={"rid": "session"})
+    assert (response.status_code, response.json()) == (200, {"status": "OK"})
+    assert sorted(response.headers.get_list("set-cookie")) == CLEARING
+    assert response.headers["front-token"] == "remove"
+
+
+async def test_check_database_refuses_a_revoked_session_and_clears_its_tokens(harness: Harness) -> None:
+    handle = await sign_in(harness)
+    assert await harness.manager.revoke_session(handle) is True
+    assert (await answer(harness, "/me"))[0] == 200  # without the check, the token lives until its exp
+    response = await harness.client.get("/account")
+    assert (response.status_code, response.json()) == (401, UNAUTHORISED)
+    assert sorted(response.headers.get_list("set-cookie")) == CLEARING
+    assert response.headers["front-token"] == "remove"
+    assert response.headers["content-type"] == "application/json"
+
+
+async def test_a_store_outage_is_503_and_keeps_the_session(harness: Harness) -> None:
+    await sign_in(harness)
+    harness.store.fail_get = True
+    response = await harness.client.get("/account")
+    assert response.status_code == 503
+    assert response.json() == {"message": "session store unavailable"}
+    assert response.headers["retry-after"] == "1"
+    assert response.headers.get_list("set-cookie") == []
+    assert "front-token" not in response.headers
+    harness.store.fail_get = False
+    assert (await answer(harness, "/account"))[0] == 200
+
+
+async def test_a_revoke_then_a_failure_clears_each_cookie_once(harness: Harness) -> None:
+    await sign_in(harness)
+    response = await harness.client.post("/revoke-then-fail")
+    assert (response.status_code, response.json()) == (401, UNAUTHORISED)
+    assert sorted(response.headers.get_list("set-cookie")) == CLEARING
+
+
+async def test_optional_session(harness: Harness) -> None:
+    assert (await answer(harness, "/optional"))[:2] == (200, {"user": None})
+    assert (await answer(harness, "/hello"))[:2] == (200, {"user": None})
+    await sign_in(harness)
+    assert (await answer(harness, "/optional"))[:2] == (200, {"user": "alice"})
+    assert (await answer(harness, "/hello"))[:2] == (200, {"user": "alice"})
+
+
+async def test_a_session_error_raised_by_a_view_is_the_protocol_response(harness: Harness) -> None:
+    assert await answer(harness, "/raises") == (401, UNAUTHORISED, [])
+
+
+async def test_developer_errors_stay_500s(harness: Harness) -> None:
+    response = await harness.client.get("/broken")
+    assert response.status_code == 500
+
+
+async def test_without_the_error_middleware_django_answers_500() -> None:
+    """Why SessionErrorMiddleware exists: Django makes its own 500 and never re-raises the error."""
+    from django.conf import settings
+
+    without = [name for name in settings.MIDDLEWARE if not name.endswith("SessionErrorMiddleware")]
+    with override_settings(MIDDLEWARE=without):
+        _, _, manager, app = build()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
+            assert (await client.get("/plain")).status_code == 500
+        await manager.close()
+
+
+async def test_djangos_csrf_middleware_stays_on_for_views_that_are_not_exempt(harness: Harness) -> None:
+    await sign_in(harness)
+    refused = await harness.client.post("/me")  # not csrf_exempt: Django's CSRF middleware refuses it first
+    assert refused.status_code == 403
+    assert "CSRF" in refused.text
+
+
+async def test_a_sign_in_without_a_user_is_400_and_sets_no_cookie(harness: Harness) -> None:
+    response = await harness.client.post("/signin", json={"name": "alice"})
+    assert response.status_code == 400
+    assert response.headers.get_list("set-cookie") == []
+
+
+async def test_djangos_test_client_does_not_run_the_asgi_middleware() -> None:
+    with pytest.raises(ConfigurationError, match="SessionMiddleware"):
+        await AsyncClient().get("/plain")
+
+
+async def test_a_wsgi_request_is_a_clear_configuration_error() -> None:
+    request = RequestFactory().get("/me")
+    with pytest.raises(ConfigurationError, match="Django under ASGI"):
+        await get_session(request)
+
+
+def test_the_error_middleware_leaves_other_exceptions_to_django() -> None:
+    middleware = SessionErrorMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+    assert middleware.process_exception(RequestFactory().get("/"), ValueError("not ours")) is None
+
+
+def test_the_decorated_view_keeps_its_name_and_is_async() -> None:
+    @session_required
+    def view(request: Any) -> str:  # pragma: no cover
+        return ""
+
+    import inspect
+
+    assert view.__name__ == "view"
+    assert inspect.iscoroutinefunction(view)
+
+
+async def test_the_decorator_refuses_a_call_without_a_request() -> None:
+    @session_required
+    async def view(request: Any) -> str:  # pragma: no cover
+        return ""
+
+    with pytest.raises(ConfigurationError, match="method_decorator"):
+        await view(object())
+
+
+def test_the_example_project_under_uvicorn() -> None:
+    clock = FakeClock(start=float(int(time.time())))  # the jar compares cookie expiry with the real time
+    store = TrackingStore()
+    manager = SessionManager(store, SessionConfig(cookie_secure=False), clock=clock)  # plain http: no Secure
+    with serve_in_thread(create_app(manager), lifespan="off") as base_url:  # Django speaks no lifespan
+        real_server_story(base_url, clock, store)
+    assert (EXAMPLES / "django_app" / "asgi.py").is_file()
