@@ -25,11 +25,17 @@ def session_cookies(client: httpx.Client) -> list[str]:
     return sorted(cookie.name for cookie in client.cookies.jar if cookie.name in SESSION_COOKIES)
 
 
-def real_server_story(base_url: str, clock: FakeClock, store: TrackingStore, *, me: str = "/me") -> None:
-    """Drive the story against ``base_url``; the server's manager uses ``clock`` and ``store``."""
+def real_server_story(
+    base_url: str, clock: FakeClock, store: TrackingStore, *, me: str = "/me", protocol_401: bool = True
+) -> None:
+    """Drive the story against ``base_url``; the server's manager uses ``clock`` and ``store``.
+
+    ``protocol_401=False``: the app answers a missing session with a 401 of its own (any body).
+    """
     with httpx.Client(base_url=base_url, timeout=10) as client:
         missing = client.get(me)
-        assert (missing.status_code, missing.json()) == (401, UNAUTHORISED)
+        assert missing.status_code == 401
+        assert missing.json() == UNAUTHORISED if protocol_401 else "set-cookie" not in missing.headers
 
         signed_in = client.post("/signin", json={"user": "alice"})
         assert signed_in.status_code == 200, signed_in.text
@@ -62,4 +68,5 @@ def real_server_story(base_url: str, clock: FakeClock, store: TrackingStore, *, 
         assert signed_out.headers["front-token"] == "remove"
         assert session_cookies(client) == []
         after = client.get(me)
-        assert (after.status_code, after.json()) == (401, UNAUTHORISED)
+        assert after.status_code == 401
+        assert after.json() == UNAUTHORISED if protocol_401 else "set-cookie" not in after.headers
