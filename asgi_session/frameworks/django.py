@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ..exceptions import ConfigurationError, SessionError
@@ -78,7 +78,7 @@ class _ProtocolResponse(HttpResponse):
             else:
                 self.headers[key] = text
 
-    def items(self) -> Iterator[tuple[str, str]]:  # type: ignore[override]  # Django's stubs say ItemsView
+    def items(self) -> Iterator[tuple[str, str]]:  # Django's handlers send these as the response headers
         yield from self.headers.items()
         for cookie in self.raw_cookies:
             yield "Set-Cookie", cookie
@@ -163,18 +163,18 @@ async def get_session(
 
 class _ViewDecorator(Protocol):
     @overload
-    def __call__(self, view: Callable[_P, Awaitable[_R]], /) -> Callable[_P, Awaitable[_R]]: ...
+    def __call__(self, view: Callable[_P, Coroutine[Any, Any, _R]], /) -> Callable[_P, Coroutine[Any, Any, _R]]: ...
 
     @overload
-    def __call__(self, view: Callable[_P, _R], /) -> Callable[_P, Awaitable[_R]]: ...
+    def __call__(self, view: Callable[_P, _R], /) -> Callable[_P, Coroutine[Any, Any, _R]]: ...
 
 
 @overload
-def session_required(view: Callable[_P, Awaitable[_R]], /) -> Callable[_P, Awaitable[_R]]: ...
+def session_required(view: Callable[_P, Coroutine[Any, Any, _R]], /) -> Callable[_P, Coroutine[Any, Any, _R]]: ...
 
 
 @overload
-def session_required(view: Callable[_P, _R], /) -> Callable[_P, Awaitable[_R]]: ...
+def session_required(view: Callable[_P, _R], /) -> Callable[_P, Coroutine[Any, Any, _R]]: ...
 
 
 @overload
@@ -221,7 +221,7 @@ def session_required(
     """
     required = session_required
 
-    def decorator(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    def decorator(func: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
         if not callable(func):
             raise ConfigurationError(f"session_required: expected a view function, got {func!r}")
         call = func if inspect.iscoroutinefunction(func) else sync_to_async(func, thread_sensitive=True)

@@ -281,7 +281,9 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Add the middleware, endpoints, lifespan, exception handlers, dependency and OpenAPI schemes."""
         manager = self.manager
-        app_config.middleware.insert(0, DefineMiddleware(SessionMiddleware, manager=manager))
+        # Our ASGI types are plain dicts, Litestar's are TypedDicts: the same messages at run time.
+        middleware = DefineMiddleware(SessionMiddleware, manager=manager)  # type: ignore[arg-type]
+        app_config.middleware.insert(0, middleware)
         app_config.route_handlers.append(_endpoint_routes(Endpoints(manager).routes))
         app_config.lifespan.append(self._lifespan)
         handle = _exception_handler(manager)

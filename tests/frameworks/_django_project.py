@@ -7,6 +7,7 @@ below as well as the example's).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -22,12 +23,15 @@ from django.urls import include, path  # noqa: E402
 from django.utils.decorators import method_decorator  # noqa: E402
 from django.views import View  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
-from django_app import asgi, views  # noqa: E402
 
 from asgi_session import ConfigurationError, SessionManager, UnauthorisedError  # noqa: E402
 from asgi_session.frameworks.django import get_session, session_required  # noqa: E402
 
 __all__ = ["EXAMPLES", "asgi", "create_app", "urlpatterns", "views"]
+
+# Imported by name: the examples folder is not on mypy's path.
+asgi = importlib.import_module("django_app.asgi")
+views = importlib.import_module("django_app.views")
 
 
 def create_app(manager: SessionManager) -> Any:
@@ -69,7 +73,7 @@ def sync_with_args(request: HttpRequest, number: int) -> JsonResponse:
     return JsonResponse({"user": request.asgi_session.user_id, "number": number})  # type: ignore[attr-defined]
 
 
-@method_decorator(session_required, name="dispatch")
+@method_decorator(session_required, name="dispatch")  # type: ignore[arg-type]  # the stubs expect sync views
 class Profile(View):
     async def get(self, request: HttpRequest) -> JsonResponse:
         session = await get_session(request, session_required=True)

@@ -205,7 +205,7 @@ async def test_a_wsgi_request_is_a_clear_configuration_error() -> None:
 
 
 def test_the_error_middleware_leaves_other_exceptions_to_django() -> None:
-    middleware = SessionErrorMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+    middleware = SessionErrorMiddleware(lambda request: None)  # type: ignore[arg-type]
     assert middleware.process_exception(RequestFactory().get("/"), ValueError("not ours")) is None
 
 

@@ -97,7 +97,7 @@ class Reports(Controller):
 
 
 admin = Router("/admin", route_handlers=[stats], guards=[session_guard])
-HANDLERS = [signin, me, account, plain, optional, signout, revoke_then_fail, broken, admin, Reports]
+HANDLERS: list[Any] = [signin, me, account, plain, optional, signout, revoke_then_fail, broken, admin, Reports]
 
 
 @dataclass
@@ -240,7 +240,7 @@ async def test_the_openapi_document_marks_the_protected_routes(harness: Harness)
         for operation in methods.values()
         if "security" in operation
     }
-    both = [{"AccessTokenCookie": []}, {"AccessTokenBearer": []}]
+    both: list[dict[str, list[str]]] = [{"AccessTokenCookie": []}, {"AccessTokenBearer": []}]
     assert secured == {
         "/me": both,
         "/account": both,

@@ -92,7 +92,7 @@ class Harness:
             self.verifications += 1
             return verify_now(token)
 
-        self.manager.verify_now = counting_verify_now  # type: ignore[method-assign]
+        self.manager.verify_now = counting_verify_now  # type: ignore[method-assign,assignment]
         self.app = Starlette(
             routes=ROUTES,
             middleware=[
@@ -201,8 +201,8 @@ def test_check_database_refuses_a_revoked_session() -> None:
     harness = Harness(SessionAuthBackend(check_database=True))
     with https_client(harness.app) as client:
         sign_in(client)
-        (handle,) = client.portal.call(harness.manager.get_all_session_handles_for_user, "alice")  # type: ignore[union-attr]
-        client.portal.call(harness.manager.revoke_session, handle)  # type: ignore[union-attr]
+        (handle,) = client.portal.call(harness.manager.get_all_session_handles_for_user, "alice")
+        client.portal.call(harness.manager.revoke_session, handle)
         response = client.get("/whoami")
         assert (response.status_code, response.json()) == (401, UNAUTHORISED)
         assert sorted(response.headers.get_list("set-cookie")) == CLEARING
