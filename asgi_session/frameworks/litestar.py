@@ -47,11 +47,13 @@ try:
     from litestar.config.app import AppConfig
     from litestar.connection import ASGIConnection
     from litestar.di import NamedDependency, Provide
+    from litestar.exceptions import WebSocketException
     from litestar.handlers import BaseRouteHandler, HTTPRouteHandler, asgi
     from litestar.middleware import DefineMiddleware
     from litestar.openapi.spec import Components, SecurityScheme
     from litestar.plugins import InitPluginProtocol, ReceiveRoutePlugin
     from litestar.routes import BaseRoute, HTTPRoute
+    from litestar.types import Scope as LitestarScope
 except ImportError as exc:
     raise ConfigurationError(
         "asgi_session.frameworks.litestar needs Litestar: pip install 'asgi-session[litestar]'"
@@ -118,6 +120,22 @@ OptionalSessionDep = NamedDependency[Session | None]
 # The errors that have a protocol response; developer errors (ConfigurationError, InvalidPayloadError) are left
 # to Litestar's default handler and stay 500s.
 _PROTOCOL_ERRORS = (TryRefreshTokenError, UnauthorisedError, TokenTheftDetectedError, InvalidClaimsError, StoreError)
+
+
+async def _checked(
+    scope: Any, session_required: bool, check_database: bool | None, anti_csrf_check: bool | None
+) -> Session | None:
+    """``get_session`` for the plugin's own hooks: on a websocket, a refusal closes the handshake as
+    ``SessionMiddleware`` does (1008, or 1011 when the store failed) instead of Litestar's 4500.
+    """
+    try:
+        return await _get_session(scope, session_required, check_database, anti_csrf_check)
+    except _PROTOCOL_ERRORS as exc:
+        if scope.get("type") != "websocket":
+            raise
+        if isinstance(exc, StoreError):
+            raise WebSocketException(detail="session store unavailable", code=1011) from exc
+        raise WebSocketException(detail="unauthorised", code=1008) from exc
 
 
 @overload
@@ -192,7 +210,7 @@ class SessionGuard:
 
     async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         """Raise the session error that refuses this request, if any."""
-        await _get_session(connection.scope, True, self.check_database, self.anti_csrf_check)
+        await _checked(connection.scope, True, self.check_database, self.anti_csrf_check)
 
 
 session_guard = SessionGuard()
@@ -224,7 +242,7 @@ def _exception_handler(manager: SessionManager) -> Any:
     return handle
 
 
-def _field_requires_session(handler: HTTPRouteHandler, key: str) -> bool | None:
+def _field_requires_session(handler: BaseRouteHandler, key: str) -> bool | None:
     """Whether the handler's ``key`` parameter requires a session: ``None`` when it has no such parameter."""
     field = handler.parsed_fn_signature.parameters.get(key)
     if field is None:
@@ -323,13 +341,12 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         finally:
             await self.manager.close()
 
-    async def _provide_session(self, request: Request[Any, Any, Any]) -> Session | None:
-        handler = request.route_handler
-        required = (
-            _field_requires_session(handler, self.dependency_key) if isinstance(handler, HTTPRouteHandler) else None
-        )
+    async def _provide_session(self, scope: LitestarScope) -> Session | None:
+        # ``scope`` rather than ``request``: the dependency also serves websocket handlers.
+        handler = scope.get("route_handler")
+        required = _field_requires_session(handler, self.dependency_key) if handler is not None else None
         # A dependency of another dependency (not a handler parameter): required, the safe reading.
-        return await _get_session(request.scope, required is not False, self.check_database, None)
+        return await _checked(scope, required is not False, self.check_database, None)
 
 
 def _endpoint_routes(routes: Iterable[str]) -> asgi:

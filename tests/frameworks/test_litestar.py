@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from litestar import Controller, Litestar, Request, Router, get, post
-from litestar.exceptions import LitestarDeprecationWarning
+from litestar import Controller, Litestar, Request, Router, WebSocket, get, post, websocket
+from litestar.exceptions import LitestarDeprecationWarning, WebSocketDisconnect
 from litestar.testing import AsyncTestClient
 
 from asgi_session import ConfigurationError, Session, SessionConfig, SessionManager, create_new_session
@@ -96,8 +96,24 @@ class Reports(Controller):
         return {"user": "alice"}
 
 
+@websocket("/feed")
+async def feed(socket: WebSocket[Any, Any, Any], session: SessionDep) -> None:
+    await socket.accept()
+    await socket.send_json({"user": session.user_id})
+    await socket.close()
+
+
+@websocket("/guarded-feed", guards=[SessionGuard(check_database=True)])
+async def guarded_feed(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    await socket.close()
+
+
 admin = Router("/admin", route_handlers=[stats], guards=[session_guard])
-HANDLERS: list[Any] = [signin, me, account, plain, optional, signout, revoke_then_fail, broken, admin, Reports]
+HANDLERS: list[Any] = [
+    *(signin, me, account, plain, optional, signout, revoke_then_fail, broken, admin, Reports),
+    *(feed, guarded_feed),
+]
 
 
 @dataclass
@@ -287,6 +303,25 @@ async def test_the_dependency_key_and_check_database_are_options() -> None:
         assert (response.status_code, response.json()) == (401, UNAUTHORISED)
         assert "/who" in app.openapi_schema.paths  # type: ignore[operator]
         assert app.openapi_schema.paths["/who"].get.security  # type: ignore[index,union-attr]
+
+
+@pytest.mark.parametrize("path", ["/feed", "/guarded-feed"])
+async def test_a_refused_websocket_handshake_is_closed_with_1008(harness: Harness, path: str) -> None:
+    with pytest.raises(WebSocketDisconnect) as refused, await harness.client.websocket_connect(path) as connection:
+        connection.receive_json()  # pragma: no cover
+    assert (refused.value.code, refused.value.detail) == (1008, "unauthorised")
+
+
+async def test_a_websocket_with_a_session_is_accepted(harness: Harness) -> None:
+    signed_in = await harness.client.post("/signin", json={"user": "alice"})
+    cookie = {"cookie": f"sAccessToken={signed_in.cookies['sAccessToken']}"}
+    with await harness.client.websocket_connect("/feed", headers=cookie) as connection:
+        assert connection.receive_json() == {"user": "alice"}
+    harness.store.fail_get = True
+    with pytest.raises(WebSocketDisconnect) as failed:
+        with await harness.client.websocket_connect("/guarded-feed", headers=cookie) as connection:
+            connection.receive_json()  # pragma: no cover
+    assert failed.value.code == 1011
 
 
 def test_the_plugin_refuses_bad_arguments() -> None:
