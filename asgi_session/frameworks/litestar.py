@@ -125,8 +125,9 @@ _PROTOCOL_ERRORS = (TryRefreshTokenError, UnauthorisedError, TokenTheftDetectedE
 async def _checked(
     scope: Any, session_required: bool, check_database: bool | None, anti_csrf_check: bool | None
 ) -> Session | None:
-    """``get_session`` for the plugin's own hooks: on a websocket, a refusal closes the handshake as
-    ``SessionMiddleware`` does (1008, or 1011 when the store failed) instead of Litestar's 4500.
+    """``get_session`` for the plugin's hooks; on a websocket, a refusal closes the handshake.
+
+    With 1008, or 1011 when the store failed, as ``SessionMiddleware`` does, instead of Litestar's 4500.
     """
     try:
         return await _get_session(scope, session_required, check_database, anti_csrf_check)

@@ -318,9 +318,9 @@ async def test_a_websocket_with_a_session_is_accepted(harness: Harness) -> None:
     with await harness.client.websocket_connect("/feed", headers=cookie) as connection:
         assert connection.receive_json() == {"user": "alice"}
     harness.store.fail_get = True
-    with pytest.raises(WebSocketDisconnect) as failed:
-        with await harness.client.websocket_connect("/guarded-feed", headers=cookie) as connection:
-            connection.receive_json()  # pragma: no cover
+    guarded = await harness.client.websocket_connect("/guarded-feed", headers=cookie)
+    with pytest.raises(WebSocketDisconnect) as failed, guarded as connection:
+        connection.receive_json()  # pragma: no cover
     assert failed.value.code == 1011
 
 
