@@ -80,6 +80,14 @@ class Profile(View):
         return JsonResponse({"user": session.user_id, "view": "class"})
 
 
+@session_required
+async def visits(request: HttpRequest) -> JsonResponse:
+    """Django's own session (django.contrib.sessions) beside asgi-session's."""
+    count = request.session.get("visits", 0) + 1
+    request.session["visits"] = count
+    return JsonResponse({"user": request.asgi_session.user_id, "visits": count})  # type: ignore[attr-defined]
+
+
 urlpatterns = [
     path("", include("django_app.urls")),
     path("plain", plain),
@@ -89,4 +97,5 @@ urlpatterns = [
     path("revoke-then-fail", revoke_then_fail),
     path("numbers/<int:number>", sync_with_args),
     path("profile", Profile.as_view()),
+    path("visits", visits),
 ]

@@ -11,17 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from django.test import AsyncClient, RequestFactory, override_settings
 
-from asgi_session import ConfigurationError, SessionConfig, SessionManager
+from asgi_session import ConfigurationError, SessionConfig, SessionManager, SessionMiddleware
 from asgi_session.frameworks.django import SessionErrorMiddleware, get_session, session_required
 from asgi_session.testing import FakeClock
 from tests._helpers import TrackingStore
-from tests._servers import serve_in_thread
+from tests._servers import ServerProcess, serve_in_thread, start_server, stop_servers
 
 from . import CLEARING, TRY_REFRESH, TWO_HOURS, UNAUTHORISED
 from ._django_project import EXAMPLES, create_app
@@ -227,6 +228,86 @@ async def test_the_decorator_refuses_a_call_without_a_request() -> None:
 
     with pytest.raises(ConfigurationError, match="method_decorator"):
         await view(object())
+
+
+async def test_djangos_own_sessions_can_stay_on(harness: Harness) -> None:
+    """django.contrib.sessions keeps its own cookie (sessionid); the two never touch each other's state."""
+    from django.conf import settings
+
+    contrib = "django.contrib.sessions.middleware.SessionMiddleware"
+    with override_settings(
+        MIDDLEWARE=[contrib, *settings.MIDDLEWARE], SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies"
+    ):
+        _, _, manager, app = build()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            signed_in = await client.post("/signin", json={"user": "alice"})
+            assert signed_in.status_code == 200
+            first = await client.get("/visits")
+            assert first.json() == {"user": "alice", "visits": 1}
+            assert [cookie.split("=", 1)[0] for cookie in first.headers.get_list("set-cookie")] == ["sessionid"]
+            assert (await client.get("/visits")).json() == {"user": "alice", "visits": 2}
+            signed_out = await client.post("/auth/signout", headers={"rid": "session"})
+            assert sorted(signed_out.headers.get_list("set-cookie")) == CLEARING  # sessionid is Django's to clear
+            refused = await client.get("/visits")
+            assert (refused.status_code, refused.json()) == (401, UNAUTHORISED)
+        await manager.close()
+
+
+def test_the_example_main_serves_on_localhost_8000(monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    import uvicorn
+
+    served: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append((app, options)))
+    runpy.run_module("django_app", run_name="__main__")
+    ((app, options),) = served
+    assert options == {"host": "127.0.0.1", "port": 8000, "lifespan": "off"}
+    assert isinstance(app, SessionMiddleware)
+
+
+def test_the_example_project_as_a_user_runs_it(tmp_path: Path) -> None:
+    """``uvicorn django_app.asgi:application`` in a process of its own, with a SQLite store opened on first use."""
+    env = {
+        "ASGI_SESSION_STORE_URL": f"sqlite:///{tmp_path / 'sessions.db'}",
+        "PYTHONPATH": str(EXAMPLES),
+        "DJANGO_SETTINGS_MODULE": None,
+    }
+    # uvicorn's default lifespan mode: it finds out that Django has none, and the store opens on first use.
+    arguments = ["-m", "uvicorn", "django_app.asgi:application", "--host", "127.0.0.1"]
+    started: list[ServerProcess] = []
+    try:
+        server = start_server("django", arguments, folder=tmp_path, cwd=tmp_path, env=env, started=started)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/me").json() == UNAUTHORISED
+            # The cookies are Secure (the example keeps the default): send the access token by hand over http.
+            signed_in = client.post("/signin", json={"user": "alice"})
+            assert signed_in.status_code == 200, signed_in.text
+            token = _cookie(signed_in, "sAccessToken")
+            refresh = _cookie(signed_in, "sRefreshToken")
+            headers = {"cookie": f"sAccessToken={token}"}
+            assert client.get("/me", headers=headers).json() == {"user": "alice", "tenant": "public"}
+            assert client.get("/report", headers=headers).json() == {"user": "alice", "kind": "sync"}
+            refreshed = client.post(
+                "/auth/session/refresh", headers={"cookie": f"sRefreshToken={refresh}", "rid": "session"}
+            )
+            assert refreshed.status_code == 200
+            signed_out = client.post("/signout", headers=headers)
+            assert (signed_out.status_code, signed_out.json()) == (200, {"status": "OK"})
+            assert client.get("/account", headers=headers).json() == UNAUTHORISED
+    finally:
+        stop_servers(started)
+    assert (tmp_path / "sessions.db").is_file()
+
+
+def _cookie(response: httpx.Response, name: str) -> str:
+    (value,) = [
+        header.split(";", 1)[0].removeprefix(f"{name}=")
+        for header in response.headers.get_list("set-cookie")
+        if header.startswith(f"{name}=")
+    ]
+    return value
 
 
 def test_the_example_project_under_uvicorn() -> None:
