@@ -43,7 +43,7 @@ from ._errors import protocol_error
 if TYPE_CHECKING:
     from ..session import Session
 
-__all__ = ["SessionErrorMiddleware", "get_session", "session_required"]
+__all__ = ["SessionErrorMiddleware", "get_session", "protocol_response", "session_required"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -85,7 +85,12 @@ class _ProtocolResponse(HttpResponse):
 
 
 def protocol_response(exc: SessionError, request: HttpRequest) -> HttpResponse | None:
-    """The protocol response for ``exc`` as a Django response, or ``None`` for developer errors (they stay 500s)."""
+    """Return the protocol response for ``exc`` as a Django response, or ``None`` for developer errors.
+
+    What ``SessionErrorMiddleware`` answers; a middleware of your own that calls :func:`get_session` can return
+    it too (Django turns an exception raised in a middleware into a 500 before any other middleware sees it).
+    ``ConfigurationError`` and ``InvalidPayloadError`` give ``None``: they are bugs, and stay 500s.
+    """
     answer = protocol_error(exc, getattr(request, "scope", None), None)
     if answer is None:
         return None

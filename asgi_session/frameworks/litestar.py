@@ -265,12 +265,14 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
     - the store opened on startup and closed on shutdown (Litestar keeps its lifespan from middleware);
     - exception handlers answering ``TryRefreshTokenError``, ``UnauthorisedError``, ``TokenTheftDetectedError``,
       ``InvalidClaimsError`` and ``StoreError`` with the protocol responses (401 / 403 / 503);
-    - the ``session`` dependency: a parameter ``session: Session`` requires a session (401 ``unauthorised``
-      without one), ``session: Session | None`` is optional (``None`` without one). Either way an expired or
-      invalid access token is answered 401 ``try refresh token``, so the client refreshes;
-    - ``Session`` in the signature namespace (handlers may import it under ``TYPE_CHECKING``);
+    - the ``session`` dependency: a parameter ``session: SessionDep`` requires a session (401 ``unauthorised``
+      without one), ``session: OptionalSessionDep`` is optional (``None`` without one); the bare annotations
+      ``Session`` and ``Session | None`` work too. Either way an expired or invalid access token is answered
+      401 ``try refresh token``, so the client refreshes;
+    - ``Session``, ``SessionDep`` and ``OptionalSessionDep`` in the signature namespace (handlers may import
+      them under ``TYPE_CHECKING``);
     - the ``AccessTokenCookie`` and ``AccessTokenBearer`` security schemes in the OpenAPI components, and
-      either one as the security requirement of every route that requires a session (the ``session: Session``
+      either one as the security requirement of every route that requires a session (a required ``session``
       parameter, or a :class:`SessionGuard` on any layer).
 
     Args:
@@ -353,7 +355,7 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
 def _endpoint_routes(routes: Iterable[str]) -> asgi:
     """One ASGI route for the protocol endpoints' paths: app-level middleware only runs on matched routes."""
 
-    async def not_served(scope: Scope, receive: Receive, send: Send) -> None:
+    async def not_served(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover
         # SessionMiddleware answers every request to these paths (405 for a wrong method); this runs only when
         # the middleware was removed from the route's stack.
         body = b'{"message":"not found"}'

@@ -236,8 +236,8 @@ def install_exception_handlers(app: Starlette, manager: SessionManager | None = 
 
 # -- Starlette authentication ------------------------------------------------------------------------------------
 
-ROLES_CLAIM = "st-role"
-"""The access-token claim SuperTokens' user-roles recipe writes: ``{"st-role": {"v": ["admin", ...], "t": <ms>}}``."""
+# The access-token claim SuperTokens' user-roles recipe writes: {"st-role": {"v": ["admin", ...], "t": <ms>}}.
+_ROLES_CLAIM = "st-role"
 
 
 class SessionUser(BaseUser):
@@ -281,12 +281,9 @@ class SessionUser(BaseUser):
         return self.session.tenant_id
 
 
-def claim_values(payload: Mapping[str, Any], claim: str) -> list[str]:
-    """The string values of a SuperTokens-style array claim ``{claim: {"v": [...], "t": ms}}`` in ``payload``.
-
-    A missing or malformed claim gives ``[]``, and values that are not strings are left out: a claim that cannot
-    be read grants nothing.
-    """
+def _claim_values(payload: Mapping[str, Any], claim: str) -> list[str]:
+    # The string values of a SuperTokens-style array claim {claim: {"v": [...], "t": ms}}. A missing or malformed
+    # claim gives [] and non-strings are left out: a claim that cannot be read grants nothing.
     entry = payload.get(claim)
     values = entry.get("v") if isinstance(entry, Mapping) else None
     if not isinstance(values, list):
@@ -330,7 +327,7 @@ class SessionAuthBackend(AuthenticationBackend):
     def __init__(
         self,
         *,
-        roles_claim: str | None = ROLES_CLAIM,
+        roles_claim: str | None = _ROLES_CLAIM,
         role_scope: Callable[[str], str | None] | None = None,
         check_database: bool = False,
         anti_csrf_check: bool | None = None,
@@ -344,7 +341,7 @@ class SessionAuthBackend(AuthenticationBackend):
         """The scopes of a session: ``"authenticated"``, then its roles (each once, in claim order)."""
         scopes = ["authenticated"]
         if self.roles_claim is not None:
-            roles: Iterable[str] = claim_values(session.access_token_payload, self.roles_claim)
+            roles: Iterable[str] = _claim_values(session.access_token_payload, self.roles_claim)
             for role in roles:
                 scope = role if self.role_scope is None else self.role_scope(role)
                 if scope is not None and scope not in scopes:

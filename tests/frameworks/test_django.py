@@ -8,6 +8,7 @@ that did not come through the middleware gets a clear ``ConfigurationError``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,8 +19,15 @@ import httpx
 import pytest
 from django.test import AsyncClient, RequestFactory, override_settings
 
-from asgi_session import ConfigurationError, SessionConfig, SessionManager, SessionMiddleware
-from asgi_session.frameworks.django import SessionErrorMiddleware, get_session, session_required
+from asgi_session import (
+    ConfigurationError,
+    SessionConfig,
+    SessionManager,
+    SessionMiddleware,
+    StoreError,
+    UnauthorisedError,
+)
+from asgi_session.frameworks.django import SessionErrorMiddleware, get_session, protocol_response, session_required
 from asgi_session.testing import FakeClock
 from tests._helpers import TrackingStore
 from tests._servers import ServerProcess, serve_in_thread, start_server, stop_servers
@@ -208,6 +216,21 @@ async def test_a_wsgi_request_is_a_clear_configuration_error() -> None:
 def test_the_error_middleware_leaves_other_exceptions_to_django() -> None:
     middleware = SessionErrorMiddleware(lambda request: None)  # type: ignore[arg-type]
     assert middleware.process_exception(RequestFactory().get("/"), ValueError("not ours")) is None
+
+
+def test_protocol_response_for_a_middleware_of_your_own() -> None:
+    request = RequestFactory().get("/")
+    cleared = protocol_response(UnauthorisedError("revoked"), request)
+    assert cleared is not None
+    assert cleared.status_code == 401
+    assert json.loads(cleared.content) == UNAUTHORISED
+    headers = list(cleared.items())
+    assert sorted(value for name, value in headers if name == "Set-Cookie") == CLEARING  # exactly as written
+    assert ("front-token", "remove") in headers
+    outage = protocol_response(StoreError("down"), request)
+    assert outage is not None
+    assert (outage.status_code, outage.headers["retry-after"]) == (503, "1")
+    assert protocol_response(ConfigurationError("a bug"), request) is None
 
 
 def test_the_decorated_view_keeps_its_name_and_is_async() -> None:
