@@ -324,6 +324,17 @@ async def test_a_websocket_with_a_session_is_accepted(harness: Harness) -> None:
     assert failed.value.code == 1011
 
 
+async def test_litestars_csrf_protection_stays_on_for_handlers_not_for_the_protocol_endpoints() -> None:
+    from litestar.config.csrf import CSRFConfig
+
+    manager = SessionManager(TrackingStore())
+    app = Litestar(HANDLERS, plugins=[SessionPlugin(manager)], csrf_config=CSRFConfig(secret="s" * 32))
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        assert (await client.post("/signin", json={"user": "alice"})).status_code == 403  # Litestar's CSRF check
+        refresh = await client.post("/auth/session/refresh", headers={"rid": "session"})
+        assert (refresh.status_code, refresh.json()) == (401, UNAUTHORISED)  # answered before Litestar's CSRF
+
+
 def test_the_plugin_refuses_bad_arguments() -> None:
     with pytest.raises(ConfigurationError, match="SessionManager"):
         SessionPlugin(object())  # type: ignore[arg-type]

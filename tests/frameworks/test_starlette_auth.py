@@ -201,6 +201,7 @@ def test_check_database_refuses_a_revoked_session() -> None:
     harness = Harness(SessionAuthBackend(check_database=True))
     with https_client(harness.app) as client:
         sign_in(client)
+        assert client.portal is not None  # revoke on the client's event loop, where the store lives
         (handle,) = client.portal.call(harness.manager.get_all_session_handles_for_user, "alice")
         client.portal.call(harness.manager.revoke_session, handle)
         response = client.get("/whoami")
