@@ -340,3 +340,13 @@ def test_the_example_project_under_uvicorn() -> None:
     with serve_in_thread(create_app(manager), lifespan="off") as base_url:  # Django speaks no lifespan
         real_server_story(base_url, clock, store)
     assert (EXAMPLES / "django_app" / "asgi.py").is_file()
+
+
+def test_missing_django_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "django.http", None)  # makes `from django.http import ...` raise ImportError
+    monkeypatch.delitem(sys.modules, "asgi_session.frameworks.django")
+    with pytest.raises(ConfigurationError, match=r"pip install 'asgi-session\[django\]'"):
+        importlib.import_module("asgi_session.frameworks.django")
