@@ -112,7 +112,7 @@ SessionDep = NamedDependency[Session]
 """A handler parameter ``session: SessionDep`` receives the verified session; the route requires one.
 
 The same as ``session: Session`` marked explicitly as a named dependency, which Litestar 2.23+ asks for (a bare
-``session: Session`` also works, with Litestar's deprecation warning about inferred dependencies)."""
+``session: Session`` also works; recent Litestar releases warn about such inferred dependencies)."""
 
 OptionalSessionDep = NamedDependency[Session | None]
 """A handler parameter ``session: OptionalSessionDep`` receives the session, or ``None`` without one."""
