@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import uvicorn
@@ -73,13 +74,14 @@ def wait_until_answers(
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: ASGIApp) -> Iterator[str]:
-    """Run ``app`` on uvicorn in a thread (lifespan on); yield its base URL; always stop it."""
+def serve_in_thread(app: ASGIApp, *, lifespan: Literal["on", "off"] = "on") -> Iterator[str]:
+    """Run ``app`` on uvicorn in a thread (lifespan on, or ``"off"`` for an app without one, such as Django's);
+    yield its base URL; always stop it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # bound here and handed over: no other process can take the port meanwhile
     port = sock.getsockname()[1]
     # ws="none": the apps have no websockets, and the websockets package may warn (warnings are errors here).
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", ws="none"))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_level="warning", ws="none"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
     thread.start()
     try:

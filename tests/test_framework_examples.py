@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import runpy
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from asgi_session.stores import MemoryStore
 pytestmark = pytest.mark.anyio
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FRAMEWORKS = ["starlette", "fastapi", "quart"]
+FRAMEWORKS = ["starlette", "fastapi", "quart", "litestar", "django"]
 EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 CLEARING = sorted(
     [
@@ -56,11 +57,16 @@ Call = Callable[..., Awaitable[Reply]]
 
 
 def load(framework: str) -> ModuleType:
+    if framework == "django":  # a project (a package), with the settings module Django needs
+        from tests.frameworks._django_project import asgi
+
+        return asgi
     path = EXAMPLES / f"{framework}_app.py"
     spec = importlib.util.spec_from_file_location(f"example_{framework}_app", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # Litestar resolves the handlers' annotations through the module
     spec.loader.exec_module(module)
     return module
 
@@ -137,7 +143,7 @@ async def test_example_story(framework: str) -> None:
         assert (reply.status, reply.body) == (401, UNAUTHORISED)
 
 
-@pytest.mark.parametrize("framework", ["starlette", "quart"])
+@pytest.mark.parametrize("framework", ["starlette", "quart", "litestar", "django"])
 async def test_example_refuses_a_sign_in_without_a_user(framework: str) -> None:
     app = load(framework).create_app(SessionManager(MemoryStore()))
     async with caller(framework, app) as call:
@@ -155,7 +161,7 @@ async def test_fastapi_example_documents_its_protected_routes() -> None:
     assert secured == ["/account", "/me", "/signout", "/signout-everywhere"]
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", [name for name in FRAMEWORKS if name != "django"])
 async def test_example_main_serves_on_localhost_8000(framework: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 

@@ -8,6 +8,12 @@ nothing, so ``import asgi_session`` never pulls in a web framework.
   OpenAPI security schemes (``pip install 'asgi-session[fastapi]'``).
 - :mod:`asgi_session.frameworks.quart`: ``install(app, manager)``, ``get_session()``, ``create_new_session()`` and
   the ``session_required`` decorator (``pip install 'asgi-session[quart]'``).
+- :mod:`asgi_session.frameworks.django`: ``SessionErrorMiddleware``, ``get_session(request)`` and the
+  ``session_required`` decorator, for Django under ASGI (``pip install 'asgi-session[django]'``).
+- :mod:`asgi_session.frameworks.litestar`: ``SessionPlugin(manager)``, the ``session`` dependency, ``SessionGuard``
+  and ``get_session(request)`` (``pip install 'asgi-session[litestar]'``).
+
+The Starlette module also holds ``SessionAuthBackend``, for Starlette's ``AuthenticationMiddleware``.
 
 For any other ASGI app, wrap the protected part in :func:`asgi_session.require_session`.
 """

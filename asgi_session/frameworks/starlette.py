@@ -12,13 +12,16 @@ Install :class:`~asgi_session.SessionMiddleware` on the app, then protect endpoi
 A refused request gets the protocol response (401 ``unauthorised`` or ``try refresh token``) from the middleware.
 When another layer turns exceptions into responses before the middleware sees them, also call
 :func:`install_exception_handlers`.
+
+For Starlette's own authentication (``request.user``, ``request.auth``, ``@requires("authenticated")``), add
+``AuthenticationMiddleware(backend=SessionAuthBackend())`` inside ``SessionMiddleware``.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import anyio.from_thread
@@ -27,6 +30,7 @@ from ..exceptions import ConfigurationError, SessionError
 
 try:
     from starlette.applications import Starlette
+    from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import Response
     from starlette.websockets import WebSocket
@@ -41,7 +45,14 @@ if TYPE_CHECKING:
     from ..manager import SessionManager
     from ..session import Session
 
-__all__ = ["get_session", "install_exception_handlers", "requires_session", "session_error_handler"]
+__all__ = [
+    "SessionAuthBackend",
+    "SessionUser",
+    "get_session",
+    "install_exception_handlers",
+    "requires_session",
+    "session_error_handler",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -247,3 +258,132 @@ def install_exception_handlers(app: Starlette, manager: SessionManager | None = 
             manager wins when it did.
     """
     app.add_exception_handler(SessionError, _handler(manager))
+
+
+# -- Starlette authentication ------------------------------------------------------------------------------------
+
+# The access-token claim SuperTokens' user-roles recipe writes: {"st-role": {"v": ["admin", ...], "t": <ms>}}.
+_ROLES_CLAIM = "st-role"
+
+
+class SessionUser(BaseUser):
+    """``request.user`` for a request with a verified session.
+
+    Attributes:
+        session: the verified :class:`~asgi_session.Session`.
+    """
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def __repr__(self) -> str:
+        return f"SessionUser(user_id={self.session.user_id!r}, tenant_id={self.session.tenant_id!r})"
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always ``True``: a request without a session gets Starlette's ``UnauthenticatedUser``."""
+        return True
+
+    @property
+    def display_name(self) -> str:
+        """The user id (asgi-session knows no other name for the user)."""
+        return self.session.user_id
+
+    @property
+    def identity(self) -> str:
+        """The user id."""
+        return self.session.user_id
+
+    @property
+    def user_id(self) -> str:
+        """The user id."""
+        return self.session.user_id
+
+    @property
+    def tenant_id(self) -> str:
+        """The session's tenant."""
+        return self.session.tenant_id
+
+
+def _claim_values(payload: Mapping[str, Any], claim: str) -> list[str]:
+    # The string values of a SuperTokens-style array claim {claim: {"v": [...], "t": ms}}. A missing or malformed
+    # claim gives [] and non-strings are left out: a claim that cannot be read grants nothing.
+    entry = payload.get(claim)
+    values = entry.get("v") if isinstance(entry, Mapping) else None
+    if not isinstance(values, list):
+        return []
+    return [value for value in values if isinstance(value, str)]
+
+
+class SessionAuthBackend(AuthenticationBackend):
+    """A Starlette ``AuthenticationBackend`` reading the session ``SessionMiddleware`` verified.
+
+    ::
+
+        middleware = [
+            Middleware(SessionMiddleware, manager=manager),
+            Middleware(AuthenticationMiddleware, backend=SessionAuthBackend()),  # inside SessionMiddleware
+        ]
+
+    With a session, ``request.user`` is a :class:`SessionUser` (``is_authenticated``, ``identity`` = the user id)
+    and ``request.auth.scopes`` is ``["authenticated"]`` plus one scope per role in the access token's
+    ``st-role`` claim, so ``@requires("authenticated")`` and ``@requires("admin")`` work. Without a session,
+    ``request.user`` is Starlette's ``UnauthenticatedUser`` and the scopes are empty. The token is never
+    verified again: the backend reads the middleware's result, as :func:`get_session` does.
+
+    Like ``get_session(request)``, an expired or invalid access token (or a failed anti-CSRF check) is answered
+    401 ``try refresh token`` by the middleware, on every route behind ``AuthenticationMiddleware``: the
+    SuperTokens client then refreshes and retries instead of seeing the user signed out.
+
+    Args:
+        roles_claim: the access-token claim holding the roles (SuperTokens' ``{"v": [...], "t": ms}`` shape);
+            ``None`` adds no role scopes.
+        role_scope: maps a role name to its scope name (e.g. ``lambda role: f"role:{role}"``); by default the
+            scope is the role name. Return ``None`` to leave a role out.
+        check_database: also check the store on every request, so a revoked session's still-unexpired access
+            token is refused (401 ``unauthorised``, tokens cleared). A store read per request: usually better
+            left to the routes that need it.
+        anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
+            cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE. Skipping it would make a
+            forged cross-site request look authenticated.
+    """
+
+    def __init__(
+        self,
+        *,
+        roles_claim: str | None = _ROLES_CLAIM,
+        role_scope: Callable[[str], str | None] | None = None,
+        check_database: bool = False,
+        anti_csrf_check: bool | None = None,
+    ) -> None:
+        self.roles_claim = roles_claim
+        self.role_scope = role_scope
+        self.check_database = check_database
+        self.anti_csrf_check = anti_csrf_check
+
+    def scopes(self, session: Session) -> list[str]:
+        """The scopes of a session: ``"authenticated"``, then its roles (each once, in claim order)."""
+        scopes = ["authenticated"]
+        if self.roles_claim is not None:
+            roles: Iterable[str] = _claim_values(session.access_token_payload, self.roles_claim)
+            for role in roles:
+                scope = role if self.role_scope is None else self.role_scope(role)
+                if scope is not None and scope not in scopes:
+                    scopes.append(scope)
+        return scopes
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        """Return the credentials and user of the request's session, or ``None`` without one.
+
+        Raises:
+            TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
+            UnauthorisedError: with ``check_database``, the session was revoked.
+            StoreError: the store failed during the database check.
+            ConfigurationError: ``SessionMiddleware`` is not installed outside ``AuthenticationMiddleware``.
+        """
+        session = await _get_session(conn, False, self.check_database, self.anti_csrf_check)
+        if session is None:
+            return None
+        return AuthCredentials(self.scopes(session)), SessionUser(session)

@@ -324,7 +324,7 @@ def test_the_middleware_outside_the_app_still_answers_with_the_protocol(harness:
 def test_importing_asgi_session_imports_no_framework() -> None:
     code = (
         "import sys, asgi_session, asgi_session.frameworks, asgi_session.stores\n"
-        "loaded = sorted(m for m in ('starlette', 'fastapi', 'quart') if m in sys.modules)\n"
+        "loaded = sorted(m for m in ('starlette', 'fastapi', 'quart', 'django', 'litestar') if m in sys.modules)\n"
         "print(','.join(loaded))\n"
     )
     result = subprocess.run(  # noqa: S603 - our own interpreter

@@ -1,0 +1,362 @@
+"""asgi_session.frameworks.litestar through Litestar's own test client, and once through uvicorn."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from litestar import Controller, Litestar, Request, Router, WebSocket, get, post, websocket
+from litestar.exceptions import LitestarDeprecationWarning, WebSocketDisconnect
+from litestar.testing import AsyncTestClient
+
+from asgi_session import ConfigurationError, Session, SessionConfig, SessionManager, create_new_session
+from asgi_session.frameworks.litestar import (
+    OptionalSessionDep,
+    SessionDep,
+    SessionGuard,
+    SessionPlugin,
+    get_session,
+    session_guard,
+)
+from asgi_session.testing import FakeClock
+from tests._helpers import TrackingStore
+from tests._servers import serve_in_thread
+
+from . import CLEARING, TRY_REFRESH, TWO_HOURS, UNAUTHORISED
+from ._story import real_server_story
+
+pytestmark = pytest.mark.anyio
+
+PROTECTED = ["/me", "/account", "/plain", "/admin/stats", "/reports/daily"]
+
+
+@post("/signin", status_code=200)
+async def signin(request: Request[Any, Any, Any]) -> dict[str, str]:
+    body = await request.json()
+    session = await create_new_session(request, body["user"], access_token_payload={"role": "reader"})
+    return {"handle": session.handle}
+
+
+@get("/me")
+async def me(session: SessionDep) -> dict[str, str]:
+    return {"user": session.user_id}
+
+
+@get("/account", guards=[SessionGuard(check_database=True)])
+async def account(session: SessionDep) -> dict[str, str]:
+    return {"user": session.user_id}
+
+
+@get("/plain")
+async def plain(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """No dependency, no guard: the handler raises the SessionError itself."""
+    session = await get_session(request, session_required=True)
+    return {"user": session.user_id}
+
+
+@get("/optional")
+async def optional(session: OptionalSessionDep) -> dict[str, str | None]:
+    return {"user": None if session is None else session.user_id}
+
+
+@post("/signout", status_code=200)
+async def signout(session: SessionDep) -> dict[str, str]:
+    await session.revoke()
+    return {"status": "OK"}
+
+
+@post("/revoke-then-fail", status_code=200)
+async def revoke_then_fail(session: SessionDep) -> None:
+    await session.revoke()
+    await session.get_session_data_from_database()  # raises UnauthorisedError: it is gone
+
+
+@get("/broken")
+async def broken() -> None:
+    raise ConfigurationError("a developer error")
+
+
+@get("/stats")
+async def stats(request: Request[Any, Any, Any]) -> dict[str, str]:
+    session = await get_session(request, session_required=True)
+    return {"user": session.user_id}
+
+
+class Reports(Controller):
+    path = "/reports"
+    guards = [session_guard]  # noqa: RUF012 - Litestar's own layer attribute
+
+    @get("/daily")
+    async def daily(self) -> dict[str, str]:  # never reads the session: the guard requires one
+        return {"user": "alice"}
+
+
+@websocket("/feed")
+async def feed(socket: WebSocket[Any, Any, Any], session: SessionDep) -> None:
+    await socket.accept()
+    await socket.send_json({"user": session.user_id})
+    await socket.close()
+
+
+@websocket("/guarded-feed", guards=[SessionGuard(check_database=True)])
+async def guarded_feed(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    await socket.close()
+
+
+admin = Router("/admin", route_handlers=[stats], guards=[session_guard])
+HANDLERS: list[Any] = [
+    *(signin, me, account, plain, optional, signout, revoke_then_fail, broken, admin, Reports),
+    *(feed, guarded_feed),
+]
+
+
+@dataclass
+class Harness:
+    clock: FakeClock
+    store: TrackingStore
+    manager: SessionManager
+    app: Litestar
+    client: AsyncTestClient[Litestar]
+
+
+def build(
+    config: SessionConfig | None = None, **plugin: Any
+) -> tuple[FakeClock, TrackingStore, SessionManager, Litestar]:
+    clock = FakeClock(start=time.time())  # the client's cookie jar drops cookies that expired in real time
+    store = TrackingStore()
+    manager = SessionManager(store, config, clock=clock)
+    return clock, store, manager, Litestar(HANDLERS, plugins=[SessionPlugin(manager, **plugin)])
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    clock, store, manager, app = build()
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:  # runs the lifespan
+        yield Harness(clock, store, manager, app, client)
+
+
+async def sign_in(harness: Harness, user: str = "alice") -> str:
+    response = await harness.client.post("/signin", json={"user": user})
+    assert response.status_code == 200, response.text
+    handle = response.json()["handle"]
+    assert isinstance(handle, str)
+    return handle
+
+
+async def answer(harness: Harness, path: str, method: str = "GET") -> tuple[int, Any, list[str]]:
+    response = await harness.client.request(method, path)
+    return response.status_code, response.json(), sorted(response.headers.get_list("set-cookie"))
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+async def test_protected_route_without_a_session_is_401_unauthorised(harness: Harness, path: str) -> None:
+    assert await answer(harness, path) == (401, UNAUTHORISED, [])
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+async def test_protected_route_with_a_session_is_200(harness: Harness, path: str) -> None:
+    await sign_in(harness)
+    status, body, _ = await answer(harness, path)
+    assert (status, body) == (200, {"user": "alice"})
+
+
+@pytest.mark.parametrize("path", [*PROTECTED, "/optional"])
+async def test_an_expired_access_token_asks_for_a_refresh_then_the_retry_works(harness: Harness, path: str) -> None:
+    await sign_in(harness)
+    harness.clock.advance(TWO_HOURS)
+    assert await answer(harness, path) == (401, TRY_REFRESH, [])
+    refreshed = await harness.client.post("/auth/session/refresh", headers={"rid": "session"})
+    assert refreshed.status_code == 200
+    assert (await answer(harness, path))[:2] == (200, {"user": "alice"})
+
+
+async def test_optional_session_is_none_without_a_session(harness: Harness) -> None:
+    assert (await answer(harness, "/optional"))[:2] == (200, {"user": None})
+    await sign_in(harness)
+    assert (await answer(harness, "/optional"))[:2] == (200, {"user": "alice"})
+
+
+async def test_sign_out_clears_the_cookies(harness: Harness) -> None:
+    await sign_in(harness)
+    assert await answer(harness, "/signout", "POST") == (200, {"status": "OK"}, CLEARING)
+    assert await answer(harness, "/me") == (401, UNAUTHORISED, [])
+
+
+async def test_the_protocol_endpoints_are_served(harness: Harness) -> None:
+    await sign_in(harness)
+    signed_out = await harness.client.post("/auth/signout", headers={"rid": "session"})
+    assert (signed_out.status_code, signed_out.json()) == (200, {"status": "OK"})
+    assert sorted(signed_out.headers.get_list("set-cookie")) == CLEARING
+    assert signed_out.headers["front-token"] == "remove"
+    assert (await harness.client.get("/auth/jwt/jwks.json")).json()["keys"]
+    assert (await harness.client.get("/.well-known/openid-configuration")).status_code == 200
+    wrong_method = await harness.client.get("/auth/session/refresh")
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
+    assert (await harness.client.post("/auth/session/refresh")).json() == UNAUTHORISED
+
+
+async def test_check_database_refuses_a_revoked_session_and_clears_its_tokens(harness: Harness) -> None:
+    handle = await sign_in(harness)
+    assert await harness.manager.revoke_session(handle) is True
+    assert (await answer(harness, "/me"))[0] == 200  # without the check, the token lives until its exp
+    response = await harness.client.get("/account")
+    assert (response.status_code, response.json()) == (401, UNAUTHORISED)
+    assert sorted(response.headers.get_list("set-cookie")) == CLEARING
+    assert response.headers["front-token"] == "remove"
+
+
+async def test_a_store_outage_is_503_and_keeps_the_session(harness: Harness) -> None:
+    await sign_in(harness)
+    harness.store.fail_get = True
+    response = await harness.client.get("/account")
+    assert (response.status_code, response.json()) == (503, {"message": "session store unavailable"})
+    assert response.headers["retry-after"] == "1"
+    assert response.headers.get_list("set-cookie") == []
+    assert "front-token" not in response.headers
+    harness.store.fail_get = False
+    assert (await answer(harness, "/account"))[0] == 200
+
+
+async def test_a_revoke_then_a_failure_clears_each_cookie_once(harness: Harness) -> None:
+    await sign_in(harness)
+    assert await answer(harness, "/revoke-then-fail", "POST") == (401, UNAUTHORISED, CLEARING)
+
+
+async def test_developer_errors_stay_500s(harness: Harness) -> None:
+    assert (await harness.client.get("/broken")).status_code == 500
+
+
+async def test_the_lifespan_opens_and_closes_the_store() -> None:
+    _, store, _, app = build()
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        assert store.events == ["open"]
+        assert (await client.post("/signin", json={"user": "alice"})).status_code == 200
+    assert store.events == ["open", "close"]
+
+
+async def test_the_openapi_document_marks_the_protected_routes(harness: Harness) -> None:
+    schema = (await harness.client.get("/schema/openapi.json")).json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["AccessTokenCookie"] == {
+        "type": "apiKey",
+        "name": "sAccessToken",
+        "in": "cookie",
+        "description": schemes["AccessTokenCookie"]["description"],
+    }
+    assert schemes["AccessTokenBearer"]["scheme"] == "bearer"
+    secured = {
+        path: operation["security"]
+        for path, methods in schema["paths"].items()
+        for operation in methods.values()
+        if "security" in operation
+    }
+    both: list[dict[str, list[str]]] = [{"AccessTokenCookie": []}, {"AccessTokenBearer": []}]
+    assert secured == {
+        "/me": both,
+        "/account": both,
+        "/signout": both,
+        "/revoke-then-fail": both,
+        "/admin/stats": both,
+        "/reports/daily": both,
+    }
+
+
+async def test_a_bare_session_annotation_works_too() -> None:
+    @get("/bare")
+    async def bare(session: Session) -> dict[str, str]:
+        return {"user": session.user_id}
+
+    @get("/bare-optional")
+    async def bare_optional(session: Session | None) -> dict[str, str | None]:
+        return {"user": None if session is None else session.user_id}
+
+    manager = SessionManager(TrackingStore())
+    # Newer Litestar releases warn about inferred dependencies (SessionDep is the explicit marker); they still work.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*Inferred dependency", LitestarDeprecationWarning)
+        app = Litestar([signin, bare, bare_optional], plugins=[SessionPlugin(manager)])
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        assert (await client.get("/bare")).json() == UNAUTHORISED
+        assert (await client.get("/bare-optional")).json() == {"user": None}
+        await client.post("/signin", json={"user": "alice"})
+        assert (await client.get("/bare")).json() == {"user": "alice"}
+        assert (await client.get("/bare-optional")).json() == {"user": "alice"}
+
+
+async def test_the_dependency_key_and_check_database_are_options() -> None:
+    @get("/who")
+    async def who(auth: SessionDep) -> dict[str, str]:
+        return {"user": auth.user_id}
+
+    manager = SessionManager(TrackingStore())
+    app = Litestar([signin, who], plugins=[SessionPlugin(manager, dependency_key="auth", check_database=True)])
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        handle = (await client.post("/signin", json={"user": "alice"})).json()["handle"]
+        assert (await client.get("/who")).json() == {"user": "alice"}
+        await manager.revoke_session(handle)
+        response = await client.get("/who")  # the dependency checks the store on every request
+        assert (response.status_code, response.json()) == (401, UNAUTHORISED)
+        assert "/who" in app.openapi_schema.paths  # type: ignore[operator]
+        assert app.openapi_schema.paths["/who"].get.security  # type: ignore[index,union-attr]
+
+
+@pytest.mark.parametrize("path", ["/feed", "/guarded-feed"])
+async def test_a_refused_websocket_handshake_is_closed_with_1008(harness: Harness, path: str) -> None:
+    with pytest.raises(WebSocketDisconnect) as refused, await harness.client.websocket_connect(path) as connection:
+        connection.receive_json()  # pragma: no cover
+    assert (refused.value.code, refused.value.detail) == (1008, "unauthorised")
+
+
+async def test_a_websocket_with_a_session_is_accepted(harness: Harness) -> None:
+    signed_in = await harness.client.post("/signin", json={"user": "alice"})
+    cookie = {"cookie": f"sAccessToken={signed_in.cookies['sAccessToken']}"}
+    with await harness.client.websocket_connect("/feed", headers=cookie) as connection:
+        assert connection.receive_json() == {"user": "alice"}
+    harness.store.fail_get = True
+    guarded = await harness.client.websocket_connect("/guarded-feed", headers=cookie)
+    with pytest.raises(WebSocketDisconnect) as failed, guarded as connection:
+        connection.receive_json()  # pragma: no cover
+    assert failed.value.code == 1011
+
+
+async def test_litestars_csrf_protection_stays_on_for_handlers_not_for_the_protocol_endpoints() -> None:
+    from litestar.config.csrf import CSRFConfig
+
+    manager = SessionManager(TrackingStore())
+    app = Litestar(HANDLERS, plugins=[SessionPlugin(manager)], csrf_config=CSRFConfig(secret="s" * 32))
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        assert (await client.post("/signin", json={"user": "alice"})).status_code == 403  # Litestar's CSRF check
+        refresh = await client.post("/auth/session/refresh", headers={"rid": "session"})
+        assert (refresh.status_code, refresh.json()) == (401, UNAUTHORISED)  # answered before Litestar's CSRF
+
+
+def test_the_plugin_refuses_bad_arguments() -> None:
+    with pytest.raises(ConfigurationError, match="SessionManager"):
+        SessionPlugin(object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="identifier"):
+        SessionPlugin(SessionManager(TrackingStore()), dependency_key="not a name")
+
+
+def test_missing_litestar_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "litestar", None)  # makes `import litestar` raise ImportError
+    monkeypatch.delitem(sys.modules, "asgi_session.frameworks.litestar")
+    with pytest.raises(ConfigurationError, match=r"pip install 'asgi-session\[litestar\]'"):
+        importlib.import_module("asgi_session.frameworks.litestar")
+
+
+def test_the_example_app_under_uvicorn() -> None:
+    from tests.test_framework_examples import load
+
+    clock = FakeClock(start=float(int(time.time())))  # the jar compares cookie expiry with the real time
+    store = TrackingStore()
+    manager = SessionManager(store, SessionConfig(cookie_secure=False), clock=clock)  # plain http: no Secure
+    with serve_in_thread(load("litestar").create_app(manager)) as base_url:
+        real_server_story(base_url, clock, store)
+    assert store.events == ["open", "close"]  # the plugin's lifespan opened and closed the store
