@@ -83,17 +83,24 @@ def _page_routes(bundles: dict[str, Path]) -> list[Route]:
     async def index(request: Request) -> Response:
         return HTMLResponse(page)
 
+    async def plain(request: Request) -> Response:  # a page without the SDK: its fetch is the browser's own
+        return HTMLResponse('<!doctype html><html lang="en"><title>plain</title><p id="state">plain</p></html>')
+
     async def bundle(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in bundles:
             return JSONResponse({"message": "no such bundle"}, status_code=404)
         return FileResponse(bundles[name], media_type="text/javascript")
 
-    return [Route("/", index, methods=["GET"]), Route("/sdk/{name}.js", bundle, methods=["GET"])]
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/plain", plain, methods=["GET"]),
+        Route("/sdk/{name}.js", bundle, methods=["GET"]),
+    ]
 
 
 def page_app(bundles: dict[str, Path]) -> Starlette:
-    """Only the page and the SDK: the front end of the cross-origin set-up."""
+    """Only the pages (``/`` with the SDK, ``/plain`` without) and the SDK: the front end of a cross-origin set-up."""
     return Starlette(routes=_page_routes(bundles))
 
 

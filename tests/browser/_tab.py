@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -25,19 +26,35 @@ _CALL = """async ([path, init]) => {
 }"""
 
 
-@dataclass(frozen=True)
 class Exchange:
     """One request of the page and its response, as the browser's network layer reports them."""
 
-    method: str
-    url: str
-    status: int
-    request_headers: dict[str, str]
-    response_headers: dict[str, str]
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        self.method = response.request.method
+        self.url = response.url
+        self.status = response.status
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.method} {self.url} {self.status}>"
 
     @property
     def path(self) -> str:
         return urlsplit(self.url).path
+
+    @cached_property
+    def request_headers(self) -> dict[str, str]:
+        """Every header sent, as the network saw it (``Origin``, ``Cookie`` too), by lower-case name."""
+        return self.response.request.all_headers()
+
+    @cached_property
+    def response_headers(self) -> dict[str, str]:
+        """Every header received, by lower-case name (several ``Set-Cookie`` joined by newlines)."""
+        return self.response.all_headers()
+
+    def set_cookies(self) -> list[str]:
+        """The ``Set-Cookie`` headers of the response, one string each."""
+        return [h["value"] for h in self.response.headers_array() if h["name"].lower() == "set-cookie"]
 
     def brief(self) -> tuple[str, str, int]:
         return (self.method, self.path, self.status)
@@ -52,9 +69,7 @@ class Tab:
     exchanges: list[Exchange] = field(default_factory=list)
 
     def record(self, response: Response) -> None:
-        request = response.request
-        exchange = Exchange(request.method, response.url, response.status, request.headers, response.headers)
-        self.exchanges.append(exchange)
+        self.exchanges.append(Exchange(response))
 
     # -- the network record ---------------------------------------------------------------------------------------
 
