@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Page, Response
+    from playwright.sync_api import BrowserContext, Locator, LocatorAssertions, Page, Response
 
 REFRESH = "/auth/session/refresh"
 SIGNOUT = "/auth/signout"
@@ -24,6 +24,16 @@ _CALL = """async ([path, init]) => {
     return {status: null, error: String(error)};
   }
 }"""
+
+
+def expect(locator: Locator) -> LocatorAssertions:
+    """Playwright's ``expect`` (waits until the assertion holds), imported only when a test runs.
+
+    The test modules are collected by every tox env, and only the ``browser`` env installs Playwright.
+    """
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
 
 
 class Exchange:
