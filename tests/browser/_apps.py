@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware

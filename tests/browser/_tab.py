@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Locator, LocatorAssertions, Page, Response
+    from playwright.sync_api import BrowserContext, Locator, Page, Response
+    from playwright.sync_api._generated import LocatorAssertions
 
 REFRESH = "/auth/session/refresh"
 SIGNOUT = "/auth/signout"

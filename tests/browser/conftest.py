@@ -3,8 +3,8 @@
 What these tests need beyond the ``test`` extra: Chromium (``apt-get install chromium``; another binary through
 ``ASGI_SESSION_CHROMIUM``), the ``browser`` extra (Playwright for Python, never asked to download a browser) and the
 SuperTokens SDK (``npm ci`` in tests/browser). Without one of them the tests skip on a laptop and fail in CI, like
-the store tests (tests/conftest.py). Every test is marked ``browser``: the tox envs of every Python deselect them,
-and the ``browser`` env runs them, on one Python.
+the store tests (tests/conftest.py). Every test module is marked ``browser``: the tox envs of every Python deselect
+them, and the ``browser`` env runs them, on one Python.
 """
 
 from __future__ import annotations
@@ -30,13 +30,6 @@ if TYPE_CHECKING:
 SCREENSHOTS = Path(__file__).parents[2] / "docs" / "img"
 FAKE_DOMAIN = "example.test"
 """Names under this domain resolve to 127.0.0.1 in the test browser (a host-resolver rule): cookie-domain tests."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.browser)
 
 
 def needed(message: str) -> None:

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from asgi_session import SessionConfig
 from tests._servers import serve_in_thread
 from tests.browser._apps import PAYLOAD, Backend, page_app
@@ -20,9 +22,13 @@ from tests.browser._tab import REFRESH, SIGNOUT, TOKEN_COOKIES, Tab
 
 PROTECTED = "/api/protected"
 
+pytestmark = pytest.mark.browser
+
 
 @contextmanager
-def spa(serve: Callable[..., Backend], bundles: dict[str, Path], config: SessionConfig) -> Iterator[tuple[str, Backend]]:
+def spa(
+    serve: Callable[..., Backend], bundles: dict[str, Path], config: SessionConfig
+) -> Iterator[tuple[str, Backend]]:
     """The page's server, and an API that allows exactly the page's origin."""
     with serve_in_thread(page_app(bundles)) as page_url:
         yield page_url, serve(config, cors_origins=(page_url,), page=False)

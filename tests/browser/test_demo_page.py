@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,8 @@ VIEWPORT = {"width": 1100, "height": 900}
 LAPTOP = "Laptop: Chromium (asgi-session browser test)"
 PHONE = "Phone: Chromium (asgi-session browser test)"
 ACCESS_TOKEN_VALIDITY = SessionConfig().access_token_validity  # the demo keeps the default hour
+
+pytestmark = pytest.mark.browser
 
 
 def snap(tab: Tab, name: str) -> None:
@@ -78,7 +79,8 @@ def test_the_demo_page_two_devices_expiry_and_sign_out_everywhere(
 
     sign_in(laptop, "alice", sessions=1)
     cookies = laptop.cookies()
-    assert cookies["sAccessToken"]["httpOnly"] and cookies["sRefreshToken"]["httpOnly"]
+    assert cookies["sAccessToken"]["httpOnly"]
+    assert cookies["sRefreshToken"]["httpOnly"]
     assert cookies["sRefreshToken"]["path"] == REFRESH
     rows = laptop.page.locator("#sessions tr")
     expect(rows).to_have_count(1)
@@ -88,7 +90,9 @@ def test_the_demo_page_two_devices_expiry_and_sign_out_everywhere(
     # The protected endpoint answers with the user's name.
     mark = laptop.mark()
     laptop.page.click("#protected")
-    expect(laptop.page.locator("#protected-result")).to_contain_text("Hello alice, this response needed a valid session.")
+    expect(laptop.page.locator("#protected-result")).to_contain_text(
+        "Hello alice, this response needed a valid session."
+    )
     assert laptop.calls(mark) == [("GET", "/api/protected", 200)]
 
     # An hour later the access token has expired: the page refreshes once, by itself, and retries.
@@ -97,7 +101,11 @@ def test_the_demo_page_two_devices_expiry_and_sign_out_everywhere(
     mark = laptop.mark()
     laptop.page.click("#protected")
     expect(laptop.page.locator("#log li").first).to_contain_text("GET /api/protected -> 200")
-    assert laptop.calls(mark) == [("GET", "/api/protected", 401), ("POST", REFRESH, 200), ("GET", "/api/protected", 200)]
+    assert laptop.calls(mark) == [
+        ("GET", "/api/protected", 401),
+        ("POST", REFRESH, 200),
+        ("GET", "/api/protected", 200),
+    ]
     assert log_lines(laptop, 3) == [
         "GET /api/protected -> 401",
         f"POST {REFRESH} -> 200  (new front-token)",

@@ -22,6 +22,8 @@ from tests.browser.conftest import FAKE_DOMAIN
 PROTECTED = "/api/protected"
 UNRELATED = {"headers": {"authorization": "Bearer undefined"}}
 
+pytestmark = pytest.mark.browser
+
 
 def test_an_unrelated_bearer_header_does_not_hide_the_session_cookie(serve: Callable[..., Backend], tab: Tab) -> None:
     backend = serve(SessionConfig(access_token_validity=timedelta(minutes=1)))  # token_transfer_method="any"
@@ -113,7 +115,8 @@ def test_duplicate_cookies_with_older_cookie_domain_are_cleared_and_the_call_suc
 # WebCrypto verifies an ES256 JWT through the discovery document and the JWKS: a JOSE implementation that shares
 # nothing with PyJWT or `cryptography`, on a page of another origin (both documents allow any origin).
 _VERIFY = """async ([token, discoveryUrl]) => {
-  const b64 = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "=")), (c) => c.charCodeAt(0));
+  const b64 = (s) => Uint8Array.from(
+    atob(s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "=")), (c) => c.charCodeAt(0));
   const text = (s) => new TextDecoder().decode(b64(s));
   const discovery = await fetch(discoveryUrl).then((r) => r.json());
   const jwks = await fetch(discovery.jwks_uri).then((r) => r.json());
