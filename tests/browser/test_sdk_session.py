@@ -7,6 +7,7 @@ order, their status and headers, the cookie jar).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from tests.browser._tab import REFRESH, SIGNOUT, TOKEN_COOKIES, Tab
 PROTECTED = "/api/protected"
 VALIDITY = timedelta(minutes=1)
 PAST_EXPIRY = VALIDITY.total_seconds() + 1
+EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 pytestmark = pytest.mark.browser
 
@@ -50,6 +52,11 @@ def test_cookie_mode_session_life(serve: Callable[..., Backend], tab: Tab) -> No
     assert signin.request_headers["rid"] == "anti-csrf"
     assert signin.response_headers["front-token"] not in ("", "remove")
     assert "st-access-token" not in signin.response_headers
+    written = sorted(re.sub(r"=[^;]+;", "=...;", cookie, count=1) for cookie in signin.set_cookies())
+    assert [re.sub(r"Expires=[^;]+;", "Expires=...;", cookie) for cookie in written] == [
+        "sAccessToken=...; Path=/; Expires=...; HttpOnly; Secure; SameSite=Lax",
+        f"sRefreshToken=...; Path={REFRESH}; Expires=...; HttpOnly; Secure; SameSite=Lax",
+    ]
     handle = json.loads(signed_in["body"])["handle"]
 
     # The tokens are HttpOnly cookies with the protocol's paths; the SDK keeps only its own front token.
@@ -96,6 +103,10 @@ def test_cookie_mode_session_life(serve: Callable[..., Backend], tab: Tab) -> No
     (signout,) = tab.since(mark)
     assert signout.brief() == ("POST", SIGNOUT, 200)
     assert signout.response_headers["front-token"] == "remove"
+    assert sorted(signout.set_cookies()) == [
+        f"sAccessToken=; Path=/; Expires={EPOCH}; Max-Age=0; HttpOnly; Secure; SameSite=Lax",
+        f"sRefreshToken=; Path={REFRESH}; Expires={EPOCH}; Max-Age=0; HttpOnly; Secure; SameSite=Lax",
+    ]
     assert not {"sAccessToken", "sRefreshToken", "sFrontToken"} & set(tab.cookies())
     assert tab.session_exists() is False
     mark = tab.mark()
