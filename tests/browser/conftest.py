@@ -58,7 +58,9 @@ def bundles() -> dict[str, Path]:
         raise  # pragma: no cover - needed() does not return
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API marks its event loop as running in this thread while it is
+# started, so it must be stopped before the tests of other packages run their own loops (anyio's runner).
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     try:
         from playwright.sync_api import sync_playwright
@@ -68,9 +70,9 @@ def playwright() -> Iterator[Playwright]:
         yield started
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
-    """One headless Chromium for the whole run (each test gets fresh contexts: separate cookie jars)."""
+    """One headless Chromium for all the browser tests (each test gets fresh contexts: separate cookie jars)."""
     launched = playwright.chromium.launch(
         executable_path=chromium_path,
         args=[f"--host-resolver-rules=MAP *.{FAKE_DOMAIN} 127.0.0.1"],

@@ -99,7 +99,9 @@ def test_the_demo_page_two_devices_expiry_and_sign_out_everywhere(
     before = laptop.token_cookies()
     clock.advance(ACCESS_TOKEN_VALIDITY.total_seconds() + 1)
     mark = laptop.mark()
+    logged = laptop.page.locator("#log li").count()
     laptop.page.click("#protected")
+    expect(laptop.page.locator("#log li")).to_have_count(logged + 3)  # the page logs each request it makes
     expect(laptop.page.locator("#log li").first).to_contain_text("GET /api/protected -> 200")
     assert laptop.calls(mark) == [
         ("GET", "/api/protected", 401),
