@@ -22,6 +22,7 @@ from .exceptions import ConfigurationError, SessionError, StoreError, TryRefresh
 from .transport import read_access_token
 
 if TYPE_CHECKING:
+    from ._cleanup import ScheduledCleanup
     from .manager import SessionManager
     from .session import Session
 
@@ -66,6 +67,11 @@ class SessionMiddleware:
         self.app = app
         self.manager = manager
         self.endpoints = Endpoints(manager)
+        self._cleanup: ScheduledCleanup | None = None
+        if manager.config.cleanup_interval is not None:  # started and stopped by the lifespan
+            from ._cleanup import ScheduledCleanup
+
+            self._cleanup = ScheduledCleanup(manager, manager.config.cleanup_interval)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (http, websocket or lifespan; anything else passes through)."""
@@ -94,7 +100,11 @@ class SessionMiddleware:
                     await send({"type": "lifespan.startup.failed", "message": f"asgi-session: {exc}"})
                     # Raise into the app so its lifespan call ends; the server exits without a shutdown.
                     raise
+                if self._cleanup is not None:
+                    self._cleanup.start()
             elif message["type"] == "lifespan.shutdown.complete":
+                if self._cleanup is not None:
+                    await self._cleanup.stop()
                 await self.manager.close()
             await send(message)
 
@@ -103,6 +113,9 @@ class SessionMiddleware:
         except BaseException as exc:
             if failure is None or not _caused_by(exc, failure):
                 raise
+        finally:
+            if self._cleanup is not None:  # the app's lifespan ended without a shutdown: stop the schedule too
+                await self._cleanup.stop()
 
     async def _verify(self, scope: Scope) -> RequestContext:
         manager = self.manager

@@ -21,6 +21,7 @@ from ..exceptions import StoreError
 
 __all__ = [
     "KeyRecord",
+    "LeaseStore",
     "Revocation",
     "RevocationFeed",
     "RevocationLog",
@@ -197,6 +198,25 @@ class SessionStore(Protocol):
 
     async def delete_keys(self, kids: Sequence[str]) -> int:
         """Delete these keys; return how many existed."""
+        ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Optional: a named lease in the store, so that among many processes only one does a periodic job.
+
+    The scheduled cleanup (``SessionConfig.cleanup_interval``) takes the lease ``"cleanup"`` for one interval before
+    it runs: with many processes on one store, one of them cleans up per interval. A store without leases keeps
+    working: every process then runs the cleanup (it is idempotent, only repeated).
+    """
+
+    async def acquire_lease(self, name: str, holder: str, now: float, duration: float) -> bool:
+        """Take the lease ``name`` for ``holder`` until ``now + duration``; return whether it was granted.
+
+        Granted, atomically, when nobody holds the lease, when its last grant ended (its end is at or before
+        ``now``), or when ``holder`` holds it already (it is renewed); refused while another holder's grant lasts.
+        Times are the caller's clock, as everywhere in the protocol.
+        """
         ...
 
 
