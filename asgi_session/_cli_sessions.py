@@ -46,6 +46,8 @@ def _summary(record: SessionRecord) -> dict[str, Any]:
         "absolute_expiry": timestamp(record.absolute_expires_at),
         "user_agent": record.user_agent,
         "ip": record.ip,
+        "remember": record.remember,
+        "idle_timeout": record.idle_timeout,
     }
 
 

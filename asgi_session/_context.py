@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._asgi import Scope, header_value
@@ -187,8 +188,15 @@ async def create_new_session(
     tenant_id: str = "public",
     access_token_payload: Mapping[str, Any] | None = None,
     session_data_in_database: Mapping[str, Any] | None = None,
+    remember: bool = True,
+    idle_timeout: timedelta | None = None,
 ) -> Session:
     """Create a session for this request; the middleware writes its tokens to the response.
+
+    ``remember=False`` (a "keep me signed in" box left unticked) makes its cookies browser-session cookies, at
+    creation and at every refresh; ``idle_timeout`` gives the session an idle timeout of its own, shorter than
+    ``refresh_token_validity`` (see :meth:`SessionManager.create_new_session_without_request_response
+    <asgi_session.SessionManager.create_new_session_without_request_response>`).
 
     The session the request carried is revoked first (a valid access token's, or one whose token expired less
     than ``refresh_token_grace_period`` ago; an older expired token revokes nothing), and a new handle is always
@@ -199,8 +207,11 @@ async def create_new_session(
         InvalidPayloadError: the payload sets a protected claim, or would make the access-token cookie larger than
             browsers keep (nothing is stored).
         ConfigurationError: ``SessionMiddleware`` is not installed.
+        ValueError: ``idle_timeout`` is out of range (nothing is revoked or stored).
     """
     context = context_of(request_or_scope)
+    if idle_timeout is not None:
+        context.manager._check_idle_timeout(idle_timeout)  # before the request's session is revoked
     scope = context.scope
     if context.session is not None and not context.session.revoked:
         await context.session.revoke()
@@ -225,6 +236,8 @@ async def create_new_session(
         session_data_in_database,
         user_agent=header_value(scope, b"user-agent"),
         ip=str(client[0]) if client else None,
+        remember=remember,
+        idle_timeout=idle_timeout,
     )
     session.transfer_method = new_session_method(scope, context.manager.config)
     context.session = session

@@ -31,7 +31,7 @@ from .stores.base import (
     SessionStore,
     StoreLifecycle,
 )
-from .tokens import UnknownKeyError, access_token_length_bound, decode_access_token, json_copy
+from .tokens import REMEMBER_CLAIM, UnknownKeyError, access_token_length_bound, decode_access_token, json_copy
 from .transport import ACCESS_COOKIE
 
 __all__ = ["DEFAULT_STORE_URL", "ManagerCore"]
@@ -211,8 +211,9 @@ class ManagerCore(StoreLifecycle):
 
     # -- the claim set and its limits ------------------------------------------------------------------------
 
-    def _idle_expiry(self, now: float, absolute: float | None) -> float:
-        expiry = now + self.config.refresh_token_validity.total_seconds()
+    def _idle_expiry(self, now: float, absolute: float | None, idle_timeout: float | None = None) -> float:
+        idle = self.config.refresh_token_validity.total_seconds() if idle_timeout is None else idle_timeout
+        expiry = now + idle
         return expiry if absolute is None else min(expiry, absolute)
 
     def _access_expiry(self, record: SessionRecord) -> int:
@@ -263,5 +264,6 @@ class ManagerCore(StoreLifecycle):
             "parentRefreshTokenHash1": parent_hash1,
             "antiCsrfToken": anti_csrf,
             "iss": self.config.issuer,
+            **({} if record.remember else {REMEMBER_CLAIM: False}),
             **payload,
         }

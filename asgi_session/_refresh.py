@@ -70,7 +70,7 @@ class SessionRefresh(SessionAdmin):
                     new_refresh_hash=stored_refresh_hash(child),
                     rotated_at=now,
                     last_seen=now,
-                    expires_at=self._idle_expiry(now, record.absolute_expires_at),
+                    expires_at=self._idle_expiry(now, record.absolute_expires_at, record.idle_timeout),
                 )
                 if await self.store.rotate(rotation):
                     rotated = dataclasses.replace(

@@ -6,6 +6,7 @@ import hmac
 import logging
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from ._refresh import SessionRefresh
@@ -46,15 +47,34 @@ class SessionManager(SessionRefresh):
         disable_anti_csrf: bool = False,
         user_agent: str | None = None,
         ip: str | None = None,
+        remember: bool = True,
+        idle_timeout: timedelta | None = None,
     ) -> Session:
         """Create a session and return it with its tokens (see ``get_all_session_tokens_dangerously``).
 
+        Args:
+            user_id: the session's user.
+            tenant_id: the session's tenant.
+            access_token_payload: custom claims put into every access token.
+            session_data_in_database: data kept only server side.
+            disable_anti_csrf: issue no anti-CSRF token (``VIA_TOKEN`` mode).
+            user_agent: the ``User-Agent`` to record (what an "active devices" page shows).
+            ip: the client address to record.
+            remember: ``False`` for a "keep me signed in" box left unticked: the cookies written for this session,
+                now and at every refresh, have no ``Expires`` / ``Max-Age``, so they end when the browser closes
+                (``Session.remember`` says which; header mode is unaffected).
+            idle_timeout: this session's own idle timeout, longer than ``access_token_validity`` and at most
+                ``refresh_token_validity``; ``None`` uses ``refresh_token_validity``. Stored with the session, so
+                every process sharing the store slides its expiry by it at each refresh.
+
         Raises:
+            ValueError: ``idle_timeout`` is not a ``timedelta`` in that range.
             InvalidPayloadError: the payload sets a protected claim, is not JSON or would make the access token
                 too large; the session data is not JSON or is over ``max_session_data_bytes``; an id breaks the
                 id rules (non-empty, at most 256 characters, no control character or lone surrogate).
             StoreError: the store failed; no session exists and no token was issued.
         """
+        idle = self._check_idle_timeout(idle_timeout)
         await self.open()
         check_id("user_id", user_id)
         check_id("tenant_id", tenant_id)
@@ -75,10 +95,12 @@ class SessionManager(SessionRefresh):
             access_token_payload=payload,
             created_at=now,
             last_seen=now,
-            expires_at=self._idle_expiry(now, absolute),
+            expires_at=self._idle_expiry(now, absolute, idle),
             absolute_expires_at=absolute,
             user_agent=user_agent,
             ip=ip,
+            remember=bool(remember),
+            idle_timeout=idle,
         )
         self._check_token_size(record, payload)
         key = await self.keys.signing_key()  # before the write: a store failure here leaves no orphan session
@@ -159,6 +181,18 @@ class SessionManager(SessionRefresh):
             if revoked:
                 raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
         return Session(self, access_token=access_token, claims=claims)
+
+    def _check_idle_timeout(self, idle_timeout: timedelta | None) -> float | None:
+        if idle_timeout is None:
+            return None
+        longest, shortest = self.config.refresh_token_validity, self.config.access_token_validity
+        if not isinstance(idle_timeout, timedelta) or not shortest < idle_timeout <= longest:
+            raise ValueError(
+                f"idle_timeout must be a datetime.timedelta longer than access_token_validity ({shortest}) and at "
+                f"most refresh_token_validity ({longest}), got {idle_timeout!r}; for a shorter one, shorten "
+                "access_token_validity too (a session must be refreshable before it idles out)"
+            )
+        return idle_timeout.total_seconds()
 
     def _check_anti_csrf(self, claims: Mapping[str, Any], given: str | None, check: bool | None) -> None:
         if check is False:

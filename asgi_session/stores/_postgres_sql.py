@@ -62,6 +62,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         'CREATE TABLE {s}.leases (name text COLLATE "C" PRIMARY KEY, holder text NOT NULL, '
         "until double precision NOT NULL)",
     ),
+    (
+        # "Remember me" (browser-session cookies) and a per-session idle timeout.
+        "ALTER TABLE {s}.sessions ADD COLUMN remember boolean NOT NULL DEFAULT true, "
+        "ADD COLUMN idle_timeout double precision",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

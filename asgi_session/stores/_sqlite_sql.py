@@ -62,6 +62,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     revocation_log.MIGRATION,
     # Version 3: named leases (the scheduled cleanup's "one process per interval").
     ("CREATE TABLE leases (name TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL, until REAL NOT NULL)",),
+    # Version 4: "remember me" (browser-session cookies) and a per-session idle timeout.
+    (
+        "ALTER TABLE sessions ADD COLUMN remember INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE sessions ADD COLUMN idle_timeout REAL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -55,6 +55,9 @@ class SessionRecord:
         absolute_expires_at: the absolute end of the session that no refresh extends, or ``None``.
         user_agent: the ``User-Agent`` of the request that created the session, when known.
         ip: the client address of the request that created the session, when known.
+        remember: ``False`` for a "keep me signed in" box left unticked: its cookies end with the browser session.
+        idle_timeout: this session's own idle timeout in seconds (shorter than ``refresh_token_validity``), or
+            ``None`` for the configured one. Every refresh slides ``expires_at`` by it.
     """
 
     handle: str
@@ -71,6 +74,8 @@ class SessionRecord:
     absolute_expires_at: float | None = None
     user_agent: str | None = None
     ip: str | None = None
+    remember: bool = True
+    idle_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

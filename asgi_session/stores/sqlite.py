@@ -94,6 +94,7 @@ def _to_record(row: sqlite3.Row) -> SessionRecord:
     values = dict(zip(FIELDS, row, strict=True))
     for name, what in JSON_FIELDS.items():
         values[name] = load_object(values[name], what)
+    values["remember"] = bool(values["remember"])  # SQLite keeps a bool as 0 or 1
     return SessionRecord(**values)
 
 
