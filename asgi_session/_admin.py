@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import _metrics
 from ._core import ManagerCore
 from ._refresh_token import anti_csrf_token_for, sha256_hex
 from ._validate import check_id, check_session_data, is_possible_id
@@ -122,6 +123,7 @@ class SessionAdmin(ManagerCore):
             return False
         deleted = await self.store.delete([session_handle])
         self._revoked_here(deleted)
+        _metrics.record_revoked("revoke_session", len(deleted))
         if deleted:
             logger.info("asgi_session: revoked session %r", session_handle)
         return bool(deleted)
@@ -131,6 +133,7 @@ class SessionAdmin(ManagerCore):
         await self.open()
         deleted = await self.store.delete([handle for handle in session_handles if is_possible_id(handle)])
         self._revoked_here(deleted)
+        _metrics.record_revoked("revoke_multiple_sessions", len(deleted))
         if deleted:
             logger.info("asgi_session: revoked %d sessions", len(deleted))
         return deleted
@@ -145,6 +148,7 @@ class SessionAdmin(ManagerCore):
         _check_user(user_id, tenant_id)
         deleted = await self.store.delete_for_user(user_id, tenant_id)
         self._revoked_here(deleted)
+        _metrics.record_revoked("revoke_all_sessions_for_user", len(deleted))
         logger.info(
             "asgi_session: revoked all %d sessions of user %r (tenant %r)",
             len(deleted),

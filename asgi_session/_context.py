@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from . import _metrics
 from ._asgi import Scope, header_value
 from .exceptions import (
     ConfigurationError,
@@ -127,6 +128,7 @@ def check_anti_csrf(context: RequestContext, session: Session, anti_csrf_check: 
         ):
             failure = "anti-csrf check failed: the anti-csrf header does not match"
     if failure is not None:
+        _metrics.record_anti_csrf_failure(mode)
         logger.warning(
             "asgi_session: %s (%r %r; session %r, user %r, tenant %r)",  # %r: path and ids come from outside
             failure,

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from . import _metrics
 from ._asgi import MAX_COOKIE_BYTES
 from ._clock import Clock, SystemClock
 from ._feed import FeedFollower
@@ -65,6 +66,7 @@ class ManagerCore(StoreLifecycle):
         if config is not None and not isinstance(config, SessionConfig):
             raise ConfigurationError("config must be a SessionConfig")
         super().__init__()
+        _metrics.instrument_store(store)  # times and traces its calls when OpenTelemetry is installed
         self.store = store
         self.config = config or SessionConfig()
         self.clock: Clock = clock or SystemClock()
@@ -165,14 +167,22 @@ class ManagerCore(StoreLifecycle):
     # -- verification ----------------------------------------------------------------------------------------
 
     def _decode(self, access_token: str, now: float, *, allow_expired: bool) -> dict[str, Any]:
-        return decode_access_token(
-            access_token,
-            lookup=self.keys.verification_key,
-            issuer=self.config.issuer,
-            now=now,
-            max_length=self.config.max_token_length,
-            allow_expired=allow_expired,
-        )
+        try:
+            return decode_access_token(
+                access_token,
+                lookup=self.keys.verification_key,
+                issuer=self.config.issuer,
+                now=now,
+                max_length=self.config.max_token_length,
+                allow_expired=allow_expired,
+            )
+        except UnknownKeyError:
+            _metrics.record_verification_failure("unknown_key")  # maybe not final: the ring may be re-read
+            raise
+        except TryRefreshTokenError as exc:
+            expired = isinstance(exc.__cause__, ValueError) and str(exc.__cause__) == "expired"
+            _metrics.record_verification_failure("expired" if expired else "invalid")
+            raise
 
     def has_verified(self, access_token: str) -> bool:
         """Whether this exact token verified before and has not expired since (a lookup in the cache)."""

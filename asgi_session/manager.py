@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from . import _metrics
 from ._refresh import SessionRefresh
 from ._refresh_token import mint_refresh_token, stored_refresh_hash
 from ._validate import check_id, check_session_data
@@ -105,6 +106,7 @@ class SessionManager(SessionRefresh):
         self._check_token_size(record, payload)
         key = await self.keys.signing_key()  # before the write: a store failure here leaves no orphan session
         await self.store.create(record)
+        _metrics.record_created()
         logger.info("asgi_session: created session %r (user %r, tenant %r)", handle, user_id, tenant_id)
         return self._issue(record, refresh_token, parent=None, disable_anti_csrf=disable_anti_csrf, key=key)
 
@@ -207,6 +209,7 @@ class SessionManager(SessionRefresh):
         if (mode == "VIA_TOKEN" and expected is not None) and (
             not given or not hmac.compare_digest(str(given).encode(), str(expected).encode())
         ):
+            _metrics.record_anti_csrf_failure(mode)
             logger.info(
                 "asgi_session: anti-CSRF check failed for session %r (user %r, tenant %r)",
                 claims["sessionHandle"],
@@ -238,6 +241,7 @@ class SessionManager(SessionRefresh):
         # which its access token (valid here, and never outliving its session) rules out.
         revoked = self._is_revoked_now(claims["sessionHandle"])
         if revoked:
+            _metrics.record_verification_failure("revoked")
             raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
         if revoked is None:
             await self._check_database(claims)
@@ -250,6 +254,7 @@ class SessionManager(SessionRefresh):
             or record.user_id != claims["sub"]
             or record.tenant_id != claims["tId"]
         ):
+            _metrics.record_verification_failure("revoked")
             raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
 
     # -- JWTs for other backends (SuperTokens' JWT recipe) ---------------------------------------------------
