@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import Any, cast
 
 from ._cli_common import OK, USAGE, add_common_options, epilog, fail, print_json, print_table, run_with_store, timestamp
 from ._clock import SystemClock
@@ -77,7 +77,7 @@ def _rotate(args: argparse.Namespace) -> int:
     async def job(store: SessionStore) -> int:
         records = await store.get_keys()
         signing = [r for r in records if r.algorithm in _SIGNING]
-        algorithm: SigningAlgorithm = args.algorithm or (signing[-1].algorithm if signing else "ES256")  # type: ignore[assignment]
+        algorithm = cast(SigningAlgorithm, args.algorithm or (signing[-1].algorithm if signing else "ES256"))
         secret = os.environ.get(_SECRET_VARIABLE) or None
         if secret is None and any(is_sealed(r.private_key) for r in records):
             return fail(USAGE, f"the stored keys are encrypted: set {_SECRET_VARIABLE} to the key_encryption_secret")

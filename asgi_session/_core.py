@@ -177,8 +177,7 @@ class ManagerCore(StoreLifecycle):
                 allow_expired=allow_expired,
             )
         except UnknownKeyError:
-            _metrics.record_verification_failure("unknown_key")  # maybe not final: the ring may be re-read
-            raise
+            raise  # not final yet: the async path re-reads the ring (counted there when it stays unknown)
         except TryRefreshTokenError as exc:
             expired = isinstance(exc.__cause__, ValueError) and str(exc.__cause__) == "expired"
             _metrics.record_verification_failure("expired" if expired else "invalid")
@@ -213,6 +212,7 @@ class ManagerCore(StoreLifecycle):
         except UnknownKeyError as exc:
             # Another worker may have published a key we have not seen yet: re-read the ring (rate-limited).
             if not await self.keys.reload_for_unknown_kid(exc.kid):
+                _metrics.record_verification_failure("unknown_key")
                 raise
             claims = self._decode(access_token, now, allow_expired=allow_expired)
         if not allow_expired:

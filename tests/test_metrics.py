@@ -243,3 +243,14 @@ def test_without_opentelemetry_nothing_is_imported() -> None:
 
 def test_instruments_are_enabled_here() -> None:
     assert _metrics.ENABLED
+
+
+async def test_an_unknown_key_is_counted_once(manager: SessionManager, clock: FakeClock) -> None:
+    async with SessionManager(store=MemoryStore(), clock=clock) as elsewhere:  # another key ring
+        foreign = await elsewhere.create_new_session_without_request_response("mallory")
+    delta = Delta()
+    assert manager.verify_now(foreign.access_token) is None  # the sync path hands over to the async one
+    with pytest.raises(TryRefreshTokenError):
+        await manager.get_session_without_request_response(foreign.access_token, anti_csrf_check=False)
+    assert delta("asgi_session.verification.failures", reason="unknown_key") == 1
+    assert delta("asgi_session.verification.failures", reason="invalid") == 0
