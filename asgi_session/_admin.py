@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import _metrics
 from ._core import ManagerCore
 from ._refresh_token import anti_csrf_token_for, sha256_hex
 from ._validate import check_id, check_session_data, is_possible_id
@@ -143,6 +144,7 @@ class SessionAdmin(ManagerCore):
         owners = await self._owners([session_handle]) if self._hooks is not None else {}
         deleted = await self.store.delete([session_handle])
         self._revoked_here(deleted)
+        _metrics.record_revoked("revoke_session", len(deleted))
         if deleted:
             logger.info("asgi_session: revoked session %r", session_handle)
             if self._hooks is not None:
@@ -156,6 +158,7 @@ class SessionAdmin(ManagerCore):
         owners = await self._owners(handles) if self._hooks is not None else {}
         deleted = await self.store.delete(handles)
         self._revoked_here(deleted)
+        _metrics.record_revoked("revoke_multiple_sessions", len(deleted))
         if deleted:
             logger.info("asgi_session: revoked %d sessions", len(deleted))
             if self._hooks is not None:
@@ -175,6 +178,7 @@ class SessionAdmin(ManagerCore):
             owners = {record.handle: record for record in await self.store.list_for_user(user_id, tenant_id)}
         deleted = await self.store.delete_for_user(user_id, tenant_id)
         self._revoked_here(deleted)
+        _metrics.record_revoked("revoke_all_sessions_for_user", len(deleted))
         logger.info(
             "asgi_session: revoked all %d sessions of user %r (tenant %r)",
             len(deleted),

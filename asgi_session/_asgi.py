@@ -65,14 +65,14 @@ def cookie_header(
     value: str,
     *,
     path: str,
-    expires: float,
+    expires: float | None,
     secure: bool,
     same_site: str,
     domain: str | None = None,
     max_age: int | None = None,
     http_only: bool = True,
 ) -> bytes:
-    """Build a ``Set-Cookie`` value.
+    """Build a ``Set-Cookie`` value; ``expires=None`` gives a browser-session cookie (no ``Expires``).
 
     Raises:
         ValueError: the value holds a character that would break the header, or name + value exceed 4096 bytes
@@ -85,7 +85,9 @@ def cookie_header(
             f"cookie {name} would be {len(name) + len(value)} bytes, over the 4096 browsers keep; "
             "make the access-token payload smaller or use header transfer"
         )
-    parts = [f"{name}={value}", f"Path={path}", f"Expires={formatdate(expires, usegmt=True)}"]
+    parts = [f"{name}={value}", f"Path={path}"]
+    if expires is not None:
+        parts.append(f"Expires={formatdate(expires, usegmt=True)}")
     if max_age is not None:
         parts.append(f"Max-Age={max_age}")
     if domain is not None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from . import _metrics
 from ._asgi import Scope, header_value
 from .claims import OverrideGlobalClaimValidators, resolve_claim_validators
 from .exceptions import (
@@ -148,6 +150,7 @@ def check_anti_csrf(context: RequestContext, scope: Scope, session: Session, ant
         ):
             failure = "anti-csrf check failed: the anti-csrf header does not match"
     if failure is not None:
+        _metrics.record_anti_csrf_failure(mode)
         logger.warning(
             "asgi_session: %s (%r %r; session %r, user %r, tenant %r)",  # %r: path and ids come from outside
             failure,
@@ -241,8 +244,15 @@ async def create_new_session(
     tenant_id: str = "public",
     access_token_payload: Mapping[str, Any] | None = None,
     session_data_in_database: Mapping[str, Any] | None = None,
+    remember: bool = True,
+    idle_timeout: timedelta | None = None,
 ) -> Session:
     """Create a session for this request; the middleware writes its tokens to the response.
+
+    ``remember=False`` (a "keep me signed in" box left unticked) makes its cookies browser-session cookies, at
+    creation and at every refresh; ``idle_timeout`` gives the session an idle timeout of its own, shorter than
+    ``refresh_token_validity`` (see :meth:`SessionManager.create_new_session_without_request_response
+    <asgi_session.SessionManager.create_new_session_without_request_response>`).
 
     The session the request carried is revoked first (a valid access token's, or one whose token expired less
     than ``refresh_token_grace_period`` ago; an older expired token revokes nothing), and a new handle is always
@@ -253,9 +263,12 @@ async def create_new_session(
         InvalidPayloadError: the payload sets a protected claim, or would make the access-token cookie larger than
             browsers keep (nothing is stored).
         ConfigurationError: ``SessionMiddleware`` is not installed.
+        ValueError: ``idle_timeout`` is out of range (nothing is revoked or stored).
     """
     scope = _scope_of(request_or_scope)
     context = _context_in(scope)
+    if idle_timeout is not None:
+        context.manager._check_idle_timeout(idle_timeout)  # before the request's session is revoked
     with hook_context(scope):  # lifecycle hooks (the revoke of the old session, the creation) see this request
         if context.session is not None and not context.session.revoked:
             await context.session.revoke()
@@ -280,6 +293,8 @@ async def create_new_session(
             session_data_in_database,
             user_agent=header_value(scope, b"user-agent"),
             ip=str(client[0]) if client else None,
+            remember=remember,
+            idle_timeout=idle_timeout,
         )
     if context.manager._hooks is not None:
         session._scope = scope  # so that a revoke in the route reports the request to the hook

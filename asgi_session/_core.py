@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from . import _metrics
 from ._asgi import MAX_COOKIE_BYTES
 from ._clock import Clock, SystemClock
 from ._feed import FeedFollower
@@ -32,7 +33,7 @@ from .stores.base import (
     SessionStore,
     StoreLifecycle,
 )
-from .tokens import UnknownKeyError, access_token_length_bound, decode_access_token, json_copy
+from .tokens import REMEMBER_CLAIM, UnknownKeyError, access_token_length_bound, decode_access_token, json_copy
 from .transport import ACCESS_COOKIE
 
 __all__ = ["DEFAULT_STORE_URL", "ManagerCore"]
@@ -66,6 +67,7 @@ class ManagerCore(StoreLifecycle):
         if config is not None and not isinstance(config, SessionConfig):
             raise ConfigurationError("config must be a SessionConfig")
         super().__init__()
+        _metrics.instrument_store(store)  # times and traces its calls when OpenTelemetry is installed
         self.store = store
         self.config = config or SessionConfig()
         self.clock: Clock = clock or SystemClock()
@@ -169,14 +171,21 @@ class ManagerCore(StoreLifecycle):
     # -- verification ----------------------------------------------------------------------------------------
 
     def _decode(self, access_token: str, now: float, *, allow_expired: bool) -> dict[str, Any]:
-        return decode_access_token(
-            access_token,
-            lookup=self.keys.verification_key,
-            issuer=self.config.issuer,
-            now=now,
-            max_length=self.config.max_token_length,
-            allow_expired=allow_expired,
-        )
+        try:
+            return decode_access_token(
+                access_token,
+                lookup=self.keys.verification_key,
+                issuer=self.config.issuer,
+                now=now,
+                max_length=self.config.max_token_length,
+                allow_expired=allow_expired,
+            )
+        except UnknownKeyError:
+            raise  # not final yet: the async path re-reads the ring (counted there when it stays unknown)
+        except TryRefreshTokenError as exc:
+            expired = isinstance(exc.__cause__, ValueError) and str(exc.__cause__) == "expired"
+            _metrics.record_verification_failure("expired" if expired else "invalid")
+            raise
 
     def has_verified(self, access_token: str) -> bool:
         """Whether this exact token verified before and has not expired since (a lookup in the cache)."""
@@ -207,6 +216,7 @@ class ManagerCore(StoreLifecycle):
         except UnknownKeyError as exc:
             # Another worker may have published a key we have not seen yet: re-read the ring (rate-limited).
             if not await self.keys.reload_for_unknown_kid(exc.kid):
+                _metrics.record_verification_failure("unknown_key")
                 raise
             claims = self._decode(access_token, now, allow_expired=allow_expired)
         if not allow_expired:
@@ -215,8 +225,9 @@ class ManagerCore(StoreLifecycle):
 
     # -- the claim set and its limits ------------------------------------------------------------------------
 
-    def _idle_expiry(self, now: float, absolute: float | None) -> float:
-        expiry = now + self.config.refresh_token_validity.total_seconds()
+    def _idle_expiry(self, now: float, absolute: float | None, idle_timeout: float | None = None) -> float:
+        idle = self.config.refresh_token_validity.total_seconds() if idle_timeout is None else idle_timeout
+        expiry = now + idle
         return expiry if absolute is None else min(expiry, absolute)
 
     def _access_expiry(self, record: SessionRecord) -> int:
@@ -267,5 +278,6 @@ class ManagerCore(StoreLifecycle):
             "parentRefreshTokenHash1": parent_hash1,
             "antiCsrfToken": anti_csrf,
             "iss": self.config.issuer,
+            **({} if record.remember else {REMEMBER_CLAIM: False}),
             **payload,
         }

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from . import _metrics
 from ._asgi import ASGIApp, Message, Receive, Scope, Send, header_value, header_values
 from ._context import RequestContext, anti_csrf_failed, check_anti_csrf
 from ._error_handlers import ErrorHandlers
@@ -239,6 +240,7 @@ class Endpoints:
             return
         is_cookie = source.method == "cookie"
         if is_cookie and config.anti_csrf_mode == "VIA_CUSTOM_HEADER" and header_value(scope, b"rid") is None:
+            _metrics.record_anti_csrf_failure("VIA_CUSTOM_HEADER")
             logger.info("asgi_session: refresh refused: the rid anti-CSRF header is missing")
             if self.manager._hooks is not None:
                 await self._rid_missing_hook(scope, source.token)

@@ -10,6 +10,7 @@ import dataclasses
 import hmac
 import logging
 
+from . import _metrics
 from ._admin import SessionAdmin
 from ._refresh_token import anti_csrf_token_for, child_refresh_token, refresh_token_handle, stored_refresh_hash
 from .exceptions import StoreError, TokenTheftDetectedError, UnauthorisedError
@@ -43,6 +44,10 @@ class SessionRefresh(SessionAdmin):
             TokenTheftDetectedError: a superseded refresh token was reused; the session is now revoked.
             StoreError: the store failed; the presented token stays valid.
         """
+        with _metrics.refresh_span():
+            return await self._refresh(refresh_token, disable_anti_csrf, anti_csrf_token)
+
+    async def _refresh(self, refresh_token: str, disable_anti_csrf: bool, anti_csrf_token: str | None) -> Session:
         await self.open()
         mac_key = self.keys.refresh_mac_key
         handle = refresh_token_handle(mac_key, refresh_token)
@@ -51,6 +56,7 @@ class SessionRefresh(SessionAdmin):
         if self.config.anti_csrf_mode == "VIA_TOKEN" and not disable_anti_csrf:
             expected = anti_csrf_token_for(mac_key, refresh_token)
             if not anti_csrf_token or not hmac.compare_digest(anti_csrf_token.encode(), expected.encode()):
+                _metrics.record_anti_csrf_failure("VIA_TOKEN")
                 logger.info("asgi_session: anti-CSRF check failed on refresh of session %r", handle)
                 await self._anti_csrf_failed(handle, "anti-csrf check failed on refresh")
                 raise UnauthorisedError("anti-csrf check failed on refresh", handle=handle)
@@ -73,7 +79,7 @@ class SessionRefresh(SessionAdmin):
                     new_refresh_hash=stored_refresh_hash(child),
                     rotated_at=now,
                     last_seen=now,
-                    expires_at=self._idle_expiry(now, record.absolute_expires_at),
+                    expires_at=self._idle_expiry(now, record.absolute_expires_at, record.idle_timeout),
                 )
                 if await self.store.rotate(rotation):
                     rotated = dataclasses.replace(
@@ -84,6 +90,7 @@ class SessionRefresh(SessionAdmin):
                         last_seen=now,
                         expires_at=rotation.expires_at,
                     )
+                    _metrics.record_refreshed("rotated")
                     logger.info("asgi_session: refreshed session %r (user %r)", handle, record.user_id)
                     session = self._issue(
                         rotated, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key
@@ -95,9 +102,12 @@ class SessionRefresh(SessionAdmin):
             if self._within_grace(record, presented, now):
                 if not hmac.compare_digest(stored_refresh_hash(child), record.refresh_hash):
                     raise UnauthorisedError("refresh token lineage mismatch", handle=handle)
+                _metrics.record_refreshed("grace")
                 return self._issue(record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key)
             deleted = await self.store.delete([handle])
             self._revoked_here([handle])
+            _metrics.record_theft()
+            _metrics.record_revoked("token_theft", len(deleted))
             logger.warning(
                 "asgi_session: refresh token theft detected; revoked session %r (user %r, tenant %r)",
                 handle,

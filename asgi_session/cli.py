@@ -1,8 +1,9 @@
-"""The ``asgi-session`` command line (``python -m asgi_session``); one subcommand per job, today ``demo``.
+"""The ``asgi-session`` command line (``python -m asgi_session``): ``demo``, ``sessions ...`` and ``keys ...``.
 
 A subcommand is a function ``(args) -> exit status`` registered in :func:`build_parser` with
 ``set_defaults(handler=...)``; :func:`main` parses and dispatches. Optional dependencies (uvicorn for the demo) are
-imported inside the subcommand that needs them, so ``--help`` always works.
+imported inside the subcommand that needs them, so ``--help`` always works. The admin commands live in
+``_cli_sessions`` and ``_cli_keys`` (shared parts in ``_cli_common``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from collections.abc import Callable
 
 from . import __version__
+from ._cli_keys import add_keys_commands
+from ._cli_sessions import add_sessions_commands
 from .exceptions import ConfigurationError
 
 __all__ = ["build_parser", "main"]
@@ -111,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $ASGI_SESSION_STORE_URL, else sqlite:///asgi_session_demo.db in the current directory)",
     )
     demo.set_defaults(handler=_demo)
+    add_sessions_commands(commands)
+    add_keys_commands(commands)
     return parser
 
 
@@ -121,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         argv: the arguments without the program name; default ``sys.argv[1:]``.
 
     Returns:
-        The exit status: 0 on success, 2 on a usage or set-up error (argparse itself exits with 2 on bad
-        arguments and with 0 after ``--help``).
+        The exit status: 0 on success, 1 when an admin command matched nothing, 2 on a usage or set-up error
+        (argparse itself exits with 2 on bad arguments and with 0 after ``--help``), 3 when the store is
+        unreachable.
     """
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler

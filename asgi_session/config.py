@@ -78,6 +78,10 @@ class SessionConfig:
         max_token_length: access tokens longer than this many characters are refused before any decoding.
         max_session_data_bytes: the largest ``session_data_in_database`` accepted, in bytes of compact UTF-8
             JSON (default 64 KiB); larger data is refused with ``InvalidPayloadError`` before anything is stored.
+        cleanup_interval: seconds between runs of ``delete_expired_sessions()`` in the background while the
+            middleware's lifespan runs (default 3600, one hour; the first run comes a minute after startup, or
+            one interval if shorter); ``None`` turns it off. Processes sharing a store take turns through a
+            lease in the store: one of them cleans up per interval.
     """
 
     api_base_path: str = "/auth"
@@ -105,6 +109,7 @@ class SessionConfig:
     revocation_max_lag: float = 0.0
     max_token_length: int = 8192
     max_session_data_bytes: int = 65_536
+    cleanup_interval: float | None = 3600.0
 
     def __post_init__(self) -> None:
         self._check_durations()
@@ -246,6 +251,11 @@ class SessionConfig:
         lag = self.revocation_max_lag
         if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not 0 <= lag < math.inf:
             raise ConfigurationError("revocation_max_lag must be a finite number of seconds >= 0, e.g. 0.1")
+        every = self.cleanup_interval
+        if every is not None and (
+            isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 < every < math.inf
+        ):
+            raise ConfigurationError("cleanup_interval must be None (off) or a positive number of seconds, e.g. 3600")
         limit = self.max_session_data_bytes
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 2:
             raise ConfigurationError("max_session_data_bytes must be an int >= 2 (bytes of JSON), e.g. 65536")

@@ -226,6 +226,34 @@ class KeyRing:
             signs_from = max(now + self._config.key_publish_ahead.total_seconds(), signer.signs_from + interval)
         else:
             return
+        await self._publish(now, signs_from)
+
+    async def rotate_now(self) -> KeyRecord:
+        """Publish a new signing key now, ahead of the schedule; older keys stay for verification until they expire.
+
+        The key signs from ``key_publish_ahead`` after now, so every process has read it before a token it signed
+        arrives (as a scheduled rotation does); the schedule then counts from it.
+
+        Returns:
+            The new key's record (its ``private_key`` is left out of the ``repr``; never print it).
+
+        Raises:
+            ConfigurationError: the algorithm is HS256 (its one key is the configured secret), or the stored keys
+                are encrypted and ``key_encryption_secret`` is missing or another secret.
+            StoreError: the store failed.
+        """
+        if self._hs256 is not None:
+            raise ConfigurationError("HS256 signs with the configured signing_secret: there is no key to rotate")
+        try:
+            async with self._lock:
+                await self._reload()
+                now = self._clock.now()
+                return await self._publish(now, now + self._config.key_publish_ahead.total_seconds())
+        except UnsealError as exc:
+            raise ConfigurationError(str(exc)) from exc
+
+    async def _publish(self, now: float, signs_from: float) -> KeyRecord:
+        interval = self._config.key_rotation_interval.total_seconds()
         expires_at = (
             signs_from
             + interval
@@ -245,6 +273,7 @@ class KeyRing:
             signs_from,
         )
         await self._reload()
+        return record
 
     async def _reload(self) -> None:
         now = self._clock.now()

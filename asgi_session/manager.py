@@ -6,8 +6,10 @@ import hmac
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
+from . import _metrics
 from ._claim_admin import ClaimAdmin
 from ._clock import Clock
 from ._refresh_token import mint_refresh_token, stored_refresh_hash
@@ -98,15 +100,34 @@ class SessionManager(ClaimAdmin):
         disable_anti_csrf: bool = False,
         user_agent: str | None = None,
         ip: str | None = None,
+        remember: bool = True,
+        idle_timeout: timedelta | None = None,
     ) -> Session:
         """Create a session and return it with its tokens (see ``get_all_session_tokens_dangerously``).
 
+        Args:
+            user_id: the session's user.
+            tenant_id: the session's tenant.
+            access_token_payload: custom claims put into every access token.
+            session_data_in_database: data kept only server side.
+            disable_anti_csrf: issue no anti-CSRF token (``VIA_TOKEN`` mode).
+            user_agent: the ``User-Agent`` to record (what an "active devices" page shows).
+            ip: the client address to record.
+            remember: ``False`` for a "keep me signed in" box left unticked: the cookies written for this session,
+                now and at every refresh, have no ``Expires`` / ``Max-Age``, so they end when the browser closes
+                (``Session.remember`` says which; header mode is unaffected).
+            idle_timeout: this session's own idle timeout, longer than ``access_token_validity`` and at most
+                ``refresh_token_validity``; ``None`` uses ``refresh_token_validity``. Stored with the session, so
+                every process sharing the store slides its expiry by it at each refresh.
+
         Raises:
+            ValueError: ``idle_timeout`` is not a ``timedelta`` in that range.
             InvalidPayloadError: the payload sets a protected claim, is not JSON or would make the access token
                 too large; the session data is not JSON or is over ``max_session_data_bytes``; an id breaks the
                 id rules (non-empty, at most 256 characters, no control character or lone surrogate).
             StoreError: the store failed; no session exists and no token was issued.
         """
+        idle = self._check_idle_timeout(idle_timeout)
         await self.open()
         check_id("user_id", user_id)
         check_id("tenant_id", tenant_id)
@@ -131,14 +152,17 @@ class SessionManager(ClaimAdmin):
             access_token_payload=payload,
             created_at=now,
             last_seen=now,
-            expires_at=self._idle_expiry(now, absolute),
+            expires_at=self._idle_expiry(now, absolute, idle),
             absolute_expires_at=absolute,
             user_agent=user_agent,
             ip=ip,
+            remember=bool(remember),
+            idle_timeout=idle,
         )
         self._check_token_size(record, payload)
         key = await self.keys.signing_key()  # before the write: a store failure here leaves no orphan session
         await self.store.create(record)
+        _metrics.record_created()
         logger.info("asgi_session: created session %r (user %r, tenant %r)", handle, user_id, tenant_id)
         session = self._issue(record, refresh_token, parent=None, disable_anti_csrf=disable_anti_csrf, key=key)
         if self._hooks is not None:
@@ -246,6 +270,18 @@ class SessionManager(ClaimAdmin):
                 raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
         return Session._verified(self, access_token, claims)
 
+    def _check_idle_timeout(self, idle_timeout: timedelta | None) -> float | None:
+        if idle_timeout is None:
+            return None
+        longest, shortest = self.config.refresh_token_validity, self.config.access_token_validity
+        if not isinstance(idle_timeout, timedelta) or not shortest < idle_timeout <= longest:
+            raise ValueError(
+                f"idle_timeout must be a datetime.timedelta longer than access_token_validity ({shortest}) and at "
+                f"most refresh_token_validity ({longest}), got {idle_timeout!r}; for a shorter one, shorten "
+                "access_token_validity too (a session must be refreshable before it idles out)"
+            )
+        return idle_timeout.total_seconds()
+
     def _check_anti_csrf(self, claims: Mapping[str, Any], given: str | None, check: bool | None) -> None:
         if check is False:
             return
@@ -259,6 +295,7 @@ class SessionManager(ClaimAdmin):
         if (mode == "VIA_TOKEN" and expected is not None) and (
             not given or not hmac.compare_digest(str(given).encode(), str(expected).encode())
         ):
+            _metrics.record_anti_csrf_failure(mode)
             logger.info(
                 "asgi_session: anti-CSRF check failed for session %r (user %r, tenant %r)",
                 claims["sessionHandle"],
@@ -290,6 +327,7 @@ class SessionManager(ClaimAdmin):
         # which its access token (valid here, and never outliving its session) rules out.
         revoked = self._is_revoked_now(claims["sessionHandle"])
         if revoked:
+            _metrics.record_verification_failure("revoked")
             raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
         if revoked is None:
             await self._check_database(claims)
@@ -302,6 +340,7 @@ class SessionManager(ClaimAdmin):
             or record.user_id != claims["sub"]
             or record.tenant_id != claims["tId"]
         ):
+            _metrics.record_verification_failure("revoked")
             raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
 
     # -- JWTs for other backends (SuperTokens' JWT recipe) ---------------------------------------------------

@@ -25,6 +25,7 @@ from .exceptions import ConfigurationError, SessionError, StoreError, TryRefresh
 from .transport import access_token_reader
 
 if TYPE_CHECKING:
+    from ._cleanup import ScheduledCleanup
     from .manager import SessionManager
     from .session import Session
 
@@ -87,6 +88,11 @@ class SessionMiddleware:
         self.endpoints = Endpoints(manager, error_handlers)
         self._read_access_token = access_token_reader(manager.config, self._known)
         self._endpoint_paths = frozenset(self.endpoints.routes)
+        self._cleanup: ScheduledCleanup | None = None
+        if manager.config.cleanup_interval is not None:  # started and stopped by the lifespan
+            from ._cleanup import ScheduledCleanup
+
+            self._cleanup = ScheduledCleanup(manager, manager.config.cleanup_interval)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (http, websocket or lifespan; anything else passes through)."""
@@ -165,7 +171,11 @@ class SessionMiddleware:
                     await send({"type": "lifespan.startup.failed", "message": f"asgi-session: {exc}"})
                     # Raise into the app so its lifespan call ends; the server exits without a shutdown.
                     raise
+                if self._cleanup is not None:
+                    self._cleanup.start()
             elif message["type"] == "lifespan.shutdown.complete":
+                if self._cleanup is not None:
+                    await self._cleanup.stop()
                 await self.manager.close()
             await send(message)
 
@@ -174,6 +184,9 @@ class SessionMiddleware:
         except BaseException as exc:
             if failure is None or not _caused_by(exc, failure):
                 raise
+        finally:
+            if self._cleanup is not None:  # the app's lifespan ended without a shutdown: stop the schedule too
+                await self._cleanup.stop()
 
     def _verify_in_place(self, scope: Scope) -> RequestContext | None:
         """Verify without awaiting (a cached token, or a new one signed by a key we hold); ``None``: needs I/O.

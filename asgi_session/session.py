@@ -10,7 +10,7 @@ from ._clock import Clock
 from .claims import SessionClaim, SessionClaimValidator, validate_claims
 from .exceptions import InvalidClaimsError, UnauthorisedError
 from .hooks import hook_context
-from .tokens import PROTECTED_CLAIMS, front_token, json_copy
+from .tokens import REMEMBER_CLAIM, RESERVED_CLAIMS, front_token, json_copy
 
 if TYPE_CHECKING:
     from ._asgi import Scope
@@ -163,7 +163,12 @@ class Session:
     @property
     def access_token_payload(self) -> dict[str, Any]:
         """The custom claims of the current access token (a deep copy; protected claims left out)."""
-        return {k: json_copy(v) for k, v in self._claims.items() if k not in PROTECTED_CLAIMS}
+        return {k: json_copy(v) for k, v in self._claims.items() if k not in RESERVED_CLAIMS}
+
+    @property
+    def remember(self) -> bool:
+        """``False`` when the session was created with ``remember=False``: its cookies end with the browser session."""
+        return self._claims.get(REMEMBER_CLAIM) is not False
 
     @property
     def access_token_expiry(self) -> int:

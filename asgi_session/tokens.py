@@ -29,6 +29,8 @@ from .keys import SigningKey, VerificationKey
 
 __all__ = [
     "PROTECTED_CLAIMS",
+    "REMEMBER_CLAIM",
+    "RESERVED_CLAIMS",
     "SESSION_ONLY_CLAIMS",
     "UnknownKeyError",
     "access_token_length_bound",
@@ -56,6 +58,10 @@ PROTECTED_CLAIMS = frozenset(
         "antiCsrfToken",
     }
 )
+REMEMBER_CLAIM = "rememberMe"
+"""Present, and ``false``, only in the tokens of a session created with ``remember=False`` (browser-session cookies)."""
+RESERVED_CLAIMS = PROTECTED_CLAIMS | {REMEMBER_CLAIM}
+"""Every claim the library sets: none may come from a custom payload, and none is a custom claim."""
 _HEADER_KEYS = frozenset({"alg", "typ", "kid", "version"})
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _ALGORITHMS: dict[str, Algorithm] = {  # used to sign; verification uses the prepared VerificationKey
@@ -149,7 +155,7 @@ def check_custom_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     """
     checked = check_json_object(payload, "access_token_payload")
     for key in checked:
-        if key in PROTECTED_CLAIMS:
+        if key in RESERVED_CLAIMS:
             raise InvalidPayloadError(
                 f"access_token_payload may not set the protected claim {key!r}; choose another name", key=key
             )

@@ -302,7 +302,7 @@ class ResponseChanges:
         """The Path of the refresh cookie."""
         return f"{self.config.api_base_path}/session/refresh"
 
-    def _cookie(self, name: str, value: str, path: str, expires: float, domain: str | None, clear: bool) -> None:
+    def _cookie(self, name: str, value: str, path: str, expires: float | None, domain: str | None, clear: bool) -> None:
         header = cookie_header(
             name,
             value,
@@ -326,6 +326,7 @@ class ResponseChanges:
             refresh_expiry=session.refresh_token_expiry,
             anti_csrf_token=session.anti_csrf_token,
             clear_cookies_first=method == "header" and request_has_token_cookies(scope),
+            persistent=session.remember,
         )
 
     def set_tokens(
@@ -339,14 +340,19 @@ class ResponseChanges:
         refresh_expiry: float | None,
         anti_csrf_token: str | None,
         clear_cookies_first: bool = False,
+        persistent: bool = True,
     ) -> None:
-        """Queue new tokens in ``method``; with ``clear_cookies_first`` also clear cookies (header mode)."""
+        """Queue new tokens in ``method``; with ``clear_cookies_first`` also clear cookies (header mode).
+
+        ``persistent=False`` writes browser-session cookies (no ``Expires``): a session not "remembered".
+        """
         if method == "cookie":
-            self._cookie(
-                ACCESS_COOKIE, access_token, "/", now + _ACCESS_COOKIE_LIFETIME, self.config.cookie_domain, False
-            )
+            access_expires = now + _ACCESS_COOKIE_LIFETIME if persistent else None
+            self._cookie(ACCESS_COOKIE, access_token, "/", access_expires, self.config.cookie_domain, False)
             if refresh_token is not None:
-                expires = refresh_expiry if refresh_expiry is not None else now + _ACCESS_COOKIE_LIFETIME
+                expires: float | None = None
+                if persistent:
+                    expires = refresh_expiry if refresh_expiry is not None else now + _ACCESS_COOKIE_LIFETIME
                 self._cookie(
                     REFRESH_COOKIE, refresh_token, self.refresh_path, expires, self.config.cookie_domain, False
                 )

@@ -99,6 +99,7 @@ def test_check_names_and_running_order() -> None:
         "delete_for_user",
         "delete_expired",
         "revocation_log",
+        "lease",
         "keys_add_get",
         "keys_delete",
         "many_sessions",

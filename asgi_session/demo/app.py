@@ -3,7 +3,8 @@
 Routes:
 
 - ``GET /``: the page (``index.html``, inline script and style, no external assets).
-- ``POST /api/signin``: ``{"user": "alice"}`` as JSON, or a ``user`` form field; creates a session.
+- ``POST /api/signin``: ``{"user": "alice", "remember": false}`` as JSON, or ``user`` and ``remember`` form fields;
+  creates a session (``remember`` false or absent from the form: browser-session cookies, "Keep me signed in" unticked).
 - ``GET /api/session``: the current session and every session of its user.
 - ``GET /api/protected``: a JSON route that needs a session.
 - ``GET /api/admin``: needs the role ``admin`` (the ``st-role`` claim); anyone else gets the 403 ``invalid claim``.
@@ -181,12 +182,14 @@ class _DemoRoutes:
             except (UnicodeDecodeError, ValueError):
                 return _error(400, "the body is not valid JSON")
             user = data.get("user") if isinstance(data, dict) else None
+            remember = data.get("remember", True) is not False if isinstance(data, dict) else True
         elif media_type == _FORM_MEDIA_TYPE:
             try:
                 fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict"))
             except (UnicodeDecodeError, ValueError):
                 return _error(400, "the form is not valid UTF-8")
             user = fields.get("user")
+            remember = "remember" in fields  # an unticked checkbox is not sent
         else:
             return _error(415, 'send {"user": "..."} as application/json, or a form')
         if not isinstance(user, str) or not user.strip():
@@ -194,7 +197,7 @@ class _DemoRoutes:
         user = user.strip()
         if len(user) > MAX_USER_LENGTH or not user.isprintable():
             return _error(400, f"a user name is at most {MAX_USER_LENGTH} printable characters")
-        session = await create_new_session(request, user)
+        session = await create_new_session(request, user, remember=remember)
         if media_type == _FORM_MEDIA_TYPE:
             # A plain HTML form (no JavaScript): back to the page, which now finds the session cookie.
             return RedirectResponse("/", status_code=303)

@@ -57,6 +57,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "INSERT INTO {s}.revocation_counter (last_seq) VALUES (0)",
         'CREATE TABLE {s}.revocations (seq bigint PRIMARY KEY, handle text COLLATE "C" NOT NULL)',
     ),
+    (
+        # Named leases (the scheduled cleanup's "one process per interval").
+        'CREATE TABLE {s}.leases (name text COLLATE "C" PRIMARY KEY, holder text NOT NULL, '
+        "until double precision NOT NULL)",
+    ),
+    (
+        # "Remember me" (browser-session cookies) and a per-session idle timeout.
+        "ALTER TABLE {s}.sessions ADD COLUMN remember boolean NOT NULL DEFAULT true, "
+        "ADD COLUMN idle_timeout double precision",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -116,6 +126,10 @@ _STATEMENTS = {
     "get_keys": "SELECT {key_columns} FROM {s}.keys ORDER BY signs_from, kid",
     "add_key": "INSERT INTO {s}.keys ({key_columns}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
     "delete_keys": "DELETE FROM {s}.keys WHERE kid = ANY($1::text[])",
+    # Inserts the lease, or takes it over when its grant ended or this holder has it; a row comes back if granted.
+    "acquire_lease": "INSERT INTO {s}.leases (name, holder, until) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE "
+    "SET holder = excluded.holder, until = excluded.until "
+    "WHERE {s}.leases.until <= $4 OR {s}.leases.holder = excluded.holder RETURNING name",
     "version": "SELECT max(version) FROM {s}.schema_version",
     "set_version": "UPDATE {s}.schema_version SET version = $1",
 }

@@ -15,7 +15,7 @@ __all__ = ["as_text", "escape", "seconds", "to_fields", "to_record", "to_revocat
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
 _REQUIRED = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.default is dataclasses.MISSING)
-_TIMES = ("rotated_at", "created_at", "last_seen", "expires_at", "absolute_expires_at")
+_TIMES = ("rotated_at", "created_at", "last_seen", "expires_at", "absolute_expires_at", "idle_timeout")
 _JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-token payload"}
 _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
 
@@ -41,7 +41,8 @@ def to_fields(record: SessionRecord) -> list[str]:
         if name in _JSON_FIELDS:
             fields += [name, dump_object(value, _JSON_FIELDS[name])]
         else:
-            fields += [name, seconds(value, name) if name in _TIMES else str(value)]
+            text = str(int(value)) if isinstance(value, bool) else str(value)
+            fields += [name, seconds(value, name) if name in _TIMES else text]
     return fields
 
 
@@ -54,6 +55,7 @@ def to_record(raw: Mapping[Any, Any]) -> SessionRecord:
         values[name] = load_object(fields[name], what)
     for name in _TIMES:
         values[name] = None if values[name] is None else float(values[name])
+    values["remember"] = values["remember"] != "0"  # absent (written before it existed) or "1": remembered
     return SessionRecord(**values)
 
 

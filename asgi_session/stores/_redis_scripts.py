@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-__all__ = ["CHUNK", "CREATE", "DELETE", "ROTATE", "SET_FIELD", "TRIM", "Script"]
+__all__ = ["CHUNK", "CREATE", "DELETE", "LEASE", "ROTATE", "SET_FIELD", "TRIM", "Script"]
 
 CHUNK = 500  # sessions per delete script: keeps each script short, so it never blocks the server for long
 
@@ -122,6 +122,19 @@ for i, entry in ipairs(entries) do ids[i] = entry[1] end
 return redis.call('XDEL', KEYS[1], unpack(ids))
 """
 
+# KEYS: the lease. ARGV: holder, now, end, TTL ms. The value is "<end> <holder>"; returns 1 if granted. The TTL only
+# frees the key some time after the grant ends: the grant itself is judged on the caller's times.
+_LEASE_SOURCE = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local space = string.find(current, ' ', 1, true)
+  local ends, holder = tonumber(string.sub(current, 1, space - 1)), string.sub(current, space + 1)
+  if holder ~= ARGV[1] and ends > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[3] .. ' ' .. ARGV[1], 'PX', ARGV[4])
+return 1
+"""
+
 
 class Script:
     """A Lua script run by its SHA1, loaded into the server on first use (or after a restart or SCRIPT FLUSH)."""
@@ -140,4 +153,4 @@ class Script:
 
 CREATE, ROTATE = Script(_CREATE_SOURCE), Script(_ROTATE_SOURCE)
 SET_FIELD, DELETE = Script(_SET_FIELD_SOURCE), Script(_DELETE_SOURCE)
-TRIM = Script(_TRIM_SOURCE)
+TRIM, LEASE = Script(_TRIM_SOURCE), Script(_LEASE_SOURCE)

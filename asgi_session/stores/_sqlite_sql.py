@@ -8,6 +8,7 @@ from . import _sqlite_revocations as revocation_log
 from .base import KeyRecord, SessionRecord
 
 __all__ = [
+    "ACQUIRE_LEASE",
     "ADD_KEY",
     "CHUNK",
     "COLUMNS",
@@ -59,6 +60,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
     ),
     revocation_log.MIGRATION,
+    # Version 3: named leases (the scheduled cleanup's "one process per interval").
+    ("CREATE TABLE leases (name TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL, until REAL NOT NULL)",),
+    # Version 4: "remember me" (browser-session cookies) and a per-session idle timeout.
+    (
+        "ALTER TABLE sessions ADD COLUMN remember INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE sessions ADD COLUMN idle_timeout REAL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -83,3 +91,9 @@ LIST_USER = f"SELECT {COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_
 LIST_USER_TENANT = f"SELECT {COLUMNS} FROM sessions WHERE user_id = ? AND tenant_id = ? ORDER BY created_at, handle"  # noqa: S608
 GET_KEYS = f"SELECT {KEY_COLUMNS} FROM keys ORDER BY signs_from, kid"  # noqa: S608
 ADD_KEY = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kid) DO NOTHING"  # noqa: S608
+# Inserts the lease, or takes it over when its grant ended or this holder has it; a row comes back when granted.
+ACQUIRE_LEASE = (
+    "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+    "holder = excluded.holder, until = excluded.until WHERE leases.until <= ? OR leases.holder = excluded.holder "
+    "RETURNING name"
+)

@@ -21,6 +21,7 @@ from ..exceptions import StoreError
 
 __all__ = [
     "KeyRecord",
+    "LeaseStore",
     "Revocation",
     "RevocationFeed",
     "RevocationLog",
@@ -54,6 +55,9 @@ class SessionRecord:
         absolute_expires_at: the absolute end of the session that no refresh extends, or ``None``.
         user_agent: the ``User-Agent`` of the request that created the session, when known.
         ip: the client address of the request that created the session, when known.
+        remember: ``False`` for a "keep me signed in" box left unticked: its cookies end with the browser session.
+        idle_timeout: this session's own idle timeout in seconds (shorter than ``refresh_token_validity``), or
+            ``None`` for the configured one. Every refresh slides ``expires_at`` by it.
     """
 
     handle: str
@@ -70,6 +74,8 @@ class SessionRecord:
     absolute_expires_at: float | None = None
     user_agent: str | None = None
     ip: str | None = None
+    remember: bool = True
+    idle_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +203,25 @@ class SessionStore(Protocol):
 
     async def delete_keys(self, kids: Sequence[str]) -> int:
         """Delete these keys; return how many existed."""
+        ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Optional: a named lease in the store, so that among many processes only one does a periodic job.
+
+    The scheduled cleanup (``SessionConfig.cleanup_interval``) takes the lease ``"cleanup"`` for one interval before
+    it runs: with many processes on one store, one of them cleans up per interval. A store without leases keeps
+    working: every process then runs the cleanup (it is idempotent, only repeated).
+    """
+
+    async def acquire_lease(self, name: str, holder: str, now: float, duration: float) -> bool:
+        """Take the lease ``name`` for ``holder`` until ``now + duration``; return whether it was granted.
+
+        Granted, atomically, when nobody holds the lease, when its last grant ended (its end is at or before
+        ``now``), or when ``holder`` holds it already (it is renewed); refused while another holder's grant lasts.
+        Times are the caller's clock, as everywhere in the protocol.
+        """
         ...
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..exceptions import StoreError
 from .base import (
     KeyRecord,
+    LeaseStore,
     Revocation,
     RevocationLog,
     RevocationProbe,
@@ -42,7 +43,7 @@ def _copy(record: SessionRecord) -> SessionRecord:
     )
 
 
-class MemoryStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe):
+class MemoryStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, LeaseStore):
     """Sessions and keys in a dict. For tests and single-process development: nothing survives a restart.
 
     Every method is atomic with respect to other tasks on the same event loop (none awaits mid-way).
@@ -53,6 +54,7 @@ class MemoryStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe):
         self._keys: dict[str, KeyRecord] = {}
         self._revocations: list[Revocation] = []  # the revocation log, ascending
         self._last_seq = 0
+        self._leases: dict[str, tuple[str, float]] = {}  # name -> (holder, end)
         super().__init__()
 
     def __repr__(self) -> str:
@@ -183,3 +185,11 @@ class MemoryStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe):
     async def delete_keys(self, kids: Sequence[str]) -> int:
         """Delete keys; return how many existed."""
         return sum(1 for kid in dict.fromkeys(kids) if self._keys.pop(kid, None) is not None)
+
+    async def acquire_lease(self, name: str, holder: str, now: float, duration: float) -> bool:
+        """Take the named lease unless another holder's grant lasts past ``now``."""
+        current = self._leases.get(name)
+        if current is not None and current[0] != holder and current[1] > now:
+            return False
+        self._leases[name] = (holder, now + duration)
+        return True

@@ -54,6 +54,7 @@ from ._postgres_sql import (
 from ._postgres_sql import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: importable from here, as before
 from .base import (
     KeyRecord,
+    LeaseStore,
     Revocation,
     RevocationFeed,
     RevocationLog,
@@ -84,7 +85,7 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
-class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed):
+class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, LeaseStore):
     """Sessions and keys in PostgreSQL, shared by every process and host that uses the same database and schema.
 
     Args:
@@ -336,6 +337,10 @@ class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed)
     async def delete_expired(self, now: float) -> int:
         """Delete sessions with ``expires_at <= now``; return how many."""
         return await self._execute("delete_expired", now)
+
+    async def acquire_lease(self, name: str, holder: str, now: float, duration: float) -> bool:
+        """Take the named lease unless another holder's grant lasts past ``now`` (one upsert)."""
+        return bool(await self._fetch("acquire_lease", name, holder, now + duration, now))
 
     async def revocations_since(self, after: int, limit: int = 10_000) -> list[Revocation]:
         """Return up to ``limit`` log entries numbered above ``after``, in ascending order."""

@@ -10,6 +10,7 @@ percent-escaped, so any id is safe in a key name and never ends a hash tag early
     P:{keys}              hash    the key ring: kid -> the key record as JSON
     P:{revocations}       stream  the revocation log: entry id ``<seq>-0``, field ``handle``
     P:{revocations}:seq   string  the log's last sequence number
+    P:{lease}:N           string  the lease named N (``"<end> <holder>"``), expiring after its grant ends
 
 A user's keys share the hash tag ``{u:U}``, hence one Redis Cluster slot. Listing or revoking a user's sessions, in
 one tenant or all, reads that user's index: O(their sessions), never a scan of the keyspace. ``get`` and the other
@@ -29,8 +30,9 @@ supported yet.
 Expiry. A session's keys expire at ``expires_at + ttl_leeway`` (default 60 s) on the Redis server's clock, and never
 sooner than ``ttl_leeway`` from the write, so a usable session is never dropped; the leeway must exceed the clock
 skew between the app's hosts and Redis. ``delete_expired(now)`` deletes every session with ``expires_at <= now``
-that TTL has not removed yet, and clears the entries of those it has. Signing keys never expire: the manager deletes
-them.
+that TTL has not removed yet, and clears the entries of those it has: the expiry index holds an entry for every
+session until then, so it stays bounded only while something runs ``delete_expired`` (the middleware's scheduled
+cleanup, ``SessionConfig.cleanup_interval``, on by default). Signing keys never expire: the manager deletes them.
 
 Server settings. ``maxmemory-policy noeviction`` is required: an evicted session logs its user out, an evicted index
 entry hides a session from ``revoke_all_sessions_for_user``, an evicted key breaks every token it signed; with
@@ -62,6 +64,7 @@ from urllib.parse import parse_qsl, urlencode
 from ..exceptions import ConfigurationError, StoreError
 from .base import (
     KeyRecord,
+    LeaseStore,
     Revocation,
     RevocationFeed,
     RevocationLog,
@@ -83,14 +86,14 @@ from ._json import dump_object, load_object
 from ._redis_feed import follow
 from ._redis_keys import as_text, escape, seconds, to_fields, to_record, to_revocation
 from ._redis_pool import RedisPool
-from ._redis_scripts import CHUNK, CREATE, DELETE, ROTATE, SET_FIELD, TRIM
+from ._redis_scripts import CHUNK, CREATE, DELETE, LEASE, ROTATE, SET_FIELD, TRIM
 
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger("asgi_session")
 
 
-class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed):
+class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, LeaseStore):
     """Sessions and keys in one Redis server (standalone or Sentinel-managed), shared by every process using it.
 
     Args:
@@ -325,6 +328,16 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed):
                         await client.zrem(self._expiry, ":".join(parts))
                 total += len(await self._delete(client, entries, bound))
         return total
+
+    async def acquire_lease(self, name: str, holder: str, now: float, duration: float) -> bool:
+        """Take the named lease unless another holder's grant lasts past ``now`` (one script)."""
+        end = seconds(now + duration, "now + duration")
+        ttl_ms = str(math.ceil(max(duration, 0.0) * 1000) + int(self._leeway_ms))
+        async with self._pool.using("acquire_lease") as client:
+            granted = await LEASE(
+                client, [f"{self._prefix}:{{lease}}:{escape(name)}"], [holder, seconds(now, "now"), end, ttl_ms]
+            )
+        return bool(granted)
 
     async def get_keys(self) -> list[KeyRecord]:
         """Return every key, ordered by ``signs_from`` then ``kid``."""

@@ -37,6 +37,7 @@ from . import _sqlite_revocations as revocation_log
 from ._json import dump_object, load_object
 from ._sqlite_files import prepare_file
 from ._sqlite_sql import (
+    ACQUIRE_LEASE,
     ADD_KEY,
     CHUNK,
     FIELDS,
@@ -53,6 +54,7 @@ from ._sqlite_sql import (
 )
 from .base import (
     KeyRecord,
+    LeaseStore,
     Revocation,
     RevocationLog,
     RevocationProbe,
@@ -92,6 +94,7 @@ def _to_record(row: sqlite3.Row) -> SessionRecord:
     values = dict(zip(FIELDS, row, strict=True))
     for name, what in JSON_FIELDS.items():
         values[name] = load_object(values[name], what)
+    values["remember"] = bool(values["remember"])  # SQLite keeps a bool as 0 or 1
     return SessionRecord(**values)
 
 
@@ -104,7 +107,7 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe):
+class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, LeaseStore):
     """Sessions and keys in one SQLite file, shared safely by every process that opens it.
 
     Each operation is one SQL statement on one autocommit connection (one round trip to aiosqlite's thread). The
@@ -341,6 +344,11 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe):
         """Delete sessions with ``expires_at <= now``; return how many."""
         sql = "DELETE FROM sessions WHERE expires_at <= ?"
         return await self._change("delete_expired", sql, (now,))
+
+    async def acquire_lease(self, name: str, holder: str, now: float, duration: float) -> bool:
+        """Take the named lease unless another holder's grant lasts past ``now`` (one upsert)."""
+        rows = await self._fetch("acquire_lease", ACQUIRE_LEASE, (name, holder, now + duration, now))
+        return bool(rows)
 
     async def revocations_since(self, after: int, limit: int = 10_000) -> list[Revocation]:
         """Return up to ``limit`` revocation-log entries numbered above ``after``, ascending."""

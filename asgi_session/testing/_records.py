@@ -82,6 +82,8 @@ def make_rich_record(number: int, **changes: Any) -> SessionRecord:
         absolute_expires_at=T0 + 30 * DAY,
         user_agent="Mozilla/5.0 (X11; Linux x86_64) «test» 😀",
         ip="2001:db8::1",
+        remember=False,
+        idle_timeout=2 * 3600.0,
     )
     return dataclasses.replace(record, **changes)
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import _bulk_checks, _key_checks, _revocation_checks, _rotation_checks, _session_checks, _token_checks
+from . import (
+    _bulk_checks,
+    _key_checks,
+    _lease_checks,
+    _revocation_checks,
+    _rotation_checks,
+    _session_checks,
+    _token_checks,
+)
 from ._check import ConformanceCheck, ConformanceError, PersistedReader, StoreFactory
 
 _RUNNING_ORDER = (
@@ -27,6 +35,7 @@ _RUNNING_ORDER = (
     _bulk_checks.delete_for_user,
     _bulk_checks.delete_expired,
     _revocation_checks.revocation_log,
+    _lease_checks.lease,
     _key_checks.keys_add_get,
     _key_checks.keys_delete,
     _bulk_checks.many_sessions,

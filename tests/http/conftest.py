@@ -123,8 +123,14 @@ def _describe(session: Any) -> dict[str, Any]:
 async def login(request: Request) -> Response:
     params = request.query_params
     payload = {"role": params["role"]} if "role" in params else None
+    idle = timedelta(seconds=float(params["idle"])) if "idle" in params else None
     session = await create_new_session(
-        request, params["user"], tenant_id=params.get("tenant", "public"), access_token_payload=payload
+        request,
+        params["user"],
+        tenant_id=params.get("tenant", "public"),
+        access_token_payload=payload,
+        remember=params.get("remember") != "0",
+        idle_timeout=idle,
     )
     response = JSONResponse(_describe(session))
     if "expose" in params:

@@ -179,6 +179,7 @@ async def test_schema_has_version_tables_and_indexes(factory: Factory, admin: An
         "keys",
         "revocations",
         "revocation_counter",
+        "leases",
     }
     indexes = await admin.fetch("SELECT indexdef FROM pg_indexes WHERE schemaname = $1", schema)
     columns = {row["indexdef"].split(" USING btree ")[1] for row in indexes}

@@ -164,6 +164,8 @@ async def test_a_version_1_schema_gains_the_log_and_keeps_its_sessions(
     async with factory() as store:
         await create(store, 1, 2)
     for statement in (
+        "DROP TABLE {s}.leases",
+        "ALTER TABLE {s}.sessions DROP COLUMN remember, DROP COLUMN idle_timeout",
         "DROP TABLE {s}.revocations",
         "DROP TABLE {s}.revocation_counter",
         "UPDATE {s}.schema_version SET version = 1",

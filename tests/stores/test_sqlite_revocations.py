@@ -35,7 +35,9 @@ async def test_a_version_1_file_gains_the_log_and_keeps_its_sessions(tmp_path: P
     path = tmp_path / "old.db"
     _version_1_file(path)
     async with SQLiteStore(path) as store:
-        assert (await store.get("h1")) is not None
+        old = await store.get("h1")
+        assert old is not None
+        assert (old.remember, old.idle_timeout) == (True, None)  # version 4's columns, with their defaults
         assert await store.revocations_since(0) == []
         assert await store.delete(["h1"]) == ["h1"]
         assert [handle for _, handle in await store.revocations_since(0)] == ["h1"]
