@@ -187,6 +187,22 @@ def _low_s(signature: bytes) -> bytes:
     return signature[:32] + (_P256_ORDER - s).to_bytes(32, "big")
 
 
+# A base64url character's value, for the canonical check below.
+_B64URL_VALUE = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+# By the segment length modulo 4: the bits of the last character that carry no data (1 is never a valid length).
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+
+
+def _canonical_b64url(segment: str) -> bool:
+    """Whether an unpadded base64url segment (alphabet already checked) is the one spelling of its bytes.
+
+    Decoding ignores the last character's unused bits, so up to 16 spellings decode alike; only the one with those
+    bits zero is what encoding produces. (The same answer as re-encoding and comparing, without re-encoding.)
+    """
+    unused = _UNUSED_BITS.get(len(segment) % 4)
+    return unused is not None and (unused == 0 or _B64URL_VALUE[segment[-1]] & unused == 0)
+
+
 def _check_canonical_signature(segment: str, signature: bytes, alg: str) -> None:
     """Refuse the spellings of a signature other than the one we write.
 
@@ -194,7 +210,7 @@ def _check_canonical_signature(segment: str, signature: bytes, alg: str) -> None
     either ``s`` or ``n - s``; a token re-spelled either way would verify as a different string (and so be a
     different key for anything that caches or logs tokens by their text).
     """
-    if _b64url(signature) != segment:
+    if not _canonical_b64url(segment):
         raise ValueError("signature is not canonical base64url")
     if alg == "ES256" and (len(signature) != 64 or int.from_bytes(signature[32:], "big") > _P256_HALF_ORDER):
         raise ValueError("ES256 signature is not in low-S form")
@@ -234,10 +250,6 @@ def _sign(header: Mapping[str, Any], claims: Mapping[str, Any], key: SigningKey)
     return signing_input + "." + _b64url(signature)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 # Headers of tokens that verified, by their exact base64 segment: every token of one key shares its header, so
 # a new token skips the header parse. Bounded; only signature-checked headers get in.
 _HEADERS: dict[str, tuple[str, str]] = {}
@@ -264,16 +276,22 @@ def _remember_header(segment: str, kid: str, alg: str) -> None:
     _HEADERS[segment] = (kid, alg)
 
 
+_STRING_CLAIMS = ("sub", "tId", "rsub", "sessionHandle", "refreshTokenHash1", "iss")
+_MISSING = object()
+
+
 def _check_claims(claims: dict[str, Any], issuer: str) -> None:
-    for name in ("sub", "tId", "rsub", "sessionHandle", "refreshTokenHash1", "iss"):
-        value = claims.get(name)
-        if not isinstance(value, str) or not value:
+    # ``type(...) is``: the claims come from json.loads, which makes exactly str, int (never bool for a number)...
+    get = claims.get
+    for name in _STRING_CLAIMS:
+        value = get(name)
+        if type(value) is not str or not value:
             raise ValueError(f"claim {name} missing or not a non-empty string")
-    for name in ("exp", "iat"):
-        if not _is_int(claims.get(name)):
-            raise ValueError(f"claim {name} missing or not an integer")
+    if type(get("exp")) is not int or type(get("iat")) is not int:
+        raise ValueError("claim exp or iat missing or not an integer")
     for name in ("parentRefreshTokenHash1", "antiCsrfToken"):
-        if name not in claims or not (claims[name] is None or isinstance(claims[name], str)):
+        value = get(name, _MISSING)
+        if value is not None and type(value) is not str:
             raise ValueError(f"claim {name} missing or not a string or null")
     if not hmac.compare_digest(claims["iss"].encode("utf-8"), issuer.encode("utf-8")):
         raise ValueError("wrong issuer")

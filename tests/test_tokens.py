@@ -1219,3 +1219,15 @@ def test_property_genuine_token_is_accepted(
     portal, state = property_state
     assert _verify(portal, state, state.token) == "accepted"
     assert _mutate(state.token, [("flip", 0, 0)]) == state.token
+
+
+@settings(max_examples=examples(2000), deadline=None, database=None)
+@given(segment=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", max_size=100))
+def test_property_canonical_check_agrees_with_re_encoding(segment: str) -> None:
+    """The canonical-base64url shortcut answers exactly as decoding, re-encoding and comparing would."""
+    if len(segment) % 4 == 1:  # no byte string encodes to this length
+        assert not tokens_module._canonical_b64url(segment)
+        return
+    assert tokens_module._canonical_b64url(segment) == (
+        tokens_module._b64url(tokens_module._b64url_decode(segment)) == segment
+    )
