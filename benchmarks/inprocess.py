@@ -33,6 +33,13 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
 
+try:  # an anchor, not our dependency: pip install starsessions
+    from starsessions import InMemoryStore as StarInMemoryStore
+    from starsessions import SessionAutoloadMiddleware as StarAutoload
+    from starsessions import SessionMiddleware as StarSessionsMiddleware
+except ImportError:  # pragma: no cover - the case is then left out
+    StarSessionsMiddleware = None
+
 from asgi_session import SessionManager, SessionMiddleware, get_session
 from asgi_session.stores import MemoryStore
 
@@ -192,6 +199,36 @@ async def starlette_cookie(secret: str) -> bytes:
     return captured[0].split(b";", 1)[0]  # b"session=<signed>"
 
 
+def starsessions_app(inner: App) -> App:
+    """starsessions, server-side sessions: a cookie with a session id, the data loaded from its store per request."""
+    assert StarSessionsMiddleware is not None
+    return StarSessionsMiddleware(StarAutoload(inner), store=StarInMemoryStore(), cookie_https_only=False)
+
+
+async def starsessions_cookie(app_factory: Callable[[App], App]) -> tuple[App, bytes]:
+    """A starsessions stack with one logged-in session, and that session's cookie (one login request)."""
+
+    async def inner(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/login":
+            scope["session"]["user"] = "user-1"
+            await respond(send, 200)
+        else:
+            await starlette_inner(scope, receive, send)
+
+    app = app_factory(inner)
+    captured: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            captured.extend(v for k, v in message["headers"] if k.lower() == b"set-cookie")
+
+    scope = make_scope((b"x-none", b""))
+    scope["path"] = "/login"
+    await app(scope, receive, send)
+    assert len(captured) == 1, captured
+    return app, captured[0].split(b";", 1)[0]  # b"session=<id>"
+
+
 def tampered(token: str) -> str:
     """The same JWT with one signature character changed (verification must fail)."""
     head, _, signature = token.rpartition(".")
@@ -251,6 +288,9 @@ async def build_cases(requests: int, rounds: int) -> tuple[list[Case], Callable[
     secret = os.urandom(32).hex()
     starlette_cookie_header = (b"cookie", await starlette_cookie(secret))
 
+    star: tuple[App, bytes] | None = None
+    if StarSessionsMiddleware is not None:
+        star = await starsessions_cookie(starsessions_app)
     ours_seen = SessionMiddleware(ours_inner, manager=seen_manager)
     ours_fresh = SessionMiddleware(ours_inner, manager=fresh_manager)
     starlette = StarletteSessionMiddleware(starlette_inner, secret_key=secret)
@@ -267,6 +307,9 @@ async def build_cases(requests: int, rounds: int) -> tuple[list[Case], Callable[
     await expect(starlette, starlette_cookie_header, 200, "starlette sessions")
     bad_starlette = starlette_cookie_header[1][:-3] + b"AAA"
     await expect(starlette, (b"cookie", bad_starlette), 401, "starlette sessions, tampered")
+    if star is not None:
+        await expect(star[0], (b"cookie", star[1]), 200, "starsessions")
+        await expect(star[0], (b"cookie", b"session=unknown"), 401, "starsessions, unknown id")
     await expect(naive, cookie(naive_token), 200, "naive PyJWT")
     await expect(naive, cookie(tampered(naive_token)), 401, "naive PyJWT, tampered")
     await expect(ours_seen, cookie(seen_token), 200, "asgi-session cookie")
@@ -316,6 +359,7 @@ async def build_cases(requests: int, rounds: int) -> tuple[list[Case], Callable[
         request_case("bare ASGI app", bare_app, cookie(seen_token)),
         request_case("Starlette SessionMiddleware", starlette, starlette_cookie_header),
         request_case("naive PyJWT middleware", naive, cookie(naive_token)),
+        *([request_case("starsessions (in-memory store)", star[0], (b"cookie", star[1]))] if star is not None else []),
         request_case("asgi-session, seen, cookie", ours_seen, cookie(seen_token)),
         request_case("asgi-session, seen, Bearer", ours_seen, bearer(seen_token)),
         Case("asgi-session, never seen, cookie", ours_unseen),
@@ -401,6 +445,11 @@ def report(cases: list[Case], requests: int, rounds: int, elapsed: float, json_p
             f"{name:<22}{value:>6.3f}  (per round: median {statistics.median(per_round):.3f}, "
             f"{min(per_round):.3f}-{max(per_round):.3f}; target <= {target:.2f}: {verdict})  {descriptions[name]}"
         )
+
+    star_name = "starsessions (in-memory store)"
+    if star_name in by_name:
+        value, _ = ratio(by_name, "asgi-session, seen, cookie", star_name, minus=bare_name)
+        print(f"{'vs starsessions':<22}{value:>6.3f}  (ours seen, cookie - bare) / (starsessions - bare); no target")
 
     if json_path:
         document = {
