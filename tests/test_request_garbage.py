@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from asgi_session import SessionManager, SessionMiddleware, create_new_session, get_session
+from asgi_session import Session, SessionManager, SessionMiddleware, create_new_session, get_session
 from asgi_session._asgi import Message, Receive, Scope, Send
+from asgi_session._context import CONTEXT_KEY, RequestContext
 from asgi_session.stores import MemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -49,10 +50,18 @@ async def _app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _garbage() -> list[str]:
+    """The per-request objects of ours that only the collector could free: sessions, contexts, scopes.
+
+    Other tests' background tasks may leave garbage of their own (frames, futures) while these run; only ours counts.
+    """
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         gc.collect()
-        return [type(o).__name__ for o in gc.garbage]
+        return [
+            type(o).__name__
+            for o in gc.garbage
+            if isinstance(o, (Session, RequestContext)) or (type(o) is dict and CONTEXT_KEY in o)
+        ]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
