@@ -25,14 +25,16 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from asgi_session import Clock, SessionManager, SessionMiddleware, create_new_session, get_session
+from asgi_session.claims import PrimitiveArrayClaim, SessionClaimValidator
 from asgi_session.stores import SQLiteStore
 
 T = TypeVar("T")
 
 HERE = Path(__file__).parent
 BUNDLE_DIR = HERE / "node_modules" / "supertokens-web-js" / "bundle"
-BUNDLES = ("website", "supertokens", "session")
-"""The SDK bundles the page loads, in order: ``website`` is the webpack runtime the others depend on."""
+BUNDLES = ("website", "supertokens", "session", "userroles")
+"""The SDK bundles the page loads, in order: ``website`` is the webpack runtime the others depend on; ``userroles``
+defines ``supertokensUserRoles.UserRoleClaim`` (the ``st-role`` claim's frontend validators)."""
 
 CORS_ALLOW_HEADERS = ["content-type", "rid", "fdi-version", "st-auth-mode", "anti-csrf", "authorization"]
 """What the SuperTokens SDK sends (besides ``content-type``); the recipe in docs/frontend.md lists the same."""
@@ -76,6 +78,21 @@ PAYLOAD = {"role": "reader", "plan": {"name": "free", "seats": 3}}
 """The custom claims every sign-in puts into the access-token payload."""
 
 
+def _roles(user_id: str, tenant_id: str, payload: dict[str, Any]) -> list[str]:
+    return ["admin"] if user_id == "admin" else ["user"]
+
+
+ROLE_CLAIM = PrimitiveArrayClaim("st-role", _roles)
+"""The user's roles under the key of SuperTokens' ``UserRoleClaim``: ``admin`` for the user "admin", else ``user``.
+
+A backend started with ``serve(claims=(ROLE_CLAIM,))`` puts it into every new session's payload.
+"""
+
+
+def _admins_only(validators: list[SessionClaimValidator], session: Any) -> list[SessionClaimValidator]:
+    return [*validators, ROLE_CLAIM.validators.includes("admin")]
+
+
 def _page_routes(bundles: dict[str, Path]) -> list[Route]:
     page = (HERE / "sdk_page.html").read_text(encoding="utf-8")
 
@@ -109,7 +126,9 @@ def api_app(
     *,
     cors_origins: Sequence[str] = (),
 ) -> Starlette:
-    """The API: sign-in, a protected route, the protocol endpoints; plus the page when ``bundles`` is given.
+    """The API: sign-in, a protected route, an admin route, the protocol endpoints; plus the page with ``bundles``.
+
+    ``GET /api/admin`` needs the ``st-role`` claim (:data:`ROLE_CLAIM`) to include ``admin``.
 
     With ``cors_origins``, Starlette's CORSMiddleware wraps everything (SessionMiddleware's own answers too), with
     credentials and the SDK's headers: the recipe that docs/frontend.md shows.
@@ -127,7 +146,16 @@ def api_app(
             {"user": session.user_id, "handle": session.handle, "payload": session.access_token_payload}
         )
 
-    routes = [Route("/api/signin", signin, methods=["POST"]), Route("/api/protected", protected, methods=["GET"])]
+    async def admin(request: Request) -> Response:  # guarded by a claim: 403 "invalid claim" for a non-admin
+        session = await get_session(request, session_required=True, override_global_claim_validators=_admins_only)
+        assert session is not None
+        return JSONResponse({"user": session.user_id, "admin": True})
+
+    routes = [
+        Route("/api/signin", signin, methods=["POST"]),
+        Route("/api/protected", protected, methods=["GET"]),
+        Route("/api/admin", admin, methods=["GET"]),
+    ]
     if bundles is not None:
         routes += _page_routes(bundles)
     middleware = []

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from asgi_session import SessionConfig, SessionManager
+from asgi_session.claims import SessionClaim
 from asgi_session.stores import SQLiteStore
 from tests._servers import serve_in_thread
 from tests.browser._apps import Backend, ShiftedClock, api_app, find_bundles
@@ -114,8 +115,9 @@ def tab(new_tab: Callable[..., Tab]) -> Tab:
 def serve(tmp_path: Path, bundles: dict[str, Path]) -> Iterator[Callable[..., Backend]]:
     """Start test APIs on 127.0.0.1 (each with the SDK page at ``/`` unless ``page=False``); all stopped afterwards.
 
-    ``serve(config=SessionConfig(...), cors_origins=(...), page=True)``; each has a SQLite file of its own, which an
-    offline manager (a backend job's view, :meth:`Backend.offline`) opens too; ``db=`` shares another's.
+    ``serve(config=SessionConfig(...), cors_origins=(...), page=True, claims=(...))``; each has a SQLite file of its
+    own, which an offline manager (a backend job's view, :meth:`Backend.offline`) opens too; ``db=`` shares another's.
+    ``claims`` go to the manager (fetched into every new session's payload).
     """
     count = 0
     with contextlib.ExitStack() as stack:
@@ -126,12 +128,13 @@ def serve(tmp_path: Path, bundles: dict[str, Path]) -> Iterator[Callable[..., Ba
             cors_origins: tuple[str, ...] = (),
             page: bool = True,
             db: Path | None = None,
+            claims: tuple[SessionClaim[Any], ...] = (),
         ) -> Backend:
             nonlocal count
             count += 1
             clock = ShiftedClock()
             db = db or tmp_path / f"sessions-{count}.db"
-            manager = SessionManager(SQLiteStore(db), config or SessionConfig(), clock=clock)
+            manager = SessionManager(SQLiteStore(db), config or SessionConfig(), clock=clock, claims=claims)
             app = api_app(manager, bundles if page else None, cors_origins=cors_origins)
             url = stack.enter_context(serve_in_thread(app))
             return Backend(url, manager, clock, db)
