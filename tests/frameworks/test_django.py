@@ -29,7 +29,7 @@ from asgi_session import (
     StoreError,
     UnauthorisedError,
 )
-from asgi_session.claims import PrimitiveArrayClaim, SessionClaimValidator
+from asgi_session.claims import OverrideGlobalClaimValidators, PrimitiveArrayClaim, SessionClaimValidator
 from asgi_session.frameworks.django import SessionErrorMiddleware, get_session, protocol_response, session_required
 from asgi_session.testing import FakeClock
 from tests._helpers import TrackingStore
@@ -398,7 +398,8 @@ def claims_admin(request: HttpRequest) -> JsonResponse:  # a sync view behind an
 
 async def claims_plain(request: HttpRequest) -> JsonResponse:
     """No decorator: ``get_session`` runs the global validators, or the override in ``?override=``."""
-    override = {"none": lambda g, s: [], "admin": also_admin}.get(request.GET.get("override", ""))
+    overrides: dict[str, OverrideGlobalClaimValidators] = {"none": lambda g, s: [], "admin": also_admin}
+    override = overrides.get(request.GET.get("override", ""))
     session = await get_session(request, session_required=True, override_global_claim_validators=override)
     return JsonResponse({"user": session.user_id})
 
@@ -496,4 +497,4 @@ async def test_a_refused_refetch_still_sends_the_reissued_token(claims: Harness)
 
 def test_the_decorator_refuses_an_override_that_is_not_callable() -> None:
     with pytest.raises(ConfigurationError, match="override_global_claim_validators"):
-        session_required(override_global_claim_validators=[IS_ADMIN])  # type: ignore[arg-type]
+        session_required(override_global_claim_validators=[IS_ADMIN])  # type: ignore[call-overload]
