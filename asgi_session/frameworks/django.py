@@ -14,6 +14,10 @@ Wrap the ASGI application in ``asgi.py`` and add the error middleware to ``MIDDL
         session = await get_session(request, session_required=True)
         return JsonResponse({"user": session.user_id})
 
+
+    @session_required(override_global_claim_validators=lambda validators, session: [*validators, is_admin])
+    async def admin(request: HttpRequest) -> JsonResponse: ...
+
 Django turns an exception raised in a view into its own 500 response and does not re-raise it, so the
 ``SessionMiddleware`` outside never sees a :class:`~asgi_session.SessionError`. ``SessionErrorMiddleware`` answers
 it inside Django with the protocol response instead (401 ``unauthorised`` / ``try refresh token``, 403 ``invalid
@@ -38,6 +42,7 @@ except ImportError as exc:
     raise ConfigurationError("asgi_session.frameworks.django needs Django: pip install 'asgi-session[django]'") from exc
 
 from .._context import get_session as _get_session
+from ..claims import OverrideGlobalClaimValidators, no_claim_validators
 from ._errors import protocol_error
 
 if TYPE_CHECKING:
@@ -47,6 +52,11 @@ __all__ = ["SessionErrorMiddleware", "get_session", "protocol_response", "sessio
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+# Set in the ASGI scope by ``session_required`` once it has validated the request's claims: the view's own
+# ``get_session(request)`` calls (without an override) then return the session without running the manager's
+# global validators again, so the decorator's ``override_global_claim_validators`` is the view's claim policy.
+_CLAIMS_CHECKED = "asgi_session.django.claims_checked"
 
 
 def _scope_of(request: HttpRequest) -> Any:
@@ -122,6 +132,7 @@ async def get_session(
     session_required: Literal[True],
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session: ...
 
 
@@ -131,6 +142,7 @@ async def get_session(
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None: ...
 
 
@@ -139,6 +151,7 @@ async def get_session(
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None:
     """Return the request's verified session, or ``None`` when there is none and it is not required.
 
@@ -153,6 +166,10 @@ async def get_session(
             ``access_token_blacklisting``.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
+            ``invalid claim``). Without one, in a view that :func:`session_required` already checked, no claim
+            validator runs again: the decorator's check stands for the view.
 
     Returns:
         The session, or ``None``.
@@ -160,10 +177,17 @@ async def get_session(
     Raises:
         TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
         UnauthorisedError: no session while required, or (with the database check) the session was revoked.
+        InvalidClaimsError: a claim validator failed (403 ``invalid claim``); a value re-fetched on the way is
+            stored, and its re-issued access token is sent with the 403.
         StoreError: the store failed during the database check.
         ConfigurationError: the request did not come through ASGI and ``SessionMiddleware``.
     """
-    return await _get_session(_scope_of(request), session_required, check_database, anti_csrf_check)
+    scope = _scope_of(request)
+    if override_global_claim_validators is None and scope.get(_CLAIMS_CHECKED):
+        override_global_claim_validators = no_claim_validators
+    return await _get_session(
+        scope, session_required, check_database, anti_csrf_check, override_global_claim_validators
+    )
 
 
 class _ViewDecorator(Protocol):
@@ -190,6 +214,7 @@ def session_required(
     session_required: bool = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> _ViewDecorator: ...
 
 
@@ -200,6 +225,7 @@ def session_required(
     session_required: bool = True,
     check_database: bool = False,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Any:
     """Protect a Django view: verify the session before the view runs.
 
@@ -220,11 +246,20 @@ def session_required(
             checked anyway.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators this view runs instead of the manager's ``global_claim_validators`` (add, remove
+            or replace them). A failure never reaches the view: 403 ``invalid claim``, answered by
+            ``SessionErrorMiddleware``. The view's own ``get_session(request)`` then runs no validator again.
 
     Returns:
         The wrapped (async) view (bare form), or a decorator (called form).
     """
     required = session_required
+    if override_global_claim_validators is not None and not callable(override_global_claim_validators):
+        raise ConfigurationError(
+            "session_required: override_global_claim_validators must be a callable "
+            f"(global_validators, session) -> list, got {override_global_claim_validators!r}"
+        )
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
         if not callable(func):
@@ -238,9 +273,11 @@ def session_required(
                     f"session_required: the view's first argument must be the HttpRequest, got "
                     f"{type(request).__name__} (decorate methods with django.utils.decorators.method_decorator)"
                 )
-            request.asgi_session = await get_session(  # type: ignore[attr-defined]
-                request, required, check_database, anti_csrf_check
+            scope = _scope_of(request)
+            request.asgi_session = await _get_session(  # type: ignore[attr-defined]
+                scope, required, check_database, anti_csrf_check, override_global_claim_validators
             )
+            scope[_CLAIMS_CHECKED] = True
             result = await call(request, *args, **kwargs)
             if inspect.isawaitable(result):  # a sync dispatch() of an async class-based view returns a coroutine
                 result = await result

@@ -15,7 +15,12 @@
         return {"user": session.user_id if session is not None else None}
 
 
-    app = Litestar([me, hello], plugins=[SessionPlugin(manager)])
+    @get("/admin", opt={"override_global_claim_validators": lambda validators, session: [*validators, is_admin]})
+    async def admin(session: Session) -> dict[str, str]:  # 403 "invalid claim" unless the validators pass
+        return {"admin": session.user_id}
+
+
+    app = Litestar([me, hello, admin], plugins=[SessionPlugin(manager)])
 
 The plugin adds :class:`~asgi_session.SessionMiddleware` as app-level middleware, routes the protocol endpoints
 (``POST /auth/session/refresh``, ``POST /auth/signout``, the JWKS) to it, opens and closes the store with the
@@ -23,6 +28,12 @@ app's lifespan, maps session errors to the protocol responses through Litestar e
 an unhandled exception into its own 500 before an outer middleware could see it), provides the ``session``
 dependency, and marks protected routes with the ``AccessTokenCookie`` / ``AccessTokenBearer`` security schemes in
 the OpenAPI document.
+
+Session claims: the ``session`` dependency, :class:`SessionGuard` and :func:`get_session` run the manager's
+``global_claim_validators``; a route (or router, controller) changes them with ``override_global_claim_validators``
+in its ``opt``, a guard with its own argument, ``get_session`` with its own. A request's claims are validated once:
+after a guard or the dependency passed, the dependency and ``get_session`` without an override of their own run no
+validator again. A failure answers 403 ``invalid claim``.
 """
 
 from __future__ import annotations
@@ -62,6 +73,7 @@ except ImportError as exc:
 from .._asgi import Receive, Scope, Send
 from .._context import get_session as _get_session
 from .._endpoints import Endpoints
+from ..claims import OverrideGlobalClaimValidators, no_claim_validators
 from ..manager import SessionManager
 from ..middleware import SessionMiddleware
 from ..session import Session
@@ -75,6 +87,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCESS_TOKEN_BEARER",
     "ACCESS_TOKEN_COOKIE",
+    "CLAIM_VALIDATORS_OPT",
     "SECURITY",
     "OptionalSessionDep",
     "SessionDep",
@@ -89,6 +102,14 @@ ACCESS_TOKEN_COOKIE = "AccessTokenCookie"
 
 ACCESS_TOKEN_BEARER = "AccessTokenBearer"
 """The OpenAPI security scheme name for ``Authorization: Bearer <access token>``."""
+
+CLAIM_VALIDATORS_OPT = "override_global_claim_validators"
+"""The ``opt`` key of a route handler, controller or router whose value (``override(global_validators, session)``,
+sync or async) replaces the manager's ``global_claim_validators`` for the ``session`` dependency and the guards."""
+
+# Set in the ASGI scope once a guard or the dependency has validated the request's claims: later helpers without
+# an override of their own then run no validator again (a route's claim policy is decided once).
+_CLAIMS_CHECKED = "asgi_session.litestar.claims_checked"
 
 SECURITY: list[dict[str, list[str]]] = [{ACCESS_TOKEN_COOKIE: []}, {ACCESS_TOKEN_BEARER: []}]
 """The security requirement of a protected route: either scheme (as the FastAPI integration documents it)."""
@@ -122,15 +143,42 @@ OptionalSessionDep = NamedDependency[Session | None]
 _PROTOCOL_ERRORS = (TryRefreshTokenError, UnauthorisedError, TokenTheftDetectedError, InvalidClaimsError, StoreError)
 
 
-async def _checked(
-    scope: Any, session_required: bool, check_database: bool | None, anti_csrf_check: bool | None
-) -> Session | None:
-    """``get_session`` for the plugin's hooks; on a websocket, a refusal closes the handshake.
+def _route_override(handler: BaseRouteHandler | None) -> OverrideGlobalClaimValidators | None:
+    """The override in the route's ``opt`` (merged over its layers), or ``None``."""
+    override = handler.opt.get(CLAIM_VALIDATORS_OPT) if handler is not None else None
+    if override is not None and not callable(override):
+        raise ConfigurationError(
+            f"opt[{CLAIM_VALIDATORS_OPT!r}] of {handler!r} must be a callable (global_validators, session) -> list, "
+            f"got {override!r}"
+        )
+    return override
 
-    With 1008, or 1011 when the store failed, as ``SessionMiddleware`` does, instead of Litestar's 4500.
+
+def _effective(scope: Any, override: OverrideGlobalClaimValidators | None) -> OverrideGlobalClaimValidators | None:
+    """No validator again once the request's claims were validated, unless the caller brings an override."""
+    if override is None and scope.get(_CLAIMS_CHECKED):
+        return no_claim_validators
+    return override
+
+
+async def _checked(
+    scope: Any,
+    session_required: bool,
+    check_database: bool | None,
+    anti_csrf_check: bool | None,
+    override: OverrideGlobalClaimValidators | None,
+) -> Session | None:
+    """``get_session`` for the plugin's guard and dependency; on a websocket, a refusal closes the handshake.
+
+    With 1008, or 1011 when the store failed, as ``SessionMiddleware`` does, instead of Litestar's 4500. The claims
+    are validated once per request (``override``, else the global validators); later helpers skip them.
     """
     try:
-        return await _get_session(scope, session_required, check_database, anti_csrf_check)
+        session = await _get_session(
+            scope, session_required, check_database, anti_csrf_check, _effective(scope, override)
+        )
+        scope[_CLAIMS_CHECKED] = True
+        return session
     except _PROTOCOL_ERRORS as exc:
         if scope.get("type") != "websocket":
             raise
@@ -145,6 +193,7 @@ async def get_session(
     session_required: Literal[True],
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session: ...
 
 
@@ -154,6 +203,7 @@ async def get_session(
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None: ...
 
 
@@ -162,6 +212,7 @@ async def get_session(
     session_required: bool = False,
     check_database: bool | None = None,
     anti_csrf_check: bool | None = None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
 ) -> Session | None:
     """Return the request's verified session, or ``None`` when there is none and it is not required.
 
@@ -174,6 +225,10 @@ async def get_session(
             ``access_token_blacklisting``.
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
+            ``invalid claim``). Without one, on a request whose claims a guard or the ``session`` dependency
+            already validated, no validator runs again.
 
     Returns:
         The session, or ``None``.
@@ -181,10 +236,15 @@ async def get_session(
     Raises:
         TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
         UnauthorisedError: no session while required, or (with the database check) the session was revoked.
+        InvalidClaimsError: a claim validator failed (403 ``invalid claim``); a value re-fetched on the way is
+            stored, and its re-issued access token is sent with the 403.
         StoreError: the store failed during the database check.
         ConfigurationError: ``SessionPlugin`` (or ``SessionMiddleware``) is not installed.
     """
-    return await _get_session(request.scope, session_required, check_database, anti_csrf_check)
+    scope = request.scope
+    return await _get_session(
+        scope, session_required, check_database, anti_csrf_check, _effective(scope, override_global_claim_validators)
+    )
 
 
 class SessionGuard:
@@ -192,26 +252,50 @@ class SessionGuard:
 
     For routers, controllers and handlers that need a session without reading it: ``guards=[session_guard]``,
     or ``guards=[SessionGuard(check_database=True)]``. Routes behind it are marked as protected in OpenAPI.
+    It also validates the session's claims (403 ``invalid claim``): the manager's ``global_claim_validators``, or
+    what ``override_global_claim_validators`` (the guard's, else the route's ``opt``) makes of them. The
+    ``session`` dependency and ``get_session`` of a request the guard passed do not validate them again.
 
     Args:
         check_database: also check the store, so a revoked session's still-unexpired access token is refused
             (401 ``unauthorised``, tokens cleared).
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run instead of the manager's ``global_claim_validators`` (add, remove or replace
+            them); by default the route's ``opt["override_global_claim_validators"]``, if any.
+
+    Raises:
+        ConfigurationError: ``override_global_claim_validators`` is not callable.
     """
 
-    __slots__ = ("anti_csrf_check", "check_database")
+    __slots__ = ("anti_csrf_check", "check_database", "override_global_claim_validators")
 
-    def __init__(self, *, check_database: bool = False, anti_csrf_check: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        check_database: bool = False,
+        anti_csrf_check: bool | None = None,
+        override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
+    ) -> None:
+        if override_global_claim_validators is not None and not callable(override_global_claim_validators):
+            raise ConfigurationError(
+                "SessionGuard: override_global_claim_validators must be a callable (global_validators, session) "
+                f"-> list, got {override_global_claim_validators!r}"
+            )
         self.check_database = check_database
         self.anti_csrf_check = anti_csrf_check
+        self.override_global_claim_validators = override_global_claim_validators
 
     def __repr__(self) -> str:
-        return f"SessionGuard(check_database={self.check_database!r}, anti_csrf_check={self.anti_csrf_check!r})"
+        override = self.override_global_claim_validators
+        extra = f", override_global_claim_validators={override!r}" if override is not None else ""
+        return f"SessionGuard(check_database={self.check_database!r}, anti_csrf_check={self.anti_csrf_check!r}{extra})"
 
-    async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         """Raise the session error that refuses this request, if any."""
-        await _checked(connection.scope, True, self.check_database, self.anti_csrf_check)
+        override = self.override_global_claim_validators or _route_override(handler)
+        await _checked(connection.scope, True, self.check_database, self.anti_csrf_check, override)
 
 
 session_guard = SessionGuard()
@@ -268,7 +352,9 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
     - the ``session`` dependency: a parameter ``session: SessionDep`` requires a session (401 ``unauthorised``
       without one), ``session: OptionalSessionDep`` is optional (``None`` without one); the bare annotations
       ``Session`` and ``Session | None`` work too. Either way an expired or invalid access token is answered
-      401 ``try refresh token``, so the client refreshes;
+      401 ``try refresh token``, so the client refreshes. It validates the session's claims (403 ``invalid
+      claim``): the manager's ``global_claim_validators``, or ``opt["override_global_claim_validators"]`` of
+      the route (any layer: handler, controller, router, app);
     - ``Session``, ``SessionDep`` and ``OptionalSessionDep`` in the signature namespace (handlers may import
       them under ``TYPE_CHECKING``);
     - the ``AccessTokenCookie`` and ``AccessTokenBearer`` security schemes in the OpenAPI components, and
@@ -328,7 +414,13 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         return app_config
 
     def receive_route(self, route: BaseRoute) -> None:
-        """Mark the route's handlers that require a session with the security requirement."""
+        """Mark the route's handlers that require a session with the security requirement.
+
+        Raises:
+            ConfigurationError: a handler's ``opt["override_global_claim_validators"]`` is not callable.
+        """
+        for handler in getattr(route, "route_handlers", ()):
+            _route_override(handler)  # refuse a bad override when the app is built, not at the first request
         if not isinstance(route, HTTPRoute):
             return
         for handler in route.route_handlers:
@@ -349,7 +441,7 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         handler = scope.get("route_handler")
         required = _field_requires_session(handler, self.dependency_key) if handler is not None else None
         # A dependency of another dependency (not a handler parameter): required, the safe reading.
-        return await _checked(scope, required is not False, self.check_database, None)
+        return await _checked(scope, required is not False, self.check_database, None, _route_override(handler))
 
 
 def _endpoint_routes(routes: Iterable[str]) -> asgi:

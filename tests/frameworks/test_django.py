@@ -17,7 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from django.http import HttpRequest, JsonResponse
 from django.test import AsyncClient, RequestFactory, override_settings
+from django.urls import include, path
 
 from asgi_session import (
     ConfigurationError,
@@ -27,6 +29,7 @@ from asgi_session import (
     StoreError,
     UnauthorisedError,
 )
+from asgi_session.claims import OverrideGlobalClaimValidators, PrimitiveArrayClaim, SessionClaimValidator
 from asgi_session.frameworks.django import SessionErrorMiddleware, get_session, protocol_response, session_required
 from asgi_session.testing import FakeClock
 from tests._helpers import TrackingStore
@@ -350,3 +353,148 @@ def test_missing_django_names_the_install_command(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delitem(sys.modules, "asgi_session.frameworks.django")
     with pytest.raises(ConfigurationError, match=r"pip install 'asgi-session\[django\]'"):
         importlib.import_module("asgi_session.frameworks.django")
+
+
+# -- Session claims: the manager's global validators, and per-view overrides ---------------------------------------
+
+ROLES: dict[str, list[str]] = {}
+
+
+async def fetch_roles(user_id: str, tenant_id: str, payload: dict[str, Any]) -> list[str]:
+    return ROLES.get(user_id, ["user"])
+
+
+ROLE = PrimitiveArrayClaim("st-role", fetch_roles)
+IS_ADMIN = ROLE.validators.includes("admin")
+
+
+def without_globals(validators: list[SessionClaimValidator], session: Any) -> list[SessionClaimValidator]:
+    """A sync override removing the global validators."""
+    assert session.user_id  # the override receives the session
+    return []
+
+
+async def also_admin(validators: list[SessionClaimValidator], session: Any) -> list[SessionClaimValidator]:
+    """An async override adding a validator to the global ones."""
+    return [*validators, IS_ADMIN]
+
+
+@session_required
+async def claims_me(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"user": request.asgi_session.user_id})  # type: ignore[attr-defined]
+
+
+@session_required(override_global_claim_validators=without_globals)
+async def claims_open(request: HttpRequest) -> JsonResponse:
+    # The decorator's override is the view's claim policy: this call runs no global validator again.
+    session = await get_session(request, session_required=True)
+    return JsonResponse({"user": session.user_id})
+
+
+@session_required(override_global_claim_validators=also_admin)
+def claims_admin(request: HttpRequest) -> JsonResponse:  # a sync view behind an async override
+    return JsonResponse({"admin": request.asgi_session.user_id})  # type: ignore[attr-defined]
+
+
+async def claims_plain(request: HttpRequest) -> JsonResponse:
+    """No decorator: ``get_session`` runs the global validators, or the override in ``?override=``."""
+    overrides: dict[str, OverrideGlobalClaimValidators] = {"none": lambda g, s: [], "admin": also_admin}
+    override = overrides.get(request.GET.get("override", ""))
+    session = await get_session(request, session_required=True, override_global_claim_validators=override)
+    return JsonResponse({"user": session.user_id})
+
+
+async def claims_fresh_admin(request: HttpRequest) -> JsonResponse:
+    session = await get_session(
+        request,
+        session_required=True,
+        override_global_claim_validators=lambda g, s: [ROLE.validators.includes("admin", max_age_in_seconds=60)],
+    )
+    return JsonResponse({"admin": session.user_id})
+
+
+urlpatterns = [
+    path("", include(TEST_URLS)),
+    path("claims/me", claims_me),
+    path("claims/open", claims_open),
+    path("claims/admin", claims_admin),
+    path("claims/plain", claims_plain),
+    path("claims/fresh-admin", claims_fresh_admin),
+]
+
+BANNED_BODY = (
+    b'{"message":"invalid claim","claimValidationErrors":[{"id":"st-role","reason":'
+    b'{"message":"wrong value","expectedToNotInclude":"banned","actualValue":["banned"]}}]}'
+)
+NOT_ADMIN_BODY = (
+    b'{"message":"invalid claim","claimValidationErrors":[{"id":"st-role","reason":'
+    b'{"message":"wrong value","expectedToInclude":"admin","actualValue":["user"]}}]}'
+)
+
+
+@pytest.fixture
+async def claims() -> AsyncIterator[Harness]:
+    """The test project with ``st-role`` on every session and ``excludes("banned")`` as a global validator."""
+    ROLES.clear()
+    ROLES.update({"admin": ["admin"], "mallory": ["banned"]})
+    clock = FakeClock(start=time.time())
+    store = TrackingStore()
+    manager = SessionManager(
+        store, clock=clock, claims=[ROLE], global_claim_validators=[ROLE.validators.excludes("banned")]
+    )
+    with override_settings(ROOT_URLCONF=__name__):
+        transport = httpx.ASGITransport(app=create_app(manager))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            yield Harness(clock, store, manager, client)
+    await manager.close()
+
+
+@pytest.mark.parametrize("path", ["/claims/me", "/claims/plain", "/me"])
+async def test_a_failing_global_validator_is_403_with_supertokens_body(claims: Harness, path: str) -> None:
+    await sign_in(claims, "mallory")
+    response = await claims.client.get(path)
+    assert response.status_code == 403
+    assert response.content == BANNED_BODY
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers.get_list("set-cookie") == []  # nothing re-fetched: nothing re-issued or cleared
+    await sign_in(claims, "alice")
+    assert (await claims.client.get(path)).json()["user"] == "alice"
+
+
+@pytest.mark.parametrize("path", ["/claims/open", "/claims/plain?override=none"])
+async def test_an_override_removing_the_global_validator_is_200(claims: Harness, path: str) -> None:
+    await sign_in(claims, "mallory")
+    response = await claims.client.get(path)
+    assert (response.status_code, response.json()) == (200, {"user": "mallory"})
+
+
+@pytest.mark.parametrize("path", ["/claims/admin", "/claims/plain?override=admin"])
+async def test_an_override_adding_a_validator_is_403(claims: Harness, path: str) -> None:
+    await sign_in(claims, "alice")
+    response = await claims.client.get(path)
+    assert (response.status_code, response.content) == (403, NOT_ADMIN_BODY)
+    await sign_in(claims, "admin")
+    assert (await claims.client.get(path)).status_code == 200
+    await sign_in(claims, "mallory")  # the added validator comes after the global ones, which still run
+    refused = await claims.client.get(path)
+    assert [error["reason"]["message"] for error in refused.json()["claimValidationErrors"]] == ["wrong value"] * 2
+
+
+async def test_a_refused_refetch_still_sends_the_reissued_token(claims: Harness) -> None:
+    await sign_in(claims, "admin")
+    old = claims.client.cookies["sAccessToken"]
+    assert (await claims.client.get("/claims/fresh-admin")).status_code == 200
+    claims.clock.advance(61)
+    ROLES["admin"] = ["user"]  # demoted: the stale value is fetched again, and fails
+    refused = await claims.client.get("/claims/fresh-admin")
+    assert (refused.status_code, refused.content) == (403, NOT_ADMIN_BODY)
+    assert [c.split("=", 1)[0] for c in refused.headers.get_list("set-cookie")] == ["sAccessToken"]
+    assert len(refused.headers.get_list("front-token")) == 1
+    new = claims.client.cookies["sAccessToken"]
+    assert new != old
+    assert (await claims.manager.verify_access_token(new))["st-role"]["v"] == ["user"]
+
+
+def test_the_decorator_refuses_an_override_that_is_not_callable() -> None:
+    with pytest.raises(ConfigurationError, match="override_global_claim_validators"):
+        session_required(override_global_claim_validators=[IS_ADMIN])  # type: ignore[call-overload]

@@ -16,7 +16,9 @@ from litestar.exceptions import LitestarDeprecationWarning, WebSocketDisconnect
 from litestar.testing import AsyncTestClient
 
 from asgi_session import ConfigurationError, Session, SessionConfig, SessionManager, create_new_session
+from asgi_session.claims import OverrideGlobalClaimValidators, PrimitiveArrayClaim, SessionClaimValidator
 from asgi_session.frameworks.litestar import (
+    CLAIM_VALIDATORS_OPT,
     OptionalSessionDep,
     SessionDep,
     SessionGuard,
@@ -360,3 +362,193 @@ def test_the_example_app_under_uvicorn() -> None:
     with serve_in_thread(load("litestar").create_app(manager)) as base_url:
         real_server_story(base_url, clock, store)
     assert store.events == ["open", "close"]  # the plugin's lifespan opened and closed the store
+
+
+# -- Session claims: the manager's global validators, and per-route overrides --------------------------------------
+
+ROLES: dict[str, list[str]] = {}
+
+
+async def fetch_roles(user_id: str, tenant_id: str, payload: dict[str, Any]) -> list[str]:
+    return ROLES.get(user_id, ["user"])
+
+
+ROLE = PrimitiveArrayClaim("st-role", fetch_roles)
+IS_ADMIN = ROLE.validators.includes("admin")
+
+
+def without_globals(validators: list[SessionClaimValidator], session: Any) -> list[SessionClaimValidator]:
+    """A sync override removing the global validators."""
+    assert session.user_id  # the override receives the session
+    return []
+
+
+async def also_admin(validators: list[SessionClaimValidator], session: Any) -> list[SessionClaimValidator]:
+    """An async override adding a validator to the global ones."""
+    return [*validators, IS_ADMIN]
+
+
+@get("/claims/me")
+async def claims_me(session: SessionDep) -> dict[str, str]:
+    return {"user": session.user_id}
+
+
+@get("/claims/open", opt={CLAIM_VALIDATORS_OPT: without_globals})
+async def claims_open(session: SessionDep) -> dict[str, str]:
+    return {"user": session.user_id}
+
+
+@get("/claims/admin", opt={CLAIM_VALIDATORS_OPT: also_admin})
+async def claims_admin(session: SessionDep) -> dict[str, str]:
+    return {"user": session.user_id}
+
+
+@get("/claims/guarded-open", guards=[SessionGuard(override_global_claim_validators=without_globals)])
+async def claims_guarded_open(request: Request[Any, Any, Any], session: SessionDep) -> dict[str, str]:
+    # The guard's override is the route's claim policy: neither the dependency nor get_session validates again.
+    again = await get_session(request, session_required=True)
+    return {"user": again.user_id}
+
+
+@get("/claims/guarded-admin", guards=[SessionGuard(override_global_claim_validators=also_admin)])
+async def claims_guarded_admin() -> dict[str, str]:
+    return {"user": "an admin"}
+
+
+@get("/claims/plain")
+async def claims_plain(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """``get_session`` runs the global validators, or the override named in ``?override=``."""
+    overrides: dict[str, OverrideGlobalClaimValidators] = {"none": lambda g, s: [], "admin": also_admin}
+    override = overrides.get(request.query_params.get("override", ""))
+    session = await get_session(request, session_required=True, override_global_claim_validators=override)
+    return {"user": session.user_id}
+
+
+@get("/claims/fresh-admin")
+async def claims_fresh_admin(request: Request[Any, Any, Any]) -> dict[str, str]:
+    session = await get_session(
+        request,
+        session_required=True,
+        override_global_claim_validators=lambda g, s: [ROLE.validators.includes("admin", max_age_in_seconds=60)],
+    )
+    return {"user": session.user_id}
+
+
+@get("/daily")
+async def staff_daily() -> dict[str, str]:
+    return {"user": "staff"}
+
+
+# The router's opt reaches its handlers' guard (and dependency).
+staff = Router(
+    "/claims/staff", route_handlers=[staff_daily], guards=[session_guard], opt={CLAIM_VALIDATORS_OPT: also_admin}
+)
+CLAIM_HANDLERS: list[Any] = [
+    *(signin, claims_me, claims_open, claims_admin, claims_guarded_open, claims_guarded_admin),
+    *(claims_plain, claims_fresh_admin, staff),
+]
+
+BANNED_BODY = (
+    b'{"message":"invalid claim","claimValidationErrors":[{"id":"st-role","reason":'
+    b'{"message":"wrong value","expectedToNotInclude":"banned","actualValue":["banned"]}}]}'
+)
+NOT_ADMIN_BODY = (
+    b'{"message":"invalid claim","claimValidationErrors":[{"id":"st-role","reason":'
+    b'{"message":"wrong value","expectedToInclude":"admin","actualValue":["user"]}}]}'
+)
+
+
+@pytest.fixture
+async def claims() -> AsyncIterator[Harness]:
+    """An app with ``st-role`` on every session and ``excludes("banned")`` as a global validator."""
+    ROLES.clear()
+    ROLES.update({"admin": ["admin"], "mallory": ["banned"]})
+    clock = FakeClock(start=time.time())
+    store = TrackingStore()
+    manager = SessionManager(
+        store, clock=clock, claims=[ROLE], global_claim_validators=[ROLE.validators.excludes("banned")]
+    )
+    app = Litestar(CLAIM_HANDLERS, plugins=[SessionPlugin(manager)])
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        yield Harness(clock, store, manager, app, client)
+
+
+@pytest.mark.parametrize("path", ["/claims/me", "/claims/plain"])
+async def test_a_failing_global_validator_is_403_with_supertokens_body(claims: Harness, path: str) -> None:
+    await sign_in(claims, "mallory")
+    response = await claims.client.get(path)
+    assert (response.status_code, response.content) == (403, BANNED_BODY)
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers.get_list("set-cookie") == []  # nothing re-fetched: nothing re-issued or cleared
+    await sign_in(claims, "alice")
+    assert (await claims.client.get(path)).json() == {"user": "alice"}
+
+
+@pytest.mark.parametrize("path", ["/claims/open", "/claims/guarded-open", "/claims/plain?override=none"])
+async def test_an_override_removing_the_global_validator_is_200(claims: Harness, path: str) -> None:
+    await sign_in(claims, "mallory")
+    response = await claims.client.get(path)
+    assert (response.status_code, response.json()) == (200, {"user": "mallory"})
+
+
+@pytest.mark.parametrize(
+    "path", ["/claims/admin", "/claims/guarded-admin", "/claims/plain?override=admin", "/claims/staff/daily"]
+)
+async def test_an_override_adding_a_validator_is_403(claims: Harness, path: str) -> None:
+    await sign_in(claims, "alice")
+    response = await claims.client.get(path)
+    assert (response.status_code, response.content) == (403, NOT_ADMIN_BODY)
+    await sign_in(claims, "admin")
+    assert (await claims.client.get(path)).status_code == 200
+    await sign_in(claims, "mallory")  # the added validator comes after the global ones, which still run
+    refused = await claims.client.get(path)
+    assert [error["reason"]["message"] for error in refused.json()["claimValidationErrors"]] == ["wrong value"] * 2
+
+
+async def test_a_refused_refetch_still_sends_the_reissued_token(claims: Harness) -> None:
+    await sign_in(claims, "admin")
+    old = claims.client.cookies["sAccessToken"]
+    assert (await claims.client.get("/claims/fresh-admin")).status_code == 200
+    claims.clock.advance(61)
+    ROLES["admin"] = ["user"]  # demoted: the stale value is fetched again, and fails
+    refused = await claims.client.get("/claims/fresh-admin")
+    assert (refused.status_code, refused.content) == (403, NOT_ADMIN_BODY)
+    assert [c.split("=", 1)[0] for c in refused.headers.get_list("set-cookie")] == ["sAccessToken"]
+    assert len(refused.headers.get_list("front-token")) == 1
+    new = claims.client.cookies["sAccessToken"]
+    assert new != old
+    assert (await claims.manager.verify_access_token(new))["st-role"]["v"] == ["user"]
+
+
+async def test_a_websocket_refused_by_a_claim_is_closed_with_1008(claims: Harness) -> None:
+    @websocket("/claims/feed", opt={CLAIM_VALIDATORS_OPT: also_admin})
+    async def feed(socket: WebSocket[Any, Any, Any], session: SessionDep) -> None:
+        await socket.accept()
+        await socket.send_json({"user": session.user_id})
+        await socket.close()
+
+    app = Litestar([signin, feed], plugins=[SessionPlugin(claims.manager)])
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        for user, allowed in (("admin", True), ("alice", False)):
+            signed_in = await client.post("/signin", json={"user": user})
+            cookie = {"cookie": f"sAccessToken={signed_in.cookies['sAccessToken']}"}
+            if allowed:
+                with await client.websocket_connect("/claims/feed", headers=cookie) as connection:
+                    assert connection.receive_json() == {"user": "admin"}
+                continue
+            refused = await client.websocket_connect("/claims/feed", headers=cookie)
+            with pytest.raises(WebSocketDisconnect) as closed, refused as connection:
+                connection.receive_json()  # pragma: no cover
+            assert closed.value.code == 1008
+
+
+def test_an_override_that_is_not_callable_is_refused_when_the_app_is_built() -> None:
+    with pytest.raises(ConfigurationError, match="override_global_claim_validators"):
+        SessionGuard(override_global_claim_validators=[IS_ADMIN])  # type: ignore[arg-type]
+
+    @get("/bad", opt={CLAIM_VALIDATORS_OPT: "admin"})
+    async def bad() -> None:  # pragma: no cover
+        return None
+
+    with pytest.raises(ConfigurationError, match="must be a callable"):
+        Litestar([bad], plugins=[SessionPlugin(SessionManager(TrackingStore()))])
