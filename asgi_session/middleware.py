@@ -112,18 +112,18 @@ class SessionMiddleware:
             # Run the app; write token changes on its response, and turn a SessionError into the protocol's
             # response (a 5xx start is held back until we know whether a SessionError caused it).
             started = False
-            held: list[Message] = []
+            held: list[Message] | None = None  # the messages after a held-back 5xx start
 
             # A plain function returning send's own awaitable: an ASGI ``send`` only has to return an awaitable,
             # and this saves a coroutine per message.
             def send_wrapper(message: Message) -> Awaitable[None]:
-                nonlocal started
-                if held:
+                nonlocal started, held
+                if held is not None:
                     held.append(message)
                     return _DONE
                 if message["type"] == "http.response.start":
                     if message["status"] >= 500:
-                        held.append(message)
+                        held = [message]
                         return _DONE
                     started = True
                     session = context.session  # context.changed, inlined: this runs on every response
@@ -136,14 +136,14 @@ class SessionMiddleware:
             except SessionError as exc:
                 if not started and await self._answer(exc, context, scope, receive, send):
                     return
-                if held and not started:
+                if held is not None and not started:
                     await self._flush(held, context, scope, send)
                 raise
             except BaseException:
-                if held and not started:
+                if held is not None and not started:
                     await self._flush(held, context, scope, send)
                 raise
-            if held:
+            if held is not None:
                 # A framework's exception handler may have left a session error to this middleware's override.
                 deferred = getattr(context, "deferred_error", None)
                 if deferred is not None and await self._answer(deferred, context, scope, receive, send):
