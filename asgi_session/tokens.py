@@ -124,8 +124,13 @@ def json_copy(value: Any) -> Any:
     return value
 
 
+# Built once: ``json.dumps(value, separators=...)`` builds a new encoder on every call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_COMPACT_ALLOWING_NAN = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _compact_json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _COMPACT(value).encode("utf-8")
 
 
 def check_json_object(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
@@ -242,8 +247,23 @@ def sign_jwt(claims: Mapping[str, Any], key: SigningKey) -> str:
     return _sign({"alg": key.algorithm, "typ": "JWT", "kid": key.kid}, claims, key)
 
 
+# Encoded JWT headers by their content: every token of one key has the same header. Bounded like _HEADERS.
+_ENCODED_HEADERS: dict[tuple[tuple[str, Any], ...], str] = {}
+
+
+def _encoded_header(header: Mapping[str, Any]) -> str:
+    key = tuple(header.items())
+    encoded = _ENCODED_HEADERS.get(key)
+    if encoded is None:
+        encoded = _b64url(_compact_json(header))
+        if len(_ENCODED_HEADERS) >= _HEADERS_MAX:
+            _ENCODED_HEADERS.clear()
+        _ENCODED_HEADERS[key] = encoded
+    return encoded
+
+
 def _sign(header: Mapping[str, Any], claims: Mapping[str, Any], key: SigningKey) -> str:
-    signing_input = _b64url(_compact_json(header)) + "." + _b64url(_compact_json(claims))
+    signing_input = _encoded_header(header) + "." + _b64url(_compact_json(claims))
     signature = _ALGORITHMS[key.algorithm].sign(signing_input.encode("ascii"), key.private_key)
     if key.algorithm == "ES256":
         signature = _low_s(signature)
@@ -396,4 +416,4 @@ def decode_access_token(
 def front_token(user_id: str, access_token_expiry_ms: int, payload: Mapping[str, Any]) -> str:
     """Return the ``front-token`` header value: base64 of ``{"uid", "ate", "up"}`` (standard, padded)."""
     data = {"uid": user_id, "ate": access_token_expiry_ms, "up": dict(payload)}
-    return base64.b64encode(json.dumps(data, separators=(",", ":")).encode("utf-8")).decode("ascii")
+    return base64.b64encode(_COMPACT_ALLOWING_NAN(data).encode("utf-8")).decode("ascii")

@@ -11,10 +11,13 @@ from ..exceptions import StoreError
 __all__ = ["dump_object", "load_object"]
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once, not per call
+
+
 def dump_object(value: Mapping[str, Any], what: str) -> str:
     """Serialise a JSON object compactly; anything else (NaN, sets, lists, objects) is a ``StoreError``."""
     try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        text = _COMPACT(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
     if not text.startswith("{"):
