@@ -35,7 +35,7 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def redis_cluster_url() -> str:
-    """``ASGI_SESSION_REDIS_CLUSTER_URL`` (e.g. ``redis+cluster://127.0.0.1:7100/``; ``.ci/redis-cluster`` starts one)."""
+    """``ASGI_SESSION_REDIS_CLUSTER_URL`` (e.g. ``redis+cluster://127.0.0.1:7100/``, from ``.ci/redis-cluster``)."""
     return _service("ASGI_SESSION_REDIS_CLUSTER_URL", "a Redis Cluster")
 
 

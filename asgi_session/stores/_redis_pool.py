@@ -40,7 +40,7 @@ from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from ..exceptions import ConfigurationError, StoreError
 from ._redis_scripts import Client
@@ -50,8 +50,9 @@ __all__ = ["CLUSTER_SCHEMES", "DRIVER_ERRORS", "RedisPool", "store_error"]
 # The URL schemes of a Redis Cluster, and the redis-py scheme each stands for.
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
-# Redis errors, the pool's timeouts (OSError), and ValueError for a string that cannot be encoded or decoded.
-DRIVER_ERRORS = (RedisError, OSError, ValueError)
+# Redis errors, the cluster client's own (not RedisErrors: no node reachable, a slot not covered), the pool's
+# timeouts (OSError), and ValueError for a string that cannot be encoded or decoded.
+DRIVER_ERRORS = (RedisError, RedisClusterException, OSError, ValueError)
 _NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
 
 

@@ -174,7 +174,7 @@ class Script:
         pipe = client.pipeline(transaction=False)
         for keys, args in calls:
             # execute_command: redis-py refuses pipe.evalsha on a cluster, though it routes EVALSHA by its keys.
-            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         replies = list(await pipe.execute(raise_on_error=False))
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):

@@ -39,7 +39,9 @@ _OPTIONAL = {
     "postgresql": ("asgi_session.stores.postgres", "PostgresStore", "postgres"),
     "postgres": ("asgi_session.stores.postgres", "PostgresStore", "postgres"),
 }
-_SUPPORTED = "sqlite://, memory://, redis://, rediss://, redis+cluster://, rediss+cluster://, postgresql://, postgres://"
+_SUPPORTED = (
+    "sqlite://, memory://, redis://, rediss://, redis+cluster://, rediss+cluster://, postgresql://, postgres://"
+)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
 _SQLITE_PARAMS = ("busy_timeout", "synchronous")
 

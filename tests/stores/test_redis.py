@@ -222,7 +222,15 @@ async def test_listing_and_revoking_read_only_the_users_index(factory: Factory, 
         assert await store.delete_for_user("user-1", "public") == [mine[0].handle, mine[2].handle]
         # The index, whose the sessions are, the log script, the deletes, the unindex script (EVAL once, if the
         # server lacks a script).
-        assert [c for c in sent_commands if c != "EVAL"] == ["ZRANGE", "HMGET", "HMGET", "EVALSHA", "DEL", "DEL", "EVALSHA"]
+        assert [c for c in sent_commands if c != "EVAL"] == [
+            "ZRANGE",
+            "HMGET",
+            "HMGET",
+            "EVALSHA",
+            "DEL",
+            "DEL",
+            "EVALSHA",
+        ]
         sent_commands.clear()
         assert await store.delete_for_user("user-1") == [mine[1].handle]
         assert set(sent_commands) <= {"ZRANGE", "HMGET", "EVALSHA", "EVAL", "DEL"}
