@@ -30,10 +30,12 @@ the new primary.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection, parse_url
@@ -45,7 +47,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from ..exceptions import ConfigurationError, StoreError
 from ._redis_scripts import Client
 
-__all__ = ["CLUSTER_SCHEMES", "DRIVER_ERRORS", "RedisPool", "store_error"]
+__all__ = ["CLUSTER_SCHEMES", "DRIVER_ERRORS", "RedisPool", "from_driver", "store_error"]
 
 # The URL schemes of a Redis Cluster, and the redis-py scheme each stands for.
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -53,7 +55,22 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 # Redis errors, the cluster client's own (not RedisErrors: no node reachable, a slot not covered), the pool's
 # timeouts (OSError), and ValueError for a string that cannot be encoded or decoded.
 DRIVER_ERRORS = (RedisError, RedisClusterException, OSError, ValueError)
+_DRIVER_FOLDER = os.path.dirname(redis.__file__) + os.sep
 _NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
+
+
+def from_driver(exc: Exception) -> bool:
+    """Whether ``exc`` is the driver's: one of ``DRIVER_ERRORS``, or any exception raised inside redis-py's own code.
+
+    redis-py's cluster client can fail with an ``AttributeError`` when a failover makes it close a connection that
+    another task is sending on; that is a store failure (a 503), not a bug in the caller (a 500).
+    """
+    if isinstance(exc, DRIVER_ERRORS):
+        return True
+    frame, last = exc.__traceback__, None
+    while frame is not None:
+        frame, last = frame.tb_next, frame
+    return last is not None and last.tb_frame.f_code.co_filename.startswith(_DRIVER_FOLDER)
 
 
 def store_error(operation: str, exc: BaseException) -> StoreError:
@@ -216,8 +233,10 @@ class RedisPool:
                 raise StoreError(f"Redis store: {operation} failed (pool exhausted: no connection came free)") from exc
         try:
             yield client
-        except DRIVER_ERRORS as exc:
-            raise store_error(operation, exc) from exc
+        except Exception as exc:
+            if from_driver(exc):
+                raise store_error(operation, exc) from exc
+            raise
         finally:
             if slots is not None:
                 slots.release()
