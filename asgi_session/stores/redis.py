@@ -93,7 +93,7 @@ from .base import (
 )
 
 try:
-    from redis.asyncio.cluster import RedisCluster
+    import redis.asyncio as aioredis  # first: a missing package fails here even if submodules are cached
     from redis.exceptions import ResponseError
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ConfigurationError("RedisStore needs the redis package: pip install 'asgi-session[redis]'") from exc
@@ -204,7 +204,7 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, Le
 
     async def _check_eviction(self, client: Client) -> None:
         try:
-            if isinstance(client, RedisCluster):
+            if isinstance(client, aioredis.RedisCluster):
                 replies = [
                     await client.config_get("maxmemory-policy", target_nodes=node) for node in client.get_primaries()
                 ]
