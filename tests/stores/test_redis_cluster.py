@@ -25,7 +25,7 @@ from asgi_session.stores import store_from_url
 from asgi_session.stores.base import SessionStore
 from asgi_session.stores.redis import RedisStore
 from asgi_session.testing import CONFORMANCE_CHECKS, PersistedReader, run_conformance_suite
-from asgi_session.testing._records import handle_of, make_record
+from asgi_session.testing._records import T0, handle_of, make_record, make_rotation, rotated
 from tests._store_urls import delete_redis_keys, redis_keys, unique_name, with_query
 from tests.stores.conftest import cluster_node_url
 from tests.stores.test_redis_revocations import Recorder, revoke, ticks
@@ -179,6 +179,35 @@ async def test_the_feed_delivers_a_catch_up_then_every_entry_in_order(
             group.cancel_scope.cancel()
         assert recorder.failure is None
         assert recorder.entries == await store.revocations_since(1)  # in order, nothing twice, nothing missed
+
+
+# --- faults --------------------------------------------------------------------------------------------------
+
+
+async def test_a_paused_primary_gives_store_error_within_the_retries_then_recovers(
+    factory: Factory, cluster_admin: RedisCluster
+) -> None:
+    """A primary that stops answering: each try waits ``socket_timeout``, ``retries + 3`` tries in all."""
+    record = make_record(1)
+    rotation = make_rotation(record, "child", T0 + 60)
+    async with factory(socket_timeout=0.3, retries=0) as store:
+        await store.create(record)
+        primary = cluster_admin.get_node_from_key(f"{store.prefix}:{{s:{record.handle}}}")
+        assert primary is not None
+        node = aioredis.Redis(host=primary.host, port=int(primary.port), decode_responses=True)
+        try:
+            await node.client_pause(3000, all=False)  # writes (and scripts) wait
+            started = time.monotonic()
+            with pytest.raises(StoreError, match=r"^Redis store: rotate failed \(TimeoutError"):
+                await store.rotate(rotation)
+            assert time.monotonic() - started < 3 * 0.3 + 1.5  # three tries and the backoff, on a loaded machine
+        finally:
+            await node.client_unpause()
+            await node.aclose()
+        current = await store.get(record.handle)
+        assert current in (record, rotated(record, rotation))  # a timed-out script may run after the pause
+        assert current is not None
+        assert await store.rotate(make_rotation(current, "after", T0 + 120)) is True
 
 
 # --- the URL ---------------------------------------------------------------------------------------------------
