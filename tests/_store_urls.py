@@ -2,8 +2,9 @@
 
 ``shared_store_url(kind, request, folder)`` (``async_shared_store_url`` in async code) yields a URL for
 ``store_from_url`` (a SQLite file in ``folder``, Redis with a unique ``prefix``, PostgreSQL with a unique ``schema``)
-and removes every key or the schema afterwards. The Redis and PostgreSQL URLs come from the ``redis_url`` /
-``postgres_dsn`` fixtures: skipped on a laptop without them, a failure in CI.
+and removes every key or the schema afterwards. The Redis, Redis Cluster and PostgreSQL URLs come from the
+``redis_url`` / ``redis_cluster_url`` / ``postgres_dsn`` fixtures: skipped on a laptop without them, a failure in CI.
+The ``redis_cluster`` kind is RedisStore on a Redis Cluster (``redis+cluster://``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import pytest
 
-STORE_KINDS = ["sqlite", "redis", "postgres"]
+STORE_KINDS = ["sqlite", "redis", "redis_cluster", "postgres"]
 
 
 def with_query(url: str, **params: str) -> str:
@@ -28,11 +30,20 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def redis_keys(redis_url: str, marker: str) -> list[bytes]:
-    """Every Redis key whose name contains ``marker`` (a test's unique prefix)."""
+def _sync_redis(redis_url: str) -> Any:
+    """A synchronous client for a ``redis://`` URL, or for a ``redis+cluster://`` one (every node's keys)."""
     import redis
+    from redis.cluster import RedisCluster
 
-    client = redis.Redis.from_url(redis_url)
+    scheme, _, rest = redis_url.partition("://")
+    if scheme.endswith("+cluster"):
+        return RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}")
+    return redis.Redis.from_url(redis_url)
+
+
+def redis_keys(redis_url: str, marker: str) -> list[bytes]:
+    """Every Redis key whose name contains ``marker`` (a test's unique prefix), on every node of a cluster."""
+    client = _sync_redis(redis_url)
     try:
         return list(client.scan_iter(match=f"*{marker}*", count=1000))
     finally:
@@ -40,13 +51,10 @@ def redis_keys(redis_url: str, marker: str) -> list[bytes]:
 
 
 def delete_redis_keys(redis_url: str, marker: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
+    client = _sync_redis(redis_url)
     try:
-        keys = list(client.scan_iter(match=f"*{marker}*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
+        for key in list(client.scan_iter(match=f"*{marker}*", count=1000)):
+            client.delete(key)  # one by one: a cluster refuses a DEL across slots
     finally:
         client.close()
 
@@ -77,8 +85,8 @@ def _plan(kind: str, request: pytest.FixtureRequest, folder: Path, params: dict[
     if kind == "sqlite":
         # Not through with_query: urlunsplit would drop one of the slashes of sqlite:////absolute/path.
         return _Plan(f"sqlite:///{folder / 'sessions.db'}" + (f"?{urlencode(params)}" if params else ""))
-    if kind == "redis":
-        service: str = request.getfixturevalue("redis_url")
+    if kind in ("redis", "redis_cluster"):
+        service: str = request.getfixturevalue("redis_url" if kind == "redis" else "redis_cluster_url")
         prefix = unique_name("mp")
         return _Plan(with_query(service, prefix=prefix, **params), service, prefix)
     if kind == "postgres":
@@ -103,7 +111,7 @@ def shared_store_url(kind: str, request: pytest.FixtureRequest, folder: Path, **
     try:
         yield plan.url
     finally:
-        if kind == "redis":
+        if kind in ("redis", "redis_cluster"):
             _clean_redis(plan)
         elif kind == "postgres":
             anyio.run(drop_schema, plan.service, plan.name)
@@ -119,7 +127,7 @@ async def async_shared_store_url(
         yield plan.url
     finally:
         with anyio.CancelScope(shield=True):
-            if kind == "redis":
+            if kind in ("redis", "redis_cluster"):
                 await anyio.to_thread.run_sync(_clean_redis, plan)
             elif kind == "postgres":
                 await drop_schema(plan.service, plan.name)

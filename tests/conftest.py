@@ -34,6 +34,12 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    """``ASGI_SESSION_REDIS_CLUSTER_URL`` (e.g. ``redis+cluster://127.0.0.1:7100/``, from ``.ci/redis-cluster``)."""
+    return _service("ASGI_SESSION_REDIS_CLUSTER_URL", "a Redis Cluster")
+
+
+@pytest.fixture(scope="session")
 def postgres_dsn() -> str:
     """``ASGI_SESSION_POSTGRES_DSN`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``)."""
     return _service("ASGI_SESSION_POSTGRES_DSN", "a PostgreSQL server")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 LAG = 0.2
 
 
-@pytest.fixture(params=["redis", "postgres"])
+@pytest.fixture(params=["redis", "redis_cluster", "postgres"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     async with async_shared_store_url(request.param, request, tmp_path) as url:
         yield url

@@ -1,6 +1,8 @@
 """RedisStore's revocation feed: the log stream pushed by blocking reads, confirmed by timed reads of its last id.
 
-Two connections of the feed's own. The **push** connection reads every entry after the last one delivered: first a
+Two connections of the feed's own, to the server that holds the log (on a Redis Cluster, the primary of its slot:
+after a failover the old one answers ``MOVED``, which ends the feed like any error, and the next feed connects to the
+new primary). The **push** connection reads every entry after the last one delivered: first a
 catch-up ``XRANGE``, then ``XREAD BLOCK``, which returns as soon as a delete script appends entries. The **confirm**
 connection asks, every ``heartbeat`` seconds on the client's clock, how far the log goes (its counter, and its last
 id with ``XREVRANGE + - COUNT 1``).
@@ -181,7 +183,7 @@ async def follow(
         StoreError: a connection failed or a reply did not come in time.
     """
     bound = heartbeat + socket_timeout
-    clients = [pool.dedicated(PUSH_BLOCK + bound + 1), pool.dedicated(bound)]
+    clients: list[aioredis.Redis] = []
     feed = _Feed(key, deliver, now)
     failures: list[StoreError] = []
 
@@ -193,6 +195,8 @@ async def follow(
             scope.cancel()
 
     try:
+        for read_timeout in (PUSH_BLOCK + bound + 1, bound):
+            clients.append(await pool.dedicated(read_timeout, key))
         for client in clients:
             for command in ("XRANGE", "XREAD", "XREVRANGE"):
                 client.set_response_callback(command, _raw)

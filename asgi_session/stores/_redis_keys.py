@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ from ..exceptions import StoreError
 from ._json import dump_object, load_object
 from .base import Revocation, SessionRecord
 
-__all__ = ["as_text", "escape", "seconds", "to_fields", "to_record", "to_revocation"]
+__all__ = ["BUCKETS", "as_text", "bucket", "escape", "seconds", "to_fields", "to_record", "to_revocation"]
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(SessionRecord))
 _REQUIRED = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.default is dataclasses.MISSING)
@@ -20,8 +21,18 @@ _JSON_FIELDS = {"session_data": "session data", "access_token_payload": "access-
 _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
 
 
+# How many buckets users are spread over: each bucket is one hash tag (one Redis Cluster slot) holding its users'
+# indexes and one shard of the expiry index. Changing it changes the key layout.
+BUCKETS = 1024
+
+
 def escape(text: str) -> str:
     return text.translate(_ESCAPES)
+
+
+def bucket(user_tag: str) -> int:
+    """The bucket of a user, from their escaped id: the same in every process and on every version of Python."""
+    return zlib.crc32(user_tag.encode("utf-8", "surrogatepass")) % BUCKETS
 
 
 def as_text(value: object) -> str:

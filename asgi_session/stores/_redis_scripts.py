@@ -1,4 +1,4 @@
-"""The Lua scripts RedisStore runs on the server, each one atomic write over the keys it is passed.
+"""The Lua scripts RedisStore runs on the server, each one atomic write over the keys it is passed (one slot).
 
 Each script is sent once and then run by its SHA1; the key and argument order of each is noted above its source.
 """
@@ -7,12 +7,28 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-__all__ = ["CHUNK", "CREATE", "DELETE", "LEASE", "ROTATE", "SET_FIELD", "TRIM", "Script"]
+__all__ = [
+    "CHUNK",
+    "CREATE",
+    "EXPIRE",
+    "INDEX",
+    "LEASE",
+    "LOG",
+    "ROTATE",
+    "SET_FIELD",
+    "TRIM",
+    "UNINDEX",
+    "Client",
+    "Script",
+]
+
+Client: TypeAlias = aioredis.Redis | RedisCluster  # one server (standalone or Sentinel-managed), or a Redis Cluster
 
 CHUNK = 500  # sessions per delete script: keeps each script short, so it never blocks the server for long
 
@@ -24,34 +40,39 @@ local function ttl_ms(expires_at, leeway_ms)
   if left < 0 then left = 0 end
   return string.format('%.0f', math.min(left + tonumber(leeway_ms), 1e15))
 end
-local function extend(key, ms)
-  if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
-end
 """
-# KEYS: handle index, session, user index, expiry index. ARGV: U:T, T:handle, U:T:handle, created_at, expires_at,
-# leeway ms, then the session's field/value pairs.
+# Every script touches the keys of one hash tag only (one Redis Cluster slot): a session's key, a user bucket's index
+# keys, or the revocation log's two keys. An operation that spans slots runs one script per slot, in the order the
+# RedisStore notes give (indexes before the session on create, the log before the sessions and the sessions before
+# their index entries on delete), so what a crash between two of them leaves is always safe.
+
+# KEYS: user index, expiry shard (one bucket). ARGV: T:handle, created_at, U:T:handle, expires_at.
+# Returns 1 if the user-index member was added, plus 2 if the expiry entry was (an undo removes only what was added).
+_INDEX_SOURCE = """
+local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+local current = redis.call('ZSCORE', KEYS[2], ARGV[3])
+if not current then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+  added = added + 2
+elseif tonumber(current) < tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
+return added
+"""
+# KEYS: session. ARGV: expires_at, leeway ms, then the session's field/value pairs. Returns 0 if the handle is taken.
 _CREATE_SOURCE = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-local ms = ttl_ms(ARGV[5], ARGV[6])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ms)
-redis.call('HSET', KEYS[2], unpack(ARGV, 7))
-redis.call('PEXPIRE', KEYS[2], ms)
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
-extend(KEYS[3], ms)
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
+if redis.call('EXISTS', KEYS[1]) > 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ttl_ms(ARGV[1], ARGV[2]))
 return 1
 """
-# KEYS: session, handle index, user index, expiry index.
-# ARGV: expected hash, new hash, rotated_at, last_seen, expires_at, leeway ms, U:T:handle.
+# KEYS: session. ARGV: expected hash, new hash, rotated_at, last_seen, expires_at, leeway ms.
+# The expiry entry is left as it is: lower than the new expires_at, it is raised by delete_expired's re-check.
 _ROTATE_SOURCE = """
 if redis.call('HGET', KEYS[1], 'refresh_hash') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'refresh_hash', ARGV[2], 'previous_refresh_hash', ARGV[1],
   'rotated_at', ARGV[3], 'last_seen', ARGV[4], 'expires_at', ARGV[5])
-local ms = ttl_ms(ARGV[5], ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ms)
-redis.call('PEXPIRE', KEYS[2], ms)
-extend(KEYS[3], ms)
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ttl_ms(ARGV[5], ARGV[6]))
 return 1
 """
 # KEYS: session. ARGV: field, value.
@@ -60,11 +81,33 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
-# KEYS: expiry index, revocation log, log counter, then (handle index, session, user index) per session. ARGV: now
-# ('' deletes unconditionally and logs what it deletes), then (handle, U:T, T:handle, U:T:handle) per session.
-# Returns the handles of the sessions that existed. The log keys share their own hash tag: like the expiry index, they
-# sit in another slot than the sessions (Redis Cluster is not supported yet).
-_DELETE_SOURCE = """
+# KEYS: session. ARGV: now. Deletes the session unless its expires_at is later than now: returns 1 (deleted), 0 (it
+# was gone already), or the stored expires_at (a string: it lives on).
+_EXPIRE_SOURCE = """
+local stored = redis.call('HGET', KEYS[1], 'expires_at')
+if stored and tonumber(stored) and tonumber(stored) > tonumber(ARGV[1]) then return stored end
+return redis.call('DEL', KEYS[1])
+"""
+# KEYS: expiry shard, then the user index of each session (one bucket). ARGV: now ('' removes unconditionally), then
+# (user-index member, expiry member, stored expires_at or '') per session. An entry whose session lives on
+# ('stored' given) is raised to it; the others lose both entries, unless (with now) the entry was raised past now
+# meanwhile. The user-index member goes first: an expiry entry always outlives its member.
+_UNINDEX_SOURCE = """
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS - 1 do
+  local member, entry, stored = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local current = now and redis.call('ZSCORE', KEYS[1], entry)
+  if now and stored ~= '' then
+    if current and tonumber(current) <= now then redis.call('ZADD', KEYS[1], stored, entry) end
+  elseif not now or not current or tonumber(current) <= now then
+    if member ~= '' then redis.call('ZREM', KEYS[1 + i], member) end
+    if entry ~= '' then redis.call('ZREM', KEYS[1], entry) end
+  end
+end
+return 1
+"""
+# KEYS: revocation log, log counter. ARGV: the handles to append. Returns the last sequence number.
+_LOG_SOURCE = """
 local function last_seq(log, counter)
   local last = redis.call('GET', counter)
   if last then return tonumber(last) end
@@ -76,41 +119,12 @@ local function last_seq(log, counter)
   end
   return 0
 end
-local now = tonumber(ARGV[1])
-local count = (#KEYS - 3) / 3
-if not now then
-  -- Log first: a log that cannot be written fails the script before anything is deleted.
-  local doomed, seen = {}, {}
-  for i = 0, count - 1 do
-    local handle = ARGV[2 + 4 * i]
-    if not seen[handle] and redis.call('EXISTS', KEYS[5 + 3 * i]) == 1 then
-      seen[handle] = true
-      doomed[#doomed + 1] = handle
-    end
-  end
-  if #doomed > 0 then
-    local last = last_seq(KEYS[2], KEYS[3])
-    for j, handle in ipairs(doomed) do
-      redis.call('XADD', KEYS[2], string.format('%.0f-0', last + j), 'handle', handle)
-    end
-    redis.call('SET', KEYS[3], string.format('%.0f', last + #doomed))
-  end
+local last = last_seq(KEYS[1], KEYS[2])
+for j = 1, #ARGV do
+  redis.call('XADD', KEYS[1], string.format('%.0f-0', last + j), 'handle', ARGV[j])
 end
-local deleted = {}
-for i = 0, count - 1 do
-  local lookup, session, index = KEYS[4 + 3 * i], KEYS[5 + 3 * i], KEYS[6 + 3 * i]
-  local handle, locator, member, expiry = ARGV[2 + 4 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i]
-  local stored = now and redis.call('HGET', session, 'expires_at')
-  if stored and tonumber(stored) and tonumber(stored) > now then
-    redis.call('ZADD', KEYS[1], stored, expiry)
-  else
-    if redis.call('DEL', session) == 1 then deleted[#deleted + 1] = handle end
-    if redis.call('GET', lookup) == locator then redis.call('DEL', lookup) end
-    redis.call('ZREM', index, member)
-    redis.call('ZREM', KEYS[1], expiry)
-  end
-end
-return deleted
+redis.call('SET', KEYS[2], string.format('%.0f', last + #ARGV))
+return last + #ARGV
 """
 # KEYS: revocation log. ARGV: the highest sequence number to delete, how many entries at most. Returns how many it
 # deleted. XRANGE and XDEL rather than XTRIM MINID, which needs Redis 6.2.
@@ -143,14 +157,33 @@ class Script:
         self.source = _PRELUDE + body
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[str]) -> Any:
+    async def __call__(self, client: Client, keys: Sequence[str], args: Sequence[str]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # EVAL caches it on the node that owns the keys (SCRIPT LOAD could go elsewhere)
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+    async def each(self, client: Client, calls: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[Any]:
+        """Run the script once per ``(keys, args)``, pipelined (by node, on a cluster); return the replies in order.
+
+        Raises:
+            RedisError: a call failed (the first failure is raised; the other calls may have run).
+        """
+        if not calls:
+            return []
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            # execute_command: redis-py refuses pipe.evalsha on a cluster, though it routes EVALSHA by its keys.
+            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        replies = list(await pipe.execute(raise_on_error=False))
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                replies[i] = await self(client, *calls[i])
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
 
 
-CREATE, ROTATE = Script(_CREATE_SOURCE), Script(_ROTATE_SOURCE)
-SET_FIELD, DELETE = Script(_SET_FIELD_SOURCE), Script(_DELETE_SOURCE)
-TRIM, LEASE = Script(_TRIM_SOURCE), Script(_LEASE_SOURCE)
+INDEX, CREATE, ROTATE = Script(_INDEX_SOURCE), Script(_CREATE_SOURCE), Script(_ROTATE_SOURCE)
+SET_FIELD, EXPIRE, UNINDEX = Script(_SET_FIELD_SOURCE), Script(_EXPIRE_SOURCE), Script(_UNINDEX_SOURCE)
+LOG, TRIM, LEASE = Script(_LOG_SOURCE), Script(_TRIM_SOURCE), Script(_LEASE_SOURCE)

@@ -1,54 +1,72 @@
-"""RedisStore: the session store in one Redis server, reached through ``redis.asyncio`` (extra ``[redis]``).
+"""RedisStore: the session store in Redis (one server, Sentinel-managed, or a Redis Cluster), through ``redis.asyncio``.
 
 Key layout (``P`` the prefix; ``U``, ``T``, ``H`` the user id, tenant id and handle with ``%``, ``{``, ``}`` and ``:``
-percent-escaped, so any id is safe in a key name and never ends a hash tag early)::
+percent-escaped, so any id is safe in a key name and never ends a hash tag early; ``B`` the user's bucket, 0 to
+1023, from a CRC-32 of ``U``)::
 
-    P:{u:U}:s:H           hash    one session: the record's fields (None ones absent; data and payload as JSON)
-    P:{u:U}:idx           zset    the user's sessions in every tenant: member ``T:handle``, score ``created_at``
-    P:{h:H}               string  the handle index, ``U:T``: how a session is found by its handle alone
-    P:{expiry}            zset    every session: member ``U:T:handle``, score ``expires_at``
+    P:{s:H}               hash    one session: the record's fields (None ones absent; data and payload as JSON)
+    P:{b:B}:u:U           zset    the user's sessions in every tenant: member ``T:handle``, score ``created_at``
+    P:{b:B}:expiry        zset    the sessions of the bucket's users: member ``U:T:handle``, score ``expires_at``
     P:{keys}              hash    the key ring: kid -> the key record as JSON
     P:{revocations}       stream  the revocation log: entry id ``<seq>-0``, field ``handle``
     P:{revocations}:seq   string  the log's last sequence number
     P:{lease}:N           string  the lease named N (``"<end> <holder>"``), expiring after its grant ends
 
-A user's keys share the hash tag ``{u:U}``, hence one Redis Cluster slot. Listing or revoking a user's sessions, in
-one tenant or all, reads that user's index: O(their sessions), never a scan of the keyspace. ``get`` and the other
-per-handle calls read the handle index, then the user's keys (two round trips); a session's user and tenant never
-change, so the index cannot go stale while the session lives.
+Every key one command or script touches shares one hash tag, hence one Redis Cluster slot: a session is one key, so
+``get``, ``rotate``, ``touch`` and the updates are one command or script on it (one round trip, no index read); a
+user's index and their bucket's expiry shard share the bucket's tag. The same layout and code serve one server and a
+cluster. Listing or revoking a user's sessions, in one tenant or all, reads that user's index: O(their sessions),
+never a scan of the keyspace; ``delete_expired`` reads the 1,024 expiry shards (pipelined, by node on a cluster),
+never the keyspace.
 
-Atomicity. Every write is one Lua script: ``create`` (refused if the handle is taken) writes the session, its handle
-index and both index entries; ``rotate`` is the compare-and-swap of ``refresh_hash`` that also sets
-``previous_refresh_hash``, the three times, the TTLs and the expiry entry; the deletes remove sessions with their
-index entries, and ``delete`` / ``delete_for_user`` append each deleted handle to the revocation log in the same
-script, before deleting (``delete_expired`` logs nothing). Scripts touch only the keys passed to them; where the
-client read an index to name those keys, the script re-checks (``delete_expired`` deletes only a session still
-expired). The scripts join the user's slot with the global indexes and the log, so the store needs Redis 5 or newer
-and one primary (standalone, or Sentinel-managed through a ``redis.asyncio.Redis`` you pass in); Redis Cluster is not
-supported yet.
+Operations that span slots run one atomic script (or command) per slot, in an order that keeps every state between
+two steps safe; the sessions' own fields (``user_id``, ``tenant_id``) are checked wherever an index entry is followed:
 
-Expiry. A session's keys expire at ``expires_at + ttl_leeway`` (default 60 s) on the Redis server's clock, and never
+- ``create``: first the user-index member and the expiry entry (one script on the bucket), then the session (a script
+  that refuses a taken handle; the index entries it added are then removed again). A crash in between leaves index
+  entries without a session: listed as nothing, and removed by ``delete_expired`` once their ``expires_at`` passes.
+  A session never exists without its index entries, so ``revoke_all_sessions_for_user`` always finds it.
+- ``rotate``: the compare-and-swap of ``refresh_hash`` on the session key, which also sets ``previous_refresh_hash``,
+  the three times and the TTL. The expiry entry keeps the earlier ``expires_at``: ``delete_expired`` re-checks each
+  session before deleting it, and raises an entry whose session lives on.
+- ``delete`` / ``delete_for_user``: read which sessions exist (and whose they are), append their handles to the
+  revocation log (one script on the log's slot), delete the sessions (``DEL``, which says which this call
+  deleted), then remove their index entries (one script per bucket). A crash after the log leaves revoked handles
+  whose sessions still exist (the caller got an error and may retry); a crash after the deletes leaves index entries
+  that ``delete_expired`` removes. Index entries whose session is missing are left alone here: a ``create`` may be
+  between its two steps.
+- ``delete_expired(now)``: per shard, the entries with ``expires_at <= now``; per session a script that deletes it
+  only if it is still expired (or returns its later ``expires_at``); then one script on the bucket that raises the
+  entries of the living and removes the entries of the rest.
+
+Single-node behaviour is the cluster's: one server also runs each step as its own script (no step of one operation
+is atomic with another). The layout replaced the 0.x one (``P:{u:U}:s:H``, ``P:{h:H}``, ``P:{expiry}``); sessions
+stored under it are not read (see the changelog).
+
+Expiry. A session's key expires at ``expires_at + ttl_leeway`` (default 60 s) on the Redis server's clock, and never
 sooner than ``ttl_leeway`` from the write, so a usable session is never dropped; the leeway must exceed the clock
 skew between the app's hosts and Redis. ``delete_expired(now)`` deletes every session with ``expires_at <= now``
-that TTL has not removed yet, and clears the entries of those it has: the expiry index holds an entry for every
-session until then, so it stays bounded only while something runs ``delete_expired`` (the middleware's scheduled
+that TTL has not removed yet, and clears the index entries of those it has: the indexes hold entries for every
+session until then, so they stay bounded only while something runs ``delete_expired`` (the middleware's scheduled
 cleanup, ``SessionConfig.cleanup_interval``, on by default). Signing keys never expire: the manager deletes them.
 
 Server settings. ``maxmemory-policy noeviction`` is required: an evicted session logs its user out, an evicted index
 entry hides a session from ``revoke_all_sessions_for_user``, an evicted key breaks every token it signed; with
 ``noeviction`` a full server refuses writes (``StoreError``, a 503) instead. ``open`` logs a warning when it can read
-another policy. Durability is Redis' own: with ``appendonly yes``, ``appendfsync always`` loses no acknowledged write
-(each waits for fsync), ``everysec`` (the default) may lose the last second on a crash or power loss, ``no`` leaves
-flushing to the OS (tens of seconds); without persistence a restart loses every session. A lost revocation brings a
-session back; a lost rotation makes the client's new refresh token look stolen, logging the user out. Replication
-is asynchronous: a failover can lose acknowledged writes the same way.
+another policy (on a cluster, from every primary). Durability is Redis' own: with ``appendonly yes``, ``appendfsync
+always`` loses no acknowledged write (each waits for fsync), ``everysec`` (the default) may lose the last second on a
+crash or power loss, ``no`` leaves flushing to the OS (tens of seconds); without persistence a restart loses every
+session. A lost revocation brings a session back; a lost rotation makes the client's new refresh token look stolen,
+logging the user out. Replication is asynchronous: a failover (other than a manual ``CLUSTER FAILOVER``, which waits
+for the replica to catch up) can lose acknowledged writes the same way.
 
 Revocation log and feed. The log's numbers come from its counter, never reused: a trim (``XRANGE`` + ``XDEL``)
 leaves the counter, and a lost counter is rebuilt from the stream's last id. Nothing expires the log: managers trim
 it. ``follow_revocations`` reads it with blocking reads and confirms it with timed reads of its last id, on two
-connections of its own, both named ``<prefix>:feed`` (``_redis_feed``).
+connections of its own to the server that holds it, both named ``<prefix>:feed`` (``_redis_feed``).
 
-Connections (the pool, its timeouts and retries, a client passed in) are ``_redis_pool``'s job; see its notes.
+Connections (the pool, its timeouts and retries, a client passed in, a cluster URL) are ``_redis_pool``'s job; see its
+notes. Redis 5 or newer.
 """
 
 from __future__ import annotations
@@ -75,7 +93,7 @@ from .base import (
 )
 
 try:
-    import redis.asyncio as aioredis
+    import redis.asyncio as aioredis  # first: a missing package fails here even if submodules are cached
     from redis.exceptions import ResponseError
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ConfigurationError("RedisStore needs the redis package: pip install 'asgi-session[redis]'") from exc
@@ -84,28 +102,33 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 # pip hint.
 from ._json import dump_object, load_object
 from ._redis_feed import follow
-from ._redis_keys import as_text, escape, seconds, to_fields, to_record, to_revocation
+from ._redis_keys import BUCKETS, as_text, bucket, escape, seconds, to_fields, to_record, to_revocation
 from ._redis_pool import RedisPool
-from ._redis_scripts import CHUNK, CREATE, DELETE, LEASE, ROTATE, SET_FIELD, TRIM
+from ._redis_scripts import CHUNK, CREATE, EXPIRE, INDEX, LEASE, LOG, ROTATE, SET_FIELD, TRIM, UNINDEX, Client
 
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger("asgi_session")
 
+# A session to delete or re-check: its handle, and its user's and tenant's escaped ids.
+_Located = tuple[str, str, str]
+
 
 class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, LeaseStore):
-    """Sessions and keys in one Redis server (standalone or Sentinel-managed), shared by every process using it.
+    """Sessions and keys in Redis (one server, Sentinel-managed, or a Redis Cluster), shared by every process using it.
 
     Args:
-        client_or_url: a ``redis://`` / ``rediss://`` / ``unix://`` URL (the store then owns its connection pool),
-            or a ``redis.asyncio.Redis`` client to use as it is configured.
+        client_or_url: a ``redis://`` / ``rediss://`` / ``unix://`` URL, or a ``redis+cluster://`` /
+            ``rediss+cluster://`` URL naming one node of a Redis Cluster (the store then owns its connection pool),
+            or a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` client to use as configured.
         prefix: the start of every key name; stores with different prefixes share nothing. No ``{`` or ``}``.
         ttl_leeway: seconds a session's keys outlive its ``expires_at`` (at least 1); must exceed clock skew.
         socket_timeout: seconds to wait for a reply, or for a free pooled connection (URL only); the revocation
             feed waits that long past its heartbeat, whichever way it was built.
         connect_timeout: seconds to wait for a new connection (URL only).
-        max_connections: the pool's size (URL only).
-        retries: how often a command whose connection broke is re-sent on a fresh one (URL only).
+        max_connections: the pool's size (URL only; on a cluster, per node, and in all).
+        retries: how often a command whose connection broke is re-sent on a fresh one (URL only; a cluster's
+            client re-sends ``retries + 2`` times, re-reading the cluster's layout in between).
 
     Raises:
         ConfigurationError: a setting or the URL is invalid.
@@ -113,7 +136,7 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, Le
 
     def __init__(
         self,
-        client_or_url: aioredis.Redis | str,
+        client_or_url: Client | str,
         *,
         prefix: str = "asgi_session",
         ttl_leeway: float = 60.0,
@@ -137,7 +160,7 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, Le
             max_connections=max_connections,
             retries=retries,
         )
-        self._prefix, self._expiry, self._keys = prefix, f"{prefix}:{{expiry}}", f"{prefix}:{{keys}}"
+        self._prefix, self._keys = prefix, f"{prefix}:{{keys}}"
         self._log, self._log_seq = f"{prefix}:{{revocations}}", f"{prefix}:{{revocations}}:seq"
         # Redis refuses spaces and non-ASCII in a connection name.
         self._feed_name = "".join(c if "!" <= c <= "~" else "_" for c in f"{prefix}:feed")
@@ -149,7 +172,8 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, Le
     def from_url(cls, url: str) -> RedisStore:
         """Build a store from a URL; the optional query parameter ``prefix=`` sets the key prefix.
 
-        Other query parameters are redis-py's (``socket_timeout``, ``max_connections``, ``client_name``, ...).
+        ``redis+cluster://host:port/`` (or ``rediss+cluster://``) reaches a Redis Cluster through that node. Other
+        query parameters are redis-py's (``socket_timeout``, ``max_connections``, ``client_name``, ...).
 
         Raises:
             ConfigurationError: the URL or its prefix is invalid.
@@ -178,89 +202,80 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, Le
         """
         await self._pool.open(self._check_eviction)
 
-    async def _check_eviction(self, client: aioredis.Redis) -> None:
+    async def _check_eviction(self, client: Client) -> None:
         try:
-            config = await client.config_get("maxmemory-policy")
+            if isinstance(client, aioredis.RedisCluster):
+                replies = [
+                    await client.config_get("maxmemory-policy", target_nodes=node) for node in client.get_primaries()
+                ]
+            else:
+                replies = [await client.config_get("maxmemory-policy")]
         except ResponseError:  # CONFIG is often disabled on managed servers
             return
-        policy = next((as_text(value) for value in config.values()), "noeviction")
-        if policy != "noeviction":
+        policies = {as_text(value) for config in replies for value in config.values()} - {"noeviction"}
+        if policies:
             logger.warning(
                 "asgi_session: Redis maxmemory-policy is %s; set it to noeviction, or Redis may evict sessions, "
                 "index entries and signing keys",
-                policy,
+                ", ".join(sorted(policies)),
             )
 
     async def _close(self) -> None:
         """Close the pool the store owns (a client passed in stays open)."""
         await self._pool.close()
 
-    def _lookup(self, handle: str) -> str:
-        return f"{self._prefix}:{{h:{escape(handle)}}}"
+    # --- key names ---------------------------------------------------------------------------------------------
 
-    def _user(self, user_tag: str, suffix: str) -> str:
-        return f"{self._prefix}:{{u:{user_tag}}}:{suffix}"
+    def _session(self, handle: str) -> str:
+        return f"{self._prefix}:{{s:{escape(handle)}}}"
 
-    async def _locate(self, client: aioredis.Redis, handle: str) -> tuple[str, str, str] | None:
-        """Read the handle index: the session's key, its user's index key and its ``U:T`` locator, or None."""
-        locator = await client.get(self._lookup(handle))
-        if locator is None:
-            return None
-        locator = as_text(locator)
-        user_tag = locator.partition(":")[0]
-        return self._user(user_tag, f"s:{escape(handle)}"), self._user(user_tag, "idx"), locator
+    def _bucket(self, user_tag: str) -> str:
+        return f"{self._prefix}:{{b:{bucket(user_tag)}}}"
 
-    async def _delete(self, client: aioredis.Redis, entries: Sequence[tuple[str, str]], now: str = "") -> list[str]:
-        """Run the delete script over ``(handle, U:T)`` pairs, chunked; return the handles that existed."""
-        deleted: list[str] = []
-        for start in range(0, len(entries), CHUNK):
-            keys, args = [self._expiry, self._log, self._log_seq], [now]
-            for handle, locator in entries[start : start + CHUNK]:
-                user_tag, _, tenant_tag = locator.partition(":")
-                keys += [self._lookup(handle), self._user(user_tag, f"s:{escape(handle)}"), self._user(user_tag, "idx")]
-                args += [handle, locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}"]
-            deleted += [as_text(handle) for handle in await DELETE(client, keys, args)]
-        return deleted
+    def _index(self, user_tag: str) -> str:
+        return f"{self._bucket(user_tag)}:u:{user_tag}"
+
+    def _shard(self, user_tag: str) -> str:
+        return f"{self._bucket(user_tag)}:expiry"
+
+    # --- sessions ----------------------------------------------------------------------------------------------
 
     async def create(self, record: SessionRecord) -> None:
-        """Insert a new session with its index entries, atomically.
+        """Insert a new session after its index entries (see the module notes).
 
         Raises:
             StoreError: the handle exists, the data is not a JSON object, a time is not finite, or Redis failed.
         """
         user_tag, tenant_tag, handle = escape(record.user_id), escape(record.tenant_id), record.handle
-        locator = f"{user_tag}:{tenant_tag}"
-        keys = [self._lookup(handle), self._user(user_tag, f"s:{escape(handle)}"), self._user(user_tag, "idx")]
-        times = [seconds(record.created_at, "created_at"), seconds(record.expires_at, "expires_at"), self._leeway_ms]
-        args = [locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}", *times, *to_fields(record)]
+        created_at, expires_at = seconds(record.created_at, "created_at"), seconds(record.expires_at, "expires_at")
+        fields = to_fields(record)
+        member, entry = f"{tenant_tag}:{handle}", f"{user_tag}:{tenant_tag}:{handle}"
+        index_keys = [self._index(user_tag), self._shard(user_tag)]
         async with self._pool.using("create") as client:
-            created = await CREATE(client, [*keys, self._expiry], args)
+            added = int(await INDEX(client, index_keys, [member, created_at, entry, expires_at]))
+            created = await CREATE(client, [self._session(handle)], [expires_at, self._leeway_ms, *fields])
+            if created != 1 and added:  # the handle is taken: take back only what this call added
+                undo = [member if added & 1 else "", entry if added & 2 else "", ""]
+                await UNINDEX(client, [index_keys[1], index_keys[0]], ["", *undo])
         if created != 1:
             raise StoreError("a session with this handle already exists")
 
     async def get(self, handle: str) -> SessionRecord | None:
         """Return the session (expired or not) or ``None``."""
         async with self._pool.using("get") as client:
-            found = await self._locate(client, handle)
-            raw = await client.hgetall(found[0]) if found else None
-            return to_record(raw) if raw else None
+            raw = await client.hgetall(self._session(handle))
+        return to_record(raw) if raw else None
 
     async def rotate(self, rotation: Rotation) -> bool:
-        """Compare-and-swap the refresh hash in one Lua script, which also extends the TTLs."""
+        """Compare-and-swap the refresh hash in one Lua script on the session, which also extends its TTL."""
         times = [seconds(getattr(rotation, name), name) for name in ("rotated_at", "last_seen", "expires_at")]
         args = [rotation.expected_refresh_hash, rotation.new_refresh_hash, *times, self._leeway_ms]
         async with self._pool.using("rotate") as client:
-            found = await self._locate(client, rotation.handle)
-            if found is None:
-                return False
-            session, user_index, locator = found
-            keys = [session, self._lookup(rotation.handle), user_index, self._expiry]
-            return bool(await ROTATE(client, keys, [*args, f"{locator}:{rotation.handle}"]))
+            return bool(await ROTATE(client, [self._session(rotation.handle)], args))
 
     async def _set_field(self, operation: str, handle: str, field: str, value: str) -> bool:
         async with self._pool.using(operation) as client:
-            found = await self._locate(client, handle)
-            return found is not None and bool(await SET_FIELD(client, [found[0]], [field, value]))
+            return bool(await SET_FIELD(client, [self._session(handle)], [field, value]))
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""
@@ -276,26 +291,63 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, Le
         """Set the last-seen time; return whether the session exists."""
         return await self._set_field("touch", handle, "last_seen", seconds(last_seen, "last_seen"))
 
+    # --- deleting ----------------------------------------------------------------------------------------------
+
+    async def _owners(self, client: Client, handles: Sequence[str]) -> list[tuple[str, str] | None]:
+        """Each session's escaped ``(user, tenant)``, or None where it does not exist (pipelined)."""
+        pipe = client.pipeline(transaction=False)
+        for handle in handles:
+            pipe.hmget(self._session(handle), ["user_id", "tenant_id"])
+        found: list[tuple[str, str] | None] = []
+        for user_id, tenant_id in await pipe.execute():
+            found.append(
+                None if user_id is None or tenant_id is None else (escape(as_text(user_id)), escape(as_text(tenant_id)))
+            )
+        return found
+
+    async def _remove(self, client: Client, sessions: Sequence[_Located]) -> list[str]:
+        """Log, delete, then unindex these existing sessions, in chunks; return the handles this call deleted."""
+        deleted: list[str] = []
+        for start in range(0, len(sessions), CHUNK):
+            chunk = sessions[start : start + CHUNK]
+            await LOG(client, [self._log, self._log_seq], [handle for handle, _, _ in chunk])
+            pipe = client.pipeline(transaction=False)
+            for handle, _, _ in chunk:
+                pipe.delete(self._session(handle))
+            gone = [located for located, count in zip(chunk, await pipe.execute(), strict=True) if int(count) == 1]
+            await self._unindex(client, [(located, "") for located in gone], "")
+            deleted += [handle for handle, _, _ in gone]
+        return deleted
+
+    async def _unindex(self, client: Client, sessions: Sequence[tuple[_Located, str]], now: str) -> None:
+        """Run the unindex script once per bucket over ``(session, stored expires_at or '')`` pairs."""
+        by_bucket: dict[str, tuple[list[str], list[str]]] = {}
+        for (handle, user_tag, tenant_tag), stored in sessions:
+            keys, args = by_bucket.setdefault(self._shard(user_tag), ([self._shard(user_tag)], [now]))
+            keys.append(self._index(user_tag))
+            args += [f"{tenant_tag}:{handle}", f"{user_tag}:{tenant_tag}:{handle}", stored]
+        await UNINDEX.each(client, list(by_bucket.values()))
+
     async def delete(self, handles: Sequence[str]) -> list[str]:
         """Delete sessions with their index entries; return those that existed, in the order given."""
         unique = list(dict.fromkeys(handles))
         if not unique:
             return []
         async with self._pool.using("delete") as client:
-            locators = await client.mget([self._lookup(handle) for handle in unique])
-            found = [(handle, as_text(loc)) for handle, loc in zip(unique, locators, strict=True) if loc is not None]
-            deleted = set(await self._delete(client, found))
+            owners = await self._owners(client, unique)
+            found = [(handle, *owner) for handle, owner in zip(unique, owners, strict=True) if owner is not None]
+            deleted = set(await self._remove(client, found))
         return [handle for handle in unique if handle in deleted]
 
-    async def _of_user(self, client: aioredis.Redis, user_id: str, tenant_id: str | None) -> list[tuple[str, str]]:
-        """The user's ``(handle, U:T)`` pairs from their index, in one tenant or all, by created_at then handle."""
-        user_tag, wanted = escape(user_id), None if tenant_id is None else escape(tenant_id)
-        found, rows = [], await client.zrange(self._user(user_tag, "idx"), 0, -1, withscores=True)
+    async def _of_user(self, client: Client, user_id: str, tenant_id: str | None) -> list[tuple[str, str]]:
+        """The user's ``(handle, T)`` pairs from their index, in one tenant or all, by created_at then handle."""
+        wanted = None if tenant_id is None else escape(tenant_id)
+        found, rows = [], await client.zrange(self._index(escape(user_id)), 0, -1, withscores=True)
         for member, created_at in list[Any](rows):  # (member, score) pairs: tuples in RESP2, lists in RESP3
             tenant_tag, _, handle = as_text(member).partition(":")
             if wanted in (None, tenant_tag):
-                found.append((float(created_at), handle, f"{user_tag}:{tenant_tag}"))
-        return [(handle, locator) for _, handle, locator in sorted(found)]
+                found.append((float(created_at), handle, tenant_tag))
+        return [(handle, tenant_tag) for _, handle, tenant_tag in sorted(found)]
 
     async def list_for_user(self, user_id: str, tenant_id: str | None = None) -> list[SessionRecord]:
         """Return the user's sessions in one tenant or all, by ``created_at`` then ``handle``."""
@@ -303,30 +355,52 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, Le
             pairs = await self._of_user(client, user_id, tenant_id)
             if not pairs:
                 return []
-            async with client.pipeline(transaction=True) as pipe:  # one snapshot of every session
-                for handle, _ in pairs:
-                    pipe.hgetall(self._user(escape(user_id), f"s:{escape(handle)}"))
-                rows = await pipe.execute()
-            return [to_record(row) for row in rows if row]  # a session TTL removed leaves an empty row
+            pipe = client.pipeline(transaction=False)
+            for handle, _ in pairs:
+                pipe.hgetall(self._session(handle))
+            rows = await pipe.execute()
+        # A session TTL removed (or a create half done) leaves an empty row; the fields say whose a session is.
+        records = [to_record(row) for row in rows if row]
+        return [r for r in records if r.user_id == user_id and tenant_id in (None, r.tenant_id)]
 
     async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
         """Delete the user's sessions in one tenant or all, with their index entries; return their handles."""
+        user_tag = escape(user_id)
         async with self._pool.using("delete_for_user") as client:
-            return await self._delete(client, await self._of_user(client, user_id, tenant_id))
+            pairs = await self._of_user(client, user_id, tenant_id)
+            if not pairs:
+                return []
+            owners = await self._owners(client, [handle for handle, _ in pairs])
+            found = [(h, user_tag, t) for (h, t), owner in zip(pairs, owners, strict=True) if owner == (user_tag, t)]
+            return await self._remove(client, found)
 
     async def delete_expired(self, now: float) -> int:
         """Delete sessions with ``expires_at <= now`` (those TTL has not removed yet); return how many."""
-        bound, total, fetched = seconds(now, "now"), 0, CHUNK
-        while fetched == CHUNK:
+        bound, total = seconds(now, "now"), 0
+        shards = [f"{self._prefix}:{{b:{n}}}:expiry" for n in range(BUCKETS)]
+        while shards:
             async with self._pool.using("delete_expired") as client:
-                members = await client.zrangebyscore(self._expiry, "-inf", bound, start=0, num=CHUNK)
-                fetched, entries = len(members), []
-                for parts in (as_text(member).split(":", 2) for member in members):
-                    if len(parts) == 3:
-                        entries.append((parts[2], f"{parts[0]}:{parts[1]}"))
-                    else:  # not written by this store: drop it, or this loop would never end
-                        await client.zrem(self._expiry, ":".join(parts))
-                total += len(await self._delete(client, entries, bound))
+                pipe = client.pipeline(transaction=False)
+                for shard in shards:
+                    pipe.zrangebyscore(shard, "-inf", bound, start=0, num=CHUNK)
+                pages = await pipe.execute()
+                full, due, strays = [], [], []
+                for shard, members in zip(shards, pages, strict=True):
+                    if len(members) == CHUNK:
+                        full.append(shard)
+                    for text in (as_text(member) for member in members):
+                        parts = text.split(":", 2)
+                        if len(parts) == 3 and self._shard(parts[0]) == shard:
+                            due.append((parts[2], parts[0], parts[1]))
+                        else:  # not written by this store: drop it, or this loop would never end
+                            strays.append((shard, text))
+                for shard, text in strays:
+                    await client.zrem(shard, text)
+                replies = await EXPIRE.each(client, [([self._session(handle)], [bound]) for handle, _, _ in due])
+                total += sum(1 for reply in replies if isinstance(reply, int) and reply == 1)
+                stored = ["" if isinstance(reply, int) else as_text(reply) for reply in replies]
+                await self._unindex(client, list(zip(due, stored, strict=True)), bound)
+            shards = full
         return total
 
     async def acquire_lease(self, name: str, holder: str, now: float, duration: float) -> bool:

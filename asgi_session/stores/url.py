@@ -8,6 +8,8 @@ Supported URLs:
   The path is percent-decoded (``%20`` for a space, ``%25`` for ``%``).
 - ``memory://``: a :class:`~asgi_session.stores.MemoryStore`.
 - ``redis://``, ``rediss://``: ``RedisStore.from_url(url)`` (extra ``[redis]``).
+- ``redis+cluster://``, ``rediss+cluster://``: a ``RedisStore`` on a Redis Cluster, reached through the one node the
+  URL names (redis-py's URL form otherwise: credentials, query parameters, database 0 only).
 - ``postgresql://``, ``postgres://``: ``PostgresStore.from_url(url)`` (extra ``[postgres]``).
 
 The optional stores are imported only when their scheme is asked for. Error messages never repeat
@@ -32,10 +34,14 @@ __all__ = ["store_from_url"]
 _OPTIONAL = {
     "redis": ("asgi_session.stores.redis", "RedisStore", "redis"),
     "rediss": ("asgi_session.stores.redis", "RedisStore", "redis"),
+    "redis+cluster": ("asgi_session.stores.redis", "RedisStore", "redis"),
+    "rediss+cluster": ("asgi_session.stores.redis", "RedisStore", "redis"),
     "postgresql": ("asgi_session.stores.postgres", "PostgresStore", "postgres"),
     "postgres": ("asgi_session.stores.postgres", "PostgresStore", "postgres"),
 }
-_SUPPORTED = "sqlite://, memory://, redis://, rediss://, postgresql://, postgres://"
+_SUPPORTED = (
+    "sqlite://, memory://, redis://, rediss://, redis+cluster://, rediss+cluster://, postgresql://, postgres://"
+)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
 _SQLITE_PARAMS = ("busy_timeout", "synchronous")
 
@@ -45,7 +51,8 @@ def store_from_url(url: str) -> SessionStore:
 
     Args:
         url: ``sqlite:///path.db``, ``sqlite://:memory:``, ``memory://``, ``redis://...``,
-            ``rediss://...``, ``postgresql://...`` or ``postgres://...``.
+            ``rediss://...``, ``redis+cluster://...``, ``rediss+cluster://...``, ``postgresql://...`` or
+            ``postgres://...``.
 
     Returns:
         The store, not yet opened (the manager, or ``async with store:``, opens it).

@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from asgi_session.stores.base import Rotation, SessionStore
 from asgi_session.stores.memory import MemoryStore
@@ -83,6 +84,23 @@ async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """A plain client for the test's own commands: inspecting, pausing, killing."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def cluster_node_url(redis_cluster_url: str) -> str:
+    """The ``redis://`` URL of the node a ``redis+cluster://`` URL names (what redis-py's cluster client takes)."""
+    scheme, _, rest = redis_cluster_url.partition("://")
+    return f"{scheme.removesuffix('+cluster')}://{rest}"
+
+
+@pytest.fixture
+async def cluster_admin(redis_cluster_url: str) -> AsyncIterator[RedisCluster]:
+    """A Redis Cluster client for the test's own commands (inspecting keys, finding nodes); text replies."""
+    client = RedisCluster.from_url(cluster_node_url(redis_cluster_url), decode_responses=True)
+    try:
+        await client.initialize()
         yield client
     finally:
         await client.aclose()

@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 
 from asgi_session.exceptions import ConfigurationError, StoreError
 from asgi_session.stores import store_from_url
+from asgi_session.stores._redis_keys import BUCKETS, bucket
 from asgi_session.stores.base import SessionStore
 from asgi_session.stores.redis import RedisStore
 from asgi_session.testing import CONFORMANCE_CHECKS, PersistedReader, run_conformance_suite
@@ -42,6 +43,16 @@ def with_query(url: str, **params: str) -> str:
 
 def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def index_key(prefix: str, user_tag: str) -> str:
+    """The key of a user's index (``user_tag``: the escaped user id)."""
+    return f"{prefix}:{{b:{bucket(user_tag)}}}:u:{user_tag}"
+
+
+def shard_key(prefix: str, user_tag: str) -> str:
+    """The key of the expiry shard a user's sessions are in."""
+    return f"{prefix}:{{b:{bucket(user_tag)}}}:expiry"
 
 
 @pytest.fixture
@@ -140,8 +151,12 @@ async def test_rotation_is_atomic_across_two_store_instances(factory: Factory, a
         expected = rotated(record, rotations[winners[0]])
         assert await first.get(record.handle) == expected
         assert await second.get(record.handle) == expected
-        assert await admin.zcard(f"{prefix}:{{expiry}}") == 1
-        assert await admin.zscore(f"{prefix}:{{expiry}}", f"user-1:public:{record.handle}") == expected.expires_at
+        # The expiry entry keeps the created session's expires_at; delete_expired's re-check raises it.
+        shard, entry = shard_key(prefix, "user-1"), f"user-1:public:{record.handle}"
+        assert await admin.zrange(shard, 0, -1, withscores=True) == [(entry, record.expires_at)]
+        assert await first.delete_expired(record.expires_at) == 0
+        assert await admin.zrange(shard, 0, -1, withscores=True) == [(entry, expected.expires_at)]
+        assert await first.get(record.handle) == expected
 
 
 async def test_rotations_racing_revoke_all_leave_nothing_behind(factory: Factory, admin: aioredis.Redis) -> None:
@@ -202,11 +217,23 @@ async def test_listing_and_revoking_read_only_the_users_index(factory: Factory, 
             await store.create(make_record(100 + n, user_id=f"other-{n % 3}"))
         many_others = await commands_to_list()
         assert few_others == many_others  # 40 times more sessions of other users: the very same commands
-        assert few_others[0] == ["ZRANGE", "MULTI", "HGETALL", "HGETALL", "HGETALL", "EXEC"]
+        assert few_others[0] == ["ZRANGE", "HGETALL", "HGETALL", "HGETALL"]
         sent_commands.clear()
         assert await store.delete_for_user("user-1", "public") == [mine[0].handle, mine[2].handle]
+        # The index, whose the sessions are, the log script, the deletes, the unindex script (EVAL once, if the
+        # server lacks a script).
+        assert [c for c in sent_commands if c != "EVAL"] == [
+            "ZRANGE",
+            "HMGET",
+            "HMGET",
+            "EVALSHA",
+            "DEL",
+            "DEL",
+            "EVALSHA",
+        ]
+        sent_commands.clear()
         assert await store.delete_for_user("user-1") == [mine[1].handle]
-        assert set(sent_commands) <= {"ZRANGE", "EVALSHA", "SCRIPT"}  # SCRIPT LOAD once, if the server lacks it
+        assert set(sent_commands) <= {"ZRANGE", "HMGET", "EVALSHA", "EVAL", "DEL"}
         assert len(await store.list_for_user("other-1")) == 67
 
 
@@ -221,24 +248,36 @@ def hash_tag(key: str) -> str:
 ODD_IDS = ["user-1", "a{b}c", "}{", "x:y", "%7B", "", "ü{}:%"]
 
 
-async def test_one_users_keys_share_one_cluster_slot(factory: Factory, admin: aioredis.Redis) -> None:
+async def test_every_script_and_command_touches_one_cluster_slot(factory: Factory, admin: aioredis.Redis) -> None:
+    """A session is one key; a user's index shares its bucket's slot with the bucket's expiry shard."""
     async with factory() as store:
         for u, user in enumerate(ODD_IDS):
             for t, tenant in enumerate(("public", "t:{1}")):
                 await store.create(make_record(10 * u + t + 1, user_id=user, tenant_id=tenant))
-        user_keys: dict[str, list[str]] = {}
+        tags: dict[str, list[str]] = {}
         for key in await keys_of(admin, store.prefix):
-            tag = hash_tag(key)
-            if tag.startswith("u:"):
-                user_keys.setdefault(tag, []).append(key)
-        assert len(user_keys) == len(ODD_IDS)  # one tag per user: no id ended its tag early
-        for tag, keys in user_keys.items():
-            assert len(keys) == 3  # two sessions and the index
+            tags.setdefault(hash_tag(key), []).append(key)
+        sessions = {tag: keys for tag, keys in tags.items() if tag.startswith("s:")}
+        assert len(sessions) == 2 * len(ODD_IDS)  # one key per session: no id ended its tag early
+        assert all(len(keys) == 1 for keys in sessions.values())
+        buckets = {tag: keys for tag, keys in tags.items() if tag.startswith("b:")}
+        assert set(tags) == set(sessions) | set(buckets)
+        indexes = [key for keys in buckets.values() for key in keys if ":u:" in key]
+        assert len(indexes) == len(ODD_IDS)  # one index per user, in the bucket whose shard holds their sessions
+        for tag, keys in buckets.items():
+            assert f"{store.prefix}:{{{tag}}}:expiry" in keys
             assert {key_slot(key.encode()) for key in keys} == {key_slot(f"{{{tag}}}".encode())}
+            assert 0 <= int(tag[2:]) < BUCKETS
         for u, user in enumerate(ODD_IDS):
             listed = await store.list_for_user(user)
             assert [record.handle for record in listed] == [handle_of(10 * u + 1), handle_of(10 * u + 2)]
             assert [record.user_id for record in listed] == [user, user]
+
+
+async def test_the_bucket_of_a_user_is_stable() -> None:
+    """Bucket numbers are part of the key layout: every process, every Python, every version computes the same."""
+    assert [bucket(tag) for tag in ("user-1", "", "%7B", "ü")] == [bucket("user-1"), 0, bucket("%7B"), bucket("ü")]
+    assert bucket("user-1") == 532  # zlib.crc32(b"user-1") % 1024
 
 
 async def test_ids_with_separators_never_collide(factory: Factory) -> None:
@@ -276,16 +315,14 @@ async def test_ttls_cover_expiry_plus_leeway_on_the_servers_clock(factory: Facto
         found = await ttls(admin, store.prefix)
         read_at = await server_now(admin)
         for key, ttl in found.items():
-            if key.endswith(("{expiry}", "{keys}")):
-                assert ttl == -1, key  # global indexes: cleaned by delete_expired / the manager, never expire
+            if "{s:" not in key:
+                assert ttl == -1, key  # indexes and keys: cleaned by delete_expired / the manager, never expire
                 continue
-            expires_at = later.expires_at if handle_of(2) in key or key.endswith(":idx") else soon.expires_at
+            expires_at = later.expires_at if handle_of(2) in key else soon.expires_at
             assert (expires_at + 60 - read_at) * 1000 - 5 <= ttl <= (expires_at + 60 - now) * 1000 + 5, key
         rotation = dataclasses.replace(make_rotation(soon, "child", now), expires_at=now + 10 * DAY)
         assert await store.rotate(rotation) is True
-        for key, ttl in (await ttls(admin, store.prefix)).items():
-            if handle_of(1) in key or key.endswith(":idx"):
-                assert ttl >= (10 * DAY + 60 - 5) * 1000, key  # the session, its handle index, the user index
+        assert await admin.pttl(f"{store.prefix}:{{s:{handle_of(1)}}}") >= (10 * DAY + 60 - 5) * 1000
 
 
 async def test_a_record_already_expired_on_the_servers_clock_gets_the_leeway(
@@ -297,7 +334,7 @@ async def test_a_record_already_expired_on_the_servers_clock_gets_the_leeway(
         record = make_record(1, created_at=now - 10 * DAY, last_seen=now - 10 * DAY, expires_at=now - 5 * DAY)
         await store.create(record)
         for key, ttl in (await ttls(admin, store.prefix)).items():
-            assert ttl == -1 if key.endswith("{expiry}") else 25_000 < ttl <= 30_000, key
+            assert ttl == -1 if "{b:" in key else 25_000 < ttl <= 30_000, key
         assert await store.get(record.handle) == record
 
 
@@ -305,7 +342,7 @@ async def test_far_future_expiry_gets_a_matching_ttl(factory: Factory, admin: ai
     async with factory() as store:
         record = make_record(1)  # expires in 2096, as in the conformance suite
         await store.create(record)
-        session_keys = [key for key in await keys_of(admin, store.prefix) if ":s:" in key]
+        session_keys = [key for key in await keys_of(admin, store.prefix) if "{s:" in key]
         assert await admin.pttl(session_keys[0]) >= (record.expires_at - await server_now(admin)) * 1000
 
 
@@ -319,13 +356,11 @@ async def test_delete_expired_clears_entries_left_by_sessions_their_ttl_removed(
         gone, kept = make_record(1, expires_at=T0 + 10), make_record(2)
         await store.create(gone)
         await store.create(kept)
-        for key in await keys_of(admin, store.prefix):
-            if handle_of(1) in key:
-                await admin.delete(key)  # what the TTL would have done: the session and its handle index
+        await admin.delete(f"{store.prefix}:{{s:{handle_of(1)}}}")  # what the TTL would have done
         assert await store.list_for_user("user-1") == [kept]
         assert await store.delete_expired(T0 + 20) == 0  # nothing left to delete, but the entries go
-        assert await admin.zrange(f"{store.prefix}:{{u:user-1}}:idx", 0, -1) == [f"public:{handle_of(2)}"]
-        assert await admin.zrange(f"{store.prefix}:{{expiry}}", 0, -1) == [f"user-1:public:{handle_of(2)}"]
+        assert await admin.zrange(index_key(store.prefix, "user-1"), 0, -1) == [f"public:{handle_of(2)}"]
+        assert await admin.zrange(shard_key(store.prefix, "user-1"), 0, -1) == [f"user-1:public:{handle_of(2)}"]
 
 
 async def test_delete_expired_rechecks_the_session_before_deleting(factory: Factory, admin: aioredis.Redis) -> None:
@@ -333,12 +368,12 @@ async def test_delete_expired_rechecks_the_session_before_deleting(factory: Fact
     async with factory() as store:
         record = make_record(1, expires_at=T0 + 100)
         await store.create(record)
-        member = f"user-1:public:{record.handle}"
-        await admin.zadd(f"{store.prefix}:{{expiry}}", {member: T0})
+        member, shard = f"user-1:public:{record.handle}", shard_key(store.prefix, "user-1")
+        await admin.zadd(shard, {member: T0})
         assert await store.delete_expired(T0 + 50) == 0
         assert await store.get(record.handle) == record
-        assert await admin.zscore(f"{store.prefix}:{{expiry}}", member) == T0 + 100  # repaired
-        await admin.zadd(f"{store.prefix}:{{expiry}}", {"not-ours": T0})
+        assert await admin.zscore(shard, member) == T0 + 100  # repaired
+        await admin.zadd(shard, {"not-ours": T0, "other:public:h": T0})  # the second is in another user's bucket
         assert await store.delete_expired(T0 + 100) == 1
         assert await keys_of(admin, store.prefix) == []
 
@@ -474,7 +509,7 @@ async def test_errors_name_the_operation_and_never_a_value(factory: Factory, adm
     rotation = make_rotation(record, "child", T0 + 60)
     async with factory() as store:
         await store.create(record)
-        session_key = next(key for key in await keys_of(admin, store.prefix) if ":s:" in key)
+        session_key = next(key for key in await keys_of(admin, store.prefix) if "{s:" in key)
         await admin.hset(session_key, "session_data", "not json")
         with pytest.raises(StoreError, match="not valid JSON"):
             await store.get(record.handle)
