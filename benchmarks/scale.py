@@ -156,32 +156,30 @@ def fill_sqlite(path: str, filler: Filler, size: int) -> None:
 
 
 async def fill_redis(store: Any, service: str, filler: Filler, size: int) -> None:
-    """The store's own ``create`` script, by SHA, in pipelines of ``REDIS_BATCH`` calls."""
+    """The store's own scripts (index entries, then the session), by SHA, in pipelines of ``REDIS_BATCH`` sessions."""
     import redis.asyncio as aioredis
 
     from asgi_session.stores._redis_keys import escape, seconds, to_fields
-    from asgi_session.stores._redis_scripts import CREATE
+    from asgi_session.stores._redis_scripts import CREATE, INDEX
 
     client = aioredis.Redis.from_url(service)
     try:
+        await client.script_load(INDEX.source)
         await client.script_load(CREATE.source)
         pipe = client.pipeline(transaction=False)
         for record in filler.records(size):
             user_tag, tenant_tag, handle = escape(record.user_id), escape(record.tenant_id), record.handle
-            locator = f"{user_tag}:{tenant_tag}"
-            keys = [
-                store._lookup(handle),
-                store._user(user_tag, f"s:{escape(handle)}"),
-                store._user(user_tag, "idx"),
-                store._expiry,
-            ]
-            times = [seconds(record.created_at, "created_at"), seconds(record.expires_at, "expires_at")]
-            args = [locator, f"{tenant_tag}:{handle}", f"{locator}:{handle}", *times, store._leeway_ms]
-            pipe.evalsha(CREATE.sha, len(keys), *keys, *args, *to_fields(record))
-            if len(pipe) >= REDIS_BATCH and not all(result == 1 for result in await pipe.execute()):
+            created_at = seconds(record.created_at, "created_at")
+            expires_at = seconds(record.expires_at, "expires_at")
+            index_keys = [store._index(user_tag), store._shard(user_tag)]
+            index_args = [f"{tenant_tag}:{handle}", created_at, f"{user_tag}:{tenant_tag}:{handle}", expires_at]
+            pipe.evalsha(INDEX.sha, len(index_keys), *index_keys, *index_args)
+            session_args = [expires_at, store._leeway_ms, *to_fields(record)]
+            pipe.evalsha(CREATE.sha, 1, store._session(handle), *session_args)
+            if len(pipe) >= 2 * REDIS_BATCH and not all(result == 1 for result in (await pipe.execute())[1::2]):
                 raise SystemExit("Redis fill: the create script refused a session")
-        if len(pipe):
-            await pipe.execute()
+        if len(pipe) and not all(result == 1 for result in (await pipe.execute())[1::2]):
+            raise SystemExit("Redis fill: the create script refused a session")
     finally:
         await client.aclose()
 
@@ -219,7 +217,13 @@ async def stored_count(kind: str, store: Any, service: str) -> int:
 
         client = aioredis.Redis.from_url(service)
         try:
-            return int(await client.zcard(store._expiry))
+            # The expiry index is split over the buckets: one entry per session in all of them together.
+            from asgi_session.stores._redis_keys import BUCKETS
+
+            pipe = client.pipeline(transaction=False)
+            for number in range(BUCKETS):
+                pipe.zcard(f"{store._prefix}:{{b:{number}}}:expiry")
+            return sum(int(count) for count in await pipe.execute())
         finally:
             await client.aclose()
     import asyncpg
@@ -409,27 +413,27 @@ async def postgres_plans(case: Case) -> list[dict[str, Any]]:
 
 
 REDIS_KEYS = [
-    ("verify (get)", "GET P:{h:H}; HGETALL P:{u:U}:s:H (a hash of ~10 fields)", "O(1)"),
+    ("verify (get)", "HGETALL P:{s:H} (a hash of ~10 fields)", "O(1)"),
     (
         "refresh",
-        "get as above; GET P:{h:H}; ROTATE script: HGET, HSET, PEXPIRE x2, PTTL/PEXPIRE P:{u:U}:idx, ZADD P:{expiry}",
-        "O(1) + O(log N) for the ZADD to the global expiry zset",
+        "get as above; ROTATE script on P:{s:H}: HGET, HSET, PEXPIRE",
+        "O(1) (the expiry index is corrected by the cleanup, not per refresh)",
     ),
     (
         "revoke",
-        "MGET P:{h:H}; DELETE script: EXISTS, GET/SET P:{revocations}:seq, XADD P:{revocations}, DEL session, "
-        "GET/DEL P:{h:H}, ZREM P:{u:U}:idx, ZREM P:{expiry}",
-        "O(1) + O(log N) for the ZREM from the expiry zset (+ O(log u) user index)",
+        "LOG script: P:{revocations}:seq, XADD P:{revocations}; DEL P:{s:H}; UNINDEX script: ZREM P:{b:B}:u:U and "
+        "P:{b:B}:expiry",
+        "O(log n) in the user's bucket (n = sessions of the bucket's users, about N / 1024)",
     ),
     (
         "revoke-all",
-        "ZRANGE P:{u:U}:idx 0 -1 WITHSCORES; DELETE script as above for each of the user's k sessions",
-        "O(k log N): k = the user's sessions; never a SCAN/KEYS",
+        "ZRANGE P:{b:B}:u:U 0 -1; the revoke above for each of the user's k sessions, one script per slot",
+        "O(k log n): k = the user's sessions; never a SCAN/KEYS",
     ),
     (
         "create (untimed)",
-        "CREATE script: EXISTS x2, SET P:{h:H} PX, HSET + PEXPIRE session, ZADD idx, ZADD P:{expiry}",
-        "O(1) + O(log N)",
+        "INDEX script: ZADD P:{b:B}:u:U, ZADD P:{b:B}:expiry; CREATE script: EXISTS, HSET + PEXPIRE P:{s:H}",
+        "O(log n)",
     ),
 ]
 
@@ -438,19 +442,22 @@ async def redis_layout(case: Case) -> dict[str, Any]:
     """The sizes of the keys the operations touch, read from the filled store, with the static description."""
     import redis.asyncio as aioredis
 
-    from asgi_session.stores._redis_keys import as_text
+    from asgi_session.stores._redis_keys import BUCKETS
 
     store, record = case.store, case.filler.record(0)
     client = aioredis.Redis.from_url(case.service)
     try:
         user_tag = record.user_id  # ids without %{}: escaping leaves them as they are
-        index = store._user(user_tag, "idx")
+        pipe = client.pipeline(transaction=False)
+        for number in range(BUCKETS):
+            pipe.zcard(f"{store._prefix}:{{b:{number}}}:expiry")
+        expiry_total = sum(int(count) for count in await pipe.execute())
         facts = {
-            "expiry zset (every session)": int(await client.zcard(store._expiry)),
-            "user index entries (filled user 0)": int(await client.zcard(index)),
-            "session hash fields": int(await client.hlen(store._user(user_tag, f"s:{record.handle}"))),
-            "handle index": as_text(await client.get(store._lookup(record.handle))),
-            "session TTL ms": int(await client.pttl(store._user(user_tag, f"s:{record.handle}"))),
+            "expiry index entries (all 1,024 buckets)": expiry_total,
+            "expiry index entries (filled user 0's bucket)": int(await client.zcard(store._shard(user_tag))),
+            "user index entries (filled user 0)": int(await client.zcard(store._index(user_tag))),
+            "session hash fields": int(await client.hlen(store._session(record.handle))),
+            "session TTL ms": int(await client.pttl(store._session(record.handle))),
             "keys in the prefix (dbsize share)": "not counted (a SCAN would be O(keyspace))",
         }
     finally:
