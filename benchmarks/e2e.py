@@ -5,6 +5,7 @@
     python benchmarks/e2e.py p2 --loader python      # the bounded Python load generator instead of wrk
     python benchmarks/e2e.py p4                      # every store whose variable is set, about 2-3 minutes
     python benchmarks/e2e.py p4 --stores sqlite      # only SQLite (default: sqlite,redis,postgres)
+    python benchmarks/e2e.py p2 --json /tmp/p2.json  # also every round's requests/s and the ratios, as JSON
 
 The suites are data (``SUITES``): each case names the app it serves (``e2e_apps.py``), how a client logs in to get
 its token, and what its ratio to bare is judged against. P2: asgi-session (cookie and Bearer) beside bare and
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import statistics
@@ -245,6 +247,18 @@ def main(args: argparse.Namespace) -> None:
         f"{uvicorn_options()[1]}; load: {load_description}; {args.rounds} alternating rounds; {os.cpu_count()} cpus"
     )
     report(results, settings, notes, judged=args.loader == "wrk")
+    if args.json:
+        bare = statistics.median(results[BARE])
+        document = {
+            "suite": args.suite,
+            "settings": settings,
+            "notes": notes,
+            "requests_per_s": {case.label: values for case, values in results.items()},
+            "ratios_to_bare": {case.label: statistics.median(values) / bare for case, values in results.items()},
+        }
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":
@@ -255,6 +269,7 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (32)")
     parser.add_argument("--loader", choices=["wrk", "python"], default="wrk", help="the load generator (wrk)")
     parser.add_argument("--stores", default="sqlite,redis,postgres", help="p4: which stores (default: all three)")
+    parser.add_argument("--json", metavar="PATH", help="also write every round's requests/s and the ratios here")
     arguments = parser.parse_args()
     if min(arguments.rounds, arguments.duration, arguments.connections) < 1:
         parser.error("--rounds, --duration and --connections must be >= 1")
