@@ -60,17 +60,22 @@ _NOT_OPEN = "store is not open; use `async with store:` or `await store.open()`"
 
 
 def from_driver(exc: Exception) -> bool:
-    """Whether ``exc`` is the driver's: one of ``DRIVER_ERRORS``, or any exception raised inside redis-py's own code.
+    """Whether ``exc`` is the driver's: one of ``DRIVER_ERRORS``, or any exception raised during a call into redis-py.
 
     redis-py's cluster client can fail with an ``AttributeError`` when a failover makes it close a connection that
-    another task is sending on; that is a store failure (a 503), not a bug in the caller (a 500).
+    another task is sending on, or (Python 3.12) with a ``TypeError`` from asyncio's transport that redis-py was
+    writing to: a store failure (a 503), not a bug in the caller (a 500). So any exception whose traceback passes
+    through redis-py's code counts, wherever below it the exception was raised; an exception of our own code
+    (no redis-py frame in between) stays what it is.
     """
     if isinstance(exc, DRIVER_ERRORS):
         return True
-    frame, last = exc.__traceback__, None
+    frame = exc.__traceback__
     while frame is not None:
-        frame, last = frame.tb_next, frame
-    return last is not None and last.tb_frame.f_code.co_filename.startswith(_DRIVER_FOLDER)
+        if frame.tb_frame.f_code.co_filename.startswith(_DRIVER_FOLDER):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def store_error(operation: str, exc: BaseException) -> StoreError:
