@@ -21,7 +21,7 @@ from ._asgi import MAX_COOKIE_BYTES
 from ._clock import Clock, SystemClock
 from ._feed import FeedFollower
 from ._revocations import RevocationView
-from ._token_cache import VerifiedTokenCache
+from ._token_cache import VerifiedTokenCache, token_key
 from .config import SessionConfig
 from .exceptions import ConfigurationError, InvalidPayloadError, StoreError, TryRefreshTokenError
 from .keys import KeyRing
@@ -189,7 +189,7 @@ class ManagerCore(StoreLifecycle):
 
     def has_verified(self, access_token: str) -> bool:
         """Whether this exact token verified before and has not expired since (a lookup in the cache)."""
-        return self._cache.get(access_token, self.clock.now()) is not None
+        return self._cache.get(token_key(access_token), self.clock.now()) is not None
 
     async def verify_access_token(self, access_token: str, *, allow_expired: bool = False) -> dict[str, Any]:
         """Verify an access token's signature and claims (locally; a cache makes repeats a dict lookup).
@@ -207,8 +207,9 @@ class ManagerCore(StoreLifecycle):
         if not isinstance(access_token, str):
             raise TryRefreshTokenError("access token is not a string")
         now = self.clock.now()
+        key = token_key(access_token)
         if not allow_expired:
-            cached = self._cache.get(access_token, now)
+            cached = self._cache.get(key, now)
             if cached is not None:
                 return cached
         try:
@@ -220,7 +221,7 @@ class ManagerCore(StoreLifecycle):
                 raise
             claims = self._decode(access_token, now, allow_expired=allow_expired)
         if not allow_expired:
-            self._cache.put(access_token, claims)
+            self._cache.put(key, claims)
         return claims
 
     # -- the claim set and its limits ------------------------------------------------------------------------

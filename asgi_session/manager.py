@@ -13,6 +13,7 @@ from . import _metrics
 from ._claim_admin import ClaimAdmin
 from ._clock import Clock
 from ._refresh_token import mint_refresh_token, stored_refresh_hash
+from ._token_cache import token_key
 from ._validate import check_id, check_session_data
 from .claims import (
     OverrideGlobalClaimValidators,
@@ -233,7 +234,7 @@ class SessionManager(ClaimAdmin):
                 await session.assert_claims(validators)
         return session
 
-    def verify_now(self, access_token: str) -> Session | None:
+    def verify_now(self, access_token: str, key: bytes | None = None) -> Session | None:
         """Verify a token without awaiting when nothing needs I/O; ``None`` means "use the async path".
 
         A cached token is a dict lookup; a new token with a known key is decoded in place. With blacklisting,
@@ -244,24 +245,29 @@ class SessionManager(ClaimAdmin):
         Raises:
             TryRefreshTokenError: the token is expired or invalid.
             UnauthorisedError: with blacklisting, the session has been revoked.
+
+        ``key`` is the token's cache key when the caller already has it (the middleware's header memo holds it);
+        otherwise it is computed here.
         """
         blacklisting = self.config.access_token_blacklisting
         if not self._opened or (blacklisting and not self.checks_revocations_in_memory):
             return None
         now = self._now()
+        if key is None:
+            key = token_key(access_token)
         entries = self._cache_entries  # the cache hit, inlined (VerifiedTokenCache.get is the full version)
-        claims = entries.get(access_token)
+        claims = entries.get(key)
         if claims is not None:
             if now < claims["exp"]:
-                entries.move_to_end(access_token)
+                entries.move_to_end(key)
             else:
-                claims = self._cache.get(access_token, now)  # expired: dropped, and None
+                claims = self._cache.get(key, now)  # expired: dropped, and None
         if claims is None:
             try:
                 claims = self._decode(access_token, now, allow_expired=False)
             except UnknownKeyError:
                 return None  # the async path re-reads the ring for keys another worker published
-            self._cache.put(access_token, claims)
+            self._cache.put(key, claims)
         if blacklisting:
             revoked = self._is_revoked_now(claims["sessionHandle"])
             if revoked is None:

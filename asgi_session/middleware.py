@@ -199,7 +199,7 @@ class SessionMiddleware:
         error: SessionError | None = None
         if token:
             try:
-                session = self.manager.verify_now(token)
+                session = self.manager.verify_now(token, source.key)
             except (TryRefreshTokenError, UnauthorisedError) as exc:
                 error = exc
             else:

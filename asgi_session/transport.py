@@ -15,6 +15,7 @@ from functools import partial
 from typing import Literal, NamedTuple
 
 from ._asgi import Message, Scope, cookie_header, header_value, header_values, parse_cookies
+from ._token_cache import token_key
 from .config import SessionConfig
 from .session import Session
 from .tokens import looks_like_access_token
@@ -53,11 +54,14 @@ class TokenSource(NamedTuple):
         method: how it came: ``"header"``, ``"cookie"``, or ``None`` when nothing was sent.
         malformed: something token-like was sent but cannot be used (two access cookies, a broken Bearer
             header): the caller answers "try refresh token".
+        key: the verified-token cache's key for an access token (:func:`~asgi_session._token_cache.token_key`),
+            computed once with the token and remembered with it for a repeated header; ``None`` for refresh tokens.
     """
 
     token: str | None
     method: Method | None
     malformed: bool = False
+    key: bytes | None = None
 
 
 _NOTHING = TokenSource(None, None)
@@ -100,7 +104,8 @@ def _bearer(authorization: list[bytes], ours: Callable[[str], bool], memo: Beare
     if not found:
         return None
     if len(found) == 1 and len(authorization) == 1:
-        source = TokenSource(found[0], "header")
+        # Only an access-token reader keeps a memo; a refresh token needs no cache key.
+        source = TokenSource(found[0], "header", False, token_key(found[0]) if memo is not None else None)
         if memo is not None and len(authorization[0]) <= _PARSED_MAX_HEADER:
             if len(memo) >= _PARSED_LIMIT:
                 memo.clear()
@@ -170,7 +175,8 @@ def _parse_cookie_token(cookie_headers: list[bytes], name: str) -> TokenSource:
         return _NOTHING
     if len(values) > 1 or not values[0]:
         return _MALFORMED_COOKIE
-    return TokenSource(values[0].decode("latin-1"), "cookie")
+    token = values[0].decode("latin-1")
+    return TokenSource(token, "cookie", False, token_key(token) if name == ACCESS_COOKIE else None)
 
 
 def _read(

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from asgi_session import transport
 from asgi_session._asgi import parse_cookies
+from asgi_session._token_cache import token_key
 from asgi_session.transport import TokenSource, _cookie_values
 from tests._helpers import examples
 
@@ -46,8 +47,10 @@ def test_a_cookie_header_seen_before_is_not_parsed_again(monkeypatch: pytest.Mon
     monkeypatch.setattr(transport, "_parsed", {"sAccessToken": {}, "sRefreshToken": {}})
     header = b"theme=dark; sAccessToken=abc; sRefreshToken=def"
     for _ in range(3):
-        assert transport._cookie_token([header], "sAccessToken") == TokenSource("abc", "cookie")
-        assert transport._cookie_token([header], "sRefreshToken") == TokenSource("def", "cookie")
+        assert transport._cookie_token([header], "sAccessToken") == TokenSource(
+            "abc", "cookie", False, token_key("abc")
+        )
+        assert transport._cookie_token([header], "sRefreshToken") == TokenSource("def", "cookie")  # no cache key
     assert parses == [header, header]  # once per cookie name
     twice = b"sAccessToken=a; sAccessToken=b"
     assert transport._cookie_token([twice], "sAccessToken").malformed
@@ -91,7 +94,9 @@ def test_a_bearer_header_seen_before_is_not_matched_again(monkeypatch: pytest.Mo
         return token == "abc.def.ghi"
 
     for _ in range(3):
-        assert transport._bearer(header, ours, memo) == TokenSource("abc.def.ghi", "header")
+        assert transport._bearer(header, ours, memo) == TokenSource(
+            "abc.def.ghi", "header", False, token_key("abc.def.ghi")
+        )
     assert pattern.matches == 1
     assert asked == ["abc.def.ghi"]  # one reader's verdict is fixed: asked once
     # Without a memo (refresh-token reads) the full rules answer every time.
@@ -107,5 +112,5 @@ def test_remembered_bearer_headers_are_bounded() -> None:
     memo: transport.BearerMemo = {}
     for number in range(transport._PARSED_LIMIT * 3):
         header = f"Bearer token-{number}".encode()
-        assert transport._bearer([header], lambda token: True, memo) == TokenSource(f"token-{number}", "header")
+        assert transport._bearer([header], lambda token: True, memo).token == f"token-{number}"
         assert len(memo) <= transport._PARSED_LIMIT
