@@ -84,7 +84,7 @@ def test_duplicate_cookies_without_older_cookie_domain_give_a_500_that_says_how_
     assert tab.session_exists() is True  # nothing was cleared: the user is not signed out
 
 
-def test_duplicate_cookies_with_older_cookie_domain_are_cleared_and_the_call_succeeds(
+def test_duplicate_cookies_with_older_cookie_domain_are_cleared_the_call_fails_once_and_the_next_succeeds(
     serve: Callable[..., Backend], tab: Tab
 ) -> None:
     duplicated(serve, tab, older_cookie_domain=FAKE_DOMAIN)

@@ -31,6 +31,12 @@ def user_of(result: dict[str, object]) -> object:
     return json.loads(str(result["body"]))["user"]
 
 
+def events(tab: Tab) -> list[str]:
+    """The SDK's ``onHandleEvent`` actions so far, in order (``window.sessionEvents`` of sdk_page.html)."""
+    actions: list[str] = tab.js("() => [...window.sessionEvents]")
+    return actions
+
+
 def test_cookie_mode_session_life(serve: Callable[..., Backend], tab: Tab) -> None:
     backend = serve(SessionConfig(access_token_validity=VALIDITY))
     tab.open_sdk_page(backend.url)
@@ -83,12 +89,25 @@ def test_cookie_mode_session_life(serve: Callable[..., Backend], tab: Tab) -> No
 
     # The access token expires: the next protected call goes through exactly one refresh, and both tokens change.
     before = tab.token_cookies()
+    seen = len(events(tab))
     backend.clock.advance(PAST_EXPIRY)
     mark = tab.mark()
     assert user_of(tab.call(PROTECTED)) == "alice"
     assert tab.calls(mark) == [("GET", PROTECTED, 401), ("POST", REFRESH, 200), ("GET", PROTECTED, 200)]
-    _, refreshed, _ = tab.since(mark)
+    _, refreshed, retried = tab.since(mark)
+    # What the SDK told the app: the refresh's front token carries a new payload (exp, iat, refreshTokenHash1), then
+    # the refresh itself; one of each for one refresh.
+    refresh_events = ["ACCESS_TOKEN_PAYLOAD_UPDATED", "REFRESH_SESSION"]
+    assert events(tab)[seen:] == refresh_events
+    # The retried call is the first use of the refreshed access token: no new token (the rotation was committed at
+    # refresh; a SuperTokens core would send another one here), so no further event, now or on the next call.
+    assert "front-token" not in retried.response_headers
+    assert retried.set_cookies() == []
+    mark = tab.mark()
     assert json.loads(str(tab.call(PROTECTED)["body"]))["handle"] == handle  # the same session, new tokens
+    (again,) = tab.since(mark)
+    assert "front-token" not in again.response_headers
+    assert events(tab)[seen:] == refresh_events
     assert refreshed.request_headers["rid"] == "session"
     assert refreshed.response_headers["front-token"] not in ("", "remove")
     after = tab.token_cookies()
@@ -192,6 +211,7 @@ def test_header_mode_session_life(serve: Callable[..., Backend], tab: Tab) -> No
     assert call.request_headers["authorization"] == f"Bearer {access}"
 
     # Expiry: one refresh with the refresh token as the Bearer header; both tokens change.
+    seen = len(events(tab))
     backend.clock.advance(PAST_EXPIRY)
     mark = tab.mark()
     assert user_of(tab.call(PROTECTED)) == "alice"
@@ -203,6 +223,10 @@ def test_header_mode_session_life(serve: Callable[..., Backend], tab: Tab) -> No
     assert new_refresh != refresh
     assert retried.request_headers["authorization"] == f"Bearer {new_access}"
     assert not set(TOKEN_COOKIES) & set(tab.cookies())
+    # One refresh, one pair of events; the first use of the new access token brings no new token and no event.
+    assert "st-access-token" not in retried.response_headers
+    assert "front-token" not in retried.response_headers
+    assert events(tab)[seen:] == ["ACCESS_TOKEN_PAYLOAD_UPDATED", "REFRESH_SESSION"]
 
     # Sign-out clears the headers' tokens too; the next call is a plain 401.
     mark = tab.mark()
