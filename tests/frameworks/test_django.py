@@ -523,11 +523,18 @@ async def denied(scope: Any, error: InvalidClaimsError) -> Any:
 OVERRIDES = ErrorHandlers(on_unauthorised=to_sign_in, on_try_refresh_token=please_refresh, on_invalid_claim=denied)
 
 
+def with_handlers(manager: SessionManager, handlers: ErrorHandlers) -> SessionMiddleware:
+    """The example's application, built as ``asgi.create_app`` does, with ``error_handlers``."""
+    from django.core.asgi import get_asgi_application
+
+    setattr(_django_views, "manager", manager)  # noqa: B010 - the views module is imported by name
+    django_app: Any = get_asgi_application()  # Django's ASGI types are narrower than ours
+    return SessionMiddleware(django_app, manager=manager, error_handlers=handlers)
+
+
 @pytest.fixture
 async def overridden() -> AsyncIterator[Harness]:
     """The test project (claims as in ``claims``) under ``SessionMiddleware(..., error_handlers=OVERRIDES)``."""
-    from django.core.asgi import get_asgi_application
-
     ROLES.clear()
     ROLES.update({"admin": ["admin"], "mallory": ["banned"]})
     clock = FakeClock(start=time.time())
@@ -535,8 +542,7 @@ async def overridden() -> AsyncIterator[Harness]:
     manager = SessionManager(
         store, clock=clock, claims=[ROLE], global_claim_validators=[ROLE.validators.excludes("banned")]
     )
-    _django_views.manager = manager
-    app = SessionMiddleware(get_asgi_application(), manager=manager, error_handlers=OVERRIDES)
+    app = with_handlers(manager, OVERRIDES)
     with override_settings(ROOT_URLCONF=__name__):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
@@ -591,14 +597,14 @@ async def test_error_handlers_keep_a_refetched_token_with_the_override(overridde
 
 
 async def test_errors_without_a_handler_keep_the_protocol_response() -> None:
-    from django.core.asgi import get_asgi_application
-
     _, store, manager, _ = build()
-    handlers = ErrorHandlers(on_invalid_claim=denied)  # nothing for unauthorised
-    app = SessionMiddleware(get_asgi_application(), manager=manager, error_handlers=handlers)
+    app = with_handlers(manager, ErrorHandlers(on_invalid_claim=denied))  # nothing for unauthorised
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
         response = await client.get("/plain")
         assert (response.status_code, response.json()) == (401, UNAUTHORISED)
-        store.fail_get = True
         assert (await client.get("/broken")).status_code == 500  # developer errors stay 500s
+        await sign_in(Harness(FakeClock(), store, manager, client))
+        store.fail_get = True
+        outage = await client.get("/account")
+        assert (outage.status_code, outage.json()) == (503, {"message": "session store unavailable"})
     await manager.close()
