@@ -28,6 +28,8 @@ from asgi_session import (
     ErrorHandlers,
     InvalidClaimsError,
     SessionConfig,
+    SessionEvent,
+    SessionHooks,
     SessionManager,
     SessionMiddleware,
     StoreError,
@@ -608,3 +610,32 @@ async def test_errors_without_a_handler_keep_the_protocol_response() -> None:
         outage = await client.get("/account")
         assert (outage.status_code, outage.json()) == (503, {"message": "session store unavailable"})
     await manager.close()
+
+
+# -- Lifecycle hooks through Django: created, refreshed and revoked, each with the request ---------------------------
+
+
+async def test_hooks_fire_through_django() -> None:
+    events: list[SessionEvent] = []
+    clock = FakeClock(start=time.time())
+    manager = SessionManager(
+        TrackingStore(),
+        clock=clock,
+        hooks=SessionHooks(on_created=events.append, on_refreshed=events.append, on_revoked=events.append),
+    )
+    transport = httpx.ASGITransport(app=create_app(manager))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        harness = Harness(clock, TrackingStore(), manager, client)
+        first = await sign_in(harness)
+        assert (await client.post("/auth/session/refresh", headers={"rid": "session"})).status_code == 200
+        assert (await client.post("/signout")).status_code == 200  # a view revoking its own session
+        second = await sign_in(harness)
+        assert (await client.post("/auth/signout", headers={"rid": "session"})).status_code == 200
+    await manager.close()
+    assert [(e.kind, e.handle, e.user_id, e.reason, e.scope["path"] if e.scope else None) for e in events] == [
+        ("created", first, "alice", None, "/signin"),
+        ("refreshed", first, "alice", None, "/auth/session/refresh"),
+        ("revoked", first, "alice", "revoke", "/signout"),
+        ("created", second, "alice", None, "/signin"),
+        ("revoked", second, "alice", "sign-out", "/auth/signout"),
+    ]

@@ -25,6 +25,8 @@ from asgi_session import (
     InvalidClaimsError,
     Session,
     SessionConfig,
+    SessionEvent,
+    SessionHooks,
     SessionManager,
     UnauthorisedError,
     _cleanup,
@@ -718,3 +720,31 @@ async def test_no_scheduled_cleanup_when_turned_off() -> None:
     async with AsyncTestClient(app, base_url="https://testserver.local"):
         assert plugin._cleanup is None
         assert store.events == ["open"]
+
+
+# -- Lifecycle hooks through Litestar: created, refreshed and revoked, each with the request -----------------------
+
+
+async def test_hooks_fire_through_litestar() -> None:
+    events: list[SessionEvent] = []
+    clock = FakeClock(start=time.time())
+    manager = SessionManager(
+        TrackingStore(),
+        clock=clock,
+        hooks=SessionHooks(on_created=events.append, on_refreshed=events.append, on_revoked=events.append),
+    )
+    app = Litestar(HANDLERS, plugins=[SessionPlugin(manager)])
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        harness = Harness(clock, TrackingStore(), manager, app, client)
+        first = await sign_in(harness)
+        assert (await client.post("/auth/session/refresh", headers={"rid": "session"})).status_code == 200
+        assert (await client.post("/signout")).status_code == 200  # a handler revoking its own session
+        second = await sign_in(harness)
+        assert (await client.post("/auth/signout", headers={"rid": "session"})).status_code == 200
+    assert [(e.kind, e.handle, e.user_id, e.reason, e.scope["path"] if e.scope else None) for e in events] == [
+        ("created", first, "alice", None, "/signin"),
+        ("refreshed", first, "alice", None, "/auth/session/refresh"),
+        ("revoked", first, "alice", "revoke", "/signout"),
+        ("created", second, "alice", None, "/signin"),
+        ("revoked", second, "alice", "sign-out", "/auth/signout"),
+    ]
