@@ -21,8 +21,10 @@ Wrap the ASGI application in ``asgi.py`` and add the error middleware to ``MIDDL
 Django turns an exception raised in a view into its own 500 response and does not re-raise it, so the
 ``SessionMiddleware`` outside never sees a :class:`~asgi_session.SessionError`. ``SessionErrorMiddleware`` answers
 it inside Django with the protocol response instead (401 ``unauthorised`` / ``try refresh token``, 403 ``invalid
-claim``, 503 when the store failed), clearing the tokens where the protocol says so. Sessions need Django under
-ASGI: under WSGI there is no ``SessionMiddleware`` and :func:`get_session` raises ``ConfigurationError``.
+claim``, 503 when the store failed), clearing the tokens where the protocol says so. With
+``SessionMiddleware(..., error_handlers=ErrorHandlers(...))`` it leaves the errors those handlers cover to them, as
+the Starlette, FastAPI, Quart and Litestar integrations do. Sessions need Django under ASGI: under WSGI there is no
+``SessionMiddleware`` and :func:`get_session` raises ``ConfigurationError``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ except ImportError as exc:
 
 from .._context import get_session as _get_session
 from ..claims import OverrideGlobalClaimValidators, no_claim_validators
-from ._errors import protocol_error
+from ._errors import defer_to_override, protocol_error
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -117,12 +119,21 @@ class SessionErrorMiddleware(MiddlewareMixin):
     Django turns an exception raised in another middleware into a 500 before any middleware can answer it, so a
     middleware that needs the session should return a response itself. ``ConfigurationError`` and
     ``InvalidPayloadError`` are developer errors: they stay 500s.
+
+    An error that the ``SessionMiddleware``'s :class:`~asgi_session.ErrorHandlers` cover is answered by the
+    override instead (for example a redirect to a sign-in page), with the protocol's token changes applied: this
+    middleware then returns a placeholder 500 that ``SessionMiddleware`` holds back and replaces.
     """
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Return the protocol response for a ``SessionError``; ``None`` lets Django handle anything else."""
         if not isinstance(exception, SessionError):
             return None
+        if defer_to_override(exception, getattr(request, "scope", None)):
+            # A placeholder: SessionMiddleware holds back every 5xx, and sends the override's answer instead.
+            placeholder = HttpResponse(status=500)
+            placeholder._has_been_logged = True  # type: ignore[attr-defined]  # no "Internal Server Error" log
+            return placeholder
         return protocol_response(exception, request)
 
 

@@ -24,10 +24,11 @@
 
 The plugin adds :class:`~asgi_session.SessionMiddleware` as app-level middleware, routes the protocol endpoints
 (``POST /auth/session/refresh``, ``POST /auth/signout``, the JWKS) to it, opens and closes the store with the
-app's lifespan, maps session errors to the protocol responses through Litestar exception handlers (Litestar turns
-an unhandled exception into its own 500 before an outer middleware could see it), provides the ``session``
-dependency, and marks protected routes with the ``AccessTokenCookie`` / ``AccessTokenBearer`` security schemes in
-the OpenAPI document.
+app's lifespan (and runs the scheduled cleanup, ``SessionConfig.cleanup_interval``, meanwhile), maps session errors
+to the protocol responses through Litestar exception handlers (Litestar turns an unhandled exception into its own
+500 before an outer middleware could see it), or to the application's own :class:`~asgi_session.ErrorHandlers`,
+provides the ``session`` dependency, and marks protected routes with the ``AccessTokenCookie`` /
+``AccessTokenBearer`` security schemes in the OpenAPI document.
 
 Session claims: the ``session`` dependency, :class:`SessionGuard` and :func:`get_session` run the manager's
 ``global_claim_validators``; a route (or router, controller) changes them with ``override_global_claim_validators``
@@ -71,14 +72,16 @@ except ImportError as exc:
     ) from exc
 
 from .._asgi import Receive, Scope, Send
+from .._cleanup import ScheduledCleanup
 from .._context import get_session as _get_session
 from .._endpoints import Endpoints
+from .._error_handlers import ErrorHandlers
 from ..claims import OverrideGlobalClaimValidators, no_claim_validators
 from ..manager import SessionManager
 from ..middleware import SessionMiddleware
 from ..session import Session
 from ..transport import ACCESS_COOKIE
-from ._errors import protocol_error
+from ._errors import defer_to_override, protocol_error
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -318,6 +321,10 @@ class _ProtocolResponse(Response[bytes]):
 
 def _exception_handler(manager: SessionManager) -> Any:
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        # Litestar calls exception handlers for HTTP requests only (a websocket is closed by ``_checked``).
+        if isinstance(exc, SessionError) and defer_to_override(exc, request.scope):
+            # A placeholder: SessionMiddleware holds back every 5xx, and sends the override's answer instead.
+            return Response(b"", status_code=500)
         answer = protocol_error(exc, request.scope, manager) if isinstance(exc, SessionError) else None
         if answer is None:  # pragma: no cover - only protocol errors are registered
             raise exc
@@ -346,9 +353,12 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
 
     - :class:`~asgi_session.SessionMiddleware` as app-level middleware (first, so it wraps the app's other
       middleware), and routes for the protocol endpoints so that they reach it;
-    - the store opened on startup and closed on shutdown (Litestar keeps its lifespan from middleware);
+    - the store opened on startup and closed on shutdown (Litestar keeps its lifespan from middleware), and in
+      between the scheduled cleanup (``delete_expired_sessions()`` every ``SessionConfig.cleanup_interval``
+      seconds, one process per interval), as :class:`~asgi_session.SessionMiddleware` runs it under a lifespan;
     - exception handlers answering ``TryRefreshTokenError``, ``UnauthorisedError``, ``TokenTheftDetectedError``,
-      ``InvalidClaimsError`` and ``StoreError`` with the protocol responses (401 / 403 / 503);
+      ``InvalidClaimsError`` and ``StoreError`` with the protocol responses (401 / 403 / 503), or with the
+      ``error_handlers`` overrides where they have one (the protocol's token changes still applied);
     - the ``session`` dependency: a parameter ``session: SessionDep`` requires a session (401 ``unauthorised``
       without one), ``session: OptionalSessionDep`` is optional (``None`` without one); the bare annotations
       ``Session`` and ``Session | None`` work too. Either way an expired or invalid access token is answered
@@ -367,20 +377,36 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
             already taken, e.g. by a database session.
         check_database: the ``session`` dependency also checks the store, so a revoked session's
             still-unexpired access token is refused at once. A store read per request.
+        error_handlers: the application's own answers to session errors (:class:`~asgi_session.ErrorHandlers`),
+            as ``SessionMiddleware(..., error_handlers=...)`` takes them: for errors raised in handlers, guards and
+            dependencies, and at the protocol endpoints.
+
+    Raises:
+        ConfigurationError: ``manager`` is not a ``SessionManager``, ``dependency_key`` is not an identifier, or
+            ``error_handlers`` is not an ``ErrorHandlers``.
     """
 
-    __slots__ = ("check_database", "dependency_key", "manager")
+    __slots__ = ("_cleanup", "check_database", "dependency_key", "error_handlers", "manager")
 
     def __init__(
-        self, manager: SessionManager, *, dependency_key: str = "session", check_database: bool = False
+        self,
+        manager: SessionManager,
+        *,
+        dependency_key: str = "session",
+        check_database: bool = False,
+        error_handlers: ErrorHandlers | None = None,
     ) -> None:
         if not isinstance(manager, SessionManager):
             raise ConfigurationError("SessionPlugin needs a SessionManager: SessionPlugin(SessionManager(...))")
         if not dependency_key.isidentifier():
             raise ConfigurationError(f"dependency_key must be a Python identifier, got {dependency_key!r}")
+        if error_handlers is not None and not isinstance(error_handlers, ErrorHandlers):
+            raise ConfigurationError("error_handlers must be an asgi_session.ErrorHandlers(...)")
         self.manager = manager
         self.dependency_key = dependency_key
         self.check_database = check_database
+        self.error_handlers = error_handlers
+        self._cleanup: ScheduledCleanup | None = None  # the running schedule, between startup and shutdown
 
     def __repr__(self) -> str:
         return f"SessionPlugin({self.manager!r}, dependency_key={self.dependency_key!r})"
@@ -389,9 +415,13 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         """Add the middleware, endpoints, lifespan, exception handlers, dependency and OpenAPI schemes."""
         manager = self.manager
         # Our ASGI types are plain dicts, Litestar's are TypedDicts: the same messages at run time.
-        middleware = DefineMiddleware(SessionMiddleware, manager=manager)  # type: ignore[arg-type]
+        middleware = DefineMiddleware(
+            SessionMiddleware,  # type: ignore[arg-type]
+            manager=manager,
+            error_handlers=self.error_handlers,
+        )
         app_config.middleware.insert(0, middleware)
-        app_config.route_handlers.append(_endpoint_routes(Endpoints(manager).routes))
+        app_config.route_handlers.append(_endpoint_routes(Endpoints(manager, self.error_handlers).routes))
         app_config.lifespan.append(self._lifespan)
         handle = _exception_handler(manager)
         for error in _PROTOCOL_ERRORS:
@@ -430,11 +460,23 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: Litestar) -> AsyncIterator[None]:
-        await self.manager.open()
+        manager = self.manager
+        await manager.open()
+        # Litestar runs the lifespan itself and never passes it to the middleware: the schedule SessionMiddleware
+        # would start on lifespan.startup is started here instead.
+        interval = manager.config.cleanup_interval
+        cleanup = ScheduledCleanup(manager, interval) if interval is not None else None
+        self._cleanup = cleanup
         try:
+            if cleanup is not None:
+                cleanup.start()
             yield
         finally:
-            await self.manager.close()
+            try:
+                if cleanup is not None:
+                    await cleanup.stop()
+            finally:
+                await manager.close()
 
     async def _provide_session(self, scope: LitestarScope) -> Session | None:
         # ``scope`` rather than ``request``: the dependency also serves websocket handlers.

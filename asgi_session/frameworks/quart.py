@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ..exceptions import ConfigurationError, SessionError
@@ -163,6 +164,8 @@ async def create_new_session(
     tenant_id: str = "public",
     access_token_payload: Mapping[str, Any] | None = None,
     session_data_in_database: Mapping[str, Any] | None = None,
+    remember: bool = True,
+    idle_timeout: timedelta | None = None,
 ) -> Session:
     """Create a session for the current request; its tokens are written to this response.
 
@@ -173,6 +176,10 @@ async def create_new_session(
         tenant_id: the tenant (default ``"public"``).
         access_token_payload: custom claims for the access token.
         session_data_in_database: server-side session data.
+        remember: ``False`` (a "keep me signed in" box left unticked) makes the session's cookies
+            browser-session cookies, at creation and at every refresh.
+        idle_timeout: an idle timeout for this session, shorter than ``refresh_token_validity`` and longer than
+            ``access_token_validity`` (see :func:`asgi_session.create_new_session`).
 
     Returns:
         The new session.
@@ -180,6 +187,7 @@ async def create_new_session(
     Raises:
         StoreError: the store failed; no tokens are issued.
         InvalidPayloadError: the payload sets a protected claim or is too large for a cookie.
+        ValueError: ``idle_timeout`` is out of range; nothing is stored or revoked.
         ConfigurationError: outside a request, or :func:`install` was not called.
     """
     return await _create_new_session(
@@ -188,6 +196,8 @@ async def create_new_session(
         tenant_id=tenant_id,
         access_token_payload=access_token_payload,
         session_data_in_database=session_data_in_database,
+        remember=remember,
+        idle_timeout=idle_timeout,
     )
 
 

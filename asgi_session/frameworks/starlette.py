@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - starlette is a core dependency
     raise ConfigurationError("asgi_session.frameworks.starlette needs Starlette: pip install starlette") from exc
 
 from .._context import get_session as _get_session
-from ..claims import OverrideGlobalClaimValidators
+from ..claims import OverrideGlobalClaimValidators, no_claim_validators
 from ._errors import defer_to_override, protocol_error
 
 if TYPE_CHECKING:
@@ -337,6 +337,12 @@ class SessionAuthBackend(AuthenticationBackend):
     401 ``try refresh token`` by the middleware, on every route behind ``AuthenticationMiddleware``: the
     SuperTokens client then refreshes and retries instead of seeing the user signed out.
 
+    Session claims are not validated here by default: the backend says who is authenticated, on every route
+    behind ``AuthenticationMiddleware``, public ones included, and a failing global claim validator must not turn
+    a public page into a 403. Routes that need the claims use :func:`requires_session` or :func:`get_session`,
+    which run the manager's ``global_claim_validators``. To validate them for every request here instead, pass
+    ``override_global_claim_validators=lambda validators, session: validators``.
+
     Args:
         roles_claim: the access-token claim holding the roles (SuperTokens' ``{"v": [...], "t": ms}`` shape);
             ``None`` adds no role scopes.
@@ -348,6 +354,12 @@ class SessionAuthBackend(AuthenticationBackend):
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE. Skipping it would make a
             forged cross-site request look authenticated.
+        override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
+            claim validators to run on every request with a session (a failure: 403 ``invalid claim``, from the
+            middleware); by default none run.
+
+    Raises:
+        ConfigurationError: ``override_global_claim_validators`` is not callable.
     """
 
     def __init__(
@@ -357,11 +369,18 @@ class SessionAuthBackend(AuthenticationBackend):
         role_scope: Callable[[str], str | None] | None = None,
         check_database: bool = False,
         anti_csrf_check: bool | None = None,
+        override_global_claim_validators: OverrideGlobalClaimValidators | None = None,
     ) -> None:
+        if override_global_claim_validators is not None and not callable(override_global_claim_validators):
+            raise ConfigurationError(
+                "SessionAuthBackend: override_global_claim_validators must be a callable "
+                f"(global_validators, session) -> list, got {override_global_claim_validators!r}"
+            )
         self.roles_claim = roles_claim
         self.role_scope = role_scope
         self.check_database = check_database
         self.anti_csrf_check = anti_csrf_check
+        self.override_global_claim_validators = override_global_claim_validators
 
     def scopes(self, session: Session) -> list[str]:
         """The scopes of a session: ``"authenticated"``, then its roles (each once, in claim order)."""
@@ -380,10 +399,12 @@ class SessionAuthBackend(AuthenticationBackend):
         Raises:
             TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
             UnauthorisedError: with ``check_database``, the session was revoked.
+            InvalidClaimsError: with ``override_global_claim_validators``, a claim validator failed.
             StoreError: the store failed during the database check.
             ConfigurationError: ``SessionMiddleware`` is not installed outside ``AuthenticationMiddleware``.
         """
-        session = await _get_session(conn, False, self.check_database, self.anti_csrf_check)
+        override = self.override_global_claim_validators or no_claim_validators
+        session = await _get_session(conn, False, self.check_database, self.anti_csrf_check, override)
         if session is None:
             return None
         return AuthCredentials(self.scopes(session)), SessionUser(session)

@@ -20,10 +20,16 @@ import pytest
 from django.http import HttpRequest, JsonResponse
 from django.test import AsyncClient, RequestFactory, override_settings
 from django.urls import include, path
+from starlette.responses import JSONResponse as StarletteJSON
+from starlette.responses import RedirectResponse as StarletteRedirect
 
 from asgi_session import (
     ConfigurationError,
+    ErrorHandlers,
+    InvalidClaimsError,
     SessionConfig,
+    SessionEvent,
+    SessionHooks,
     SessionManager,
     SessionMiddleware,
     StoreError,
@@ -37,6 +43,7 @@ from tests._servers import ServerProcess, serve_in_thread, start_server, stop_se
 
 from . import CLEARING, TRY_REFRESH, TWO_HOURS, UNAUTHORISED
 from ._django_project import EXAMPLES, create_app
+from ._django_project import views as _django_views
 from ._story import real_server_story
 
 pytestmark = pytest.mark.anyio
@@ -498,3 +505,137 @@ async def test_a_refused_refetch_still_sends_the_reissued_token(claims: Harness)
 def test_the_decorator_refuses_an_override_that_is_not_callable() -> None:
     with pytest.raises(ConfigurationError, match="override_global_claim_validators"):
         session_required(override_global_claim_validators=[IS_ADMIN])  # type: ignore[call-overload]
+
+
+# -- ErrorHandlers: the application's own answers, as under Starlette, FastAPI and Quart ----------------------------
+
+
+async def to_sign_in(scope: Any, error: UnauthorisedError) -> Any:
+    return StarletteRedirect("/sign-in-page", status_code=303)
+
+
+async def please_refresh(scope: Any, error: Exception) -> Any:
+    return StarletteJSON({"custom": "refresh"}, status_code=401)
+
+
+async def denied(scope: Any, error: InvalidClaimsError) -> Any:
+    return StarletteJSON({"custom": "denied", "ids": [e["id"] for e in error.errors]}, status_code=403)
+
+
+OVERRIDES = ErrorHandlers(on_unauthorised=to_sign_in, on_try_refresh_token=please_refresh, on_invalid_claim=denied)
+
+
+def with_handlers(manager: SessionManager, handlers: ErrorHandlers) -> SessionMiddleware:
+    """The example's application, built as ``asgi.create_app`` does, with ``error_handlers``."""
+    from django.core.asgi import get_asgi_application
+
+    setattr(_django_views, "manager", manager)  # noqa: B010 - the views module is imported by name
+    django_app: Any = get_asgi_application()  # Django's ASGI types are narrower than ours
+    return SessionMiddleware(django_app, manager=manager, error_handlers=handlers)
+
+
+@pytest.fixture
+async def overridden() -> AsyncIterator[Harness]:
+    """The test project (claims as in ``claims``) under ``SessionMiddleware(..., error_handlers=OVERRIDES)``."""
+    ROLES.clear()
+    ROLES.update({"admin": ["admin"], "mallory": ["banned"]})
+    clock = FakeClock(start=time.time())
+    store = TrackingStore()
+    manager = SessionManager(
+        store, clock=clock, claims=[ROLE], global_claim_validators=[ROLE.validators.excludes("banned")]
+    )
+    app = with_handlers(manager, OVERRIDES)
+    with override_settings(ROOT_URLCONF=__name__):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            yield Harness(clock, store, manager, client)
+    await manager.close()
+
+
+@pytest.mark.parametrize("path", ["/me", "/plain", "/raises", "/claims/me", "/report"])
+async def test_error_handlers_answer_a_view_without_a_session(overridden: Harness, path: str) -> None:
+    response = await overridden.client.get(path)
+    assert (response.status_code, response.headers["location"]) == (303, "/sign-in-page")
+    assert response.headers.get_list("set-cookie") == []
+
+
+async def test_error_handlers_still_clear_a_revoked_sessions_tokens(overridden: Harness) -> None:
+    handle = await sign_in(overridden)
+    await overridden.manager.revoke_session(handle)
+    response = await overridden.client.get("/account")  # check_database: the revoked session is refused
+    assert (response.status_code, response.headers["location"]) == (303, "/sign-in-page")
+    assert sorted(response.headers.get_list("set-cookie")) == CLEARING
+    assert response.headers["front-token"] == "remove"
+
+
+async def test_error_handlers_answer_an_expired_access_token(overridden: Harness) -> None:
+    await sign_in(overridden)
+    overridden.clock.advance(TWO_HOURS)
+    response = await overridden.client.get("/me")
+    assert (response.status_code, response.json()) == (401, {"custom": "refresh"})
+    assert response.headers.get_list("set-cookie") == []
+
+
+@pytest.mark.parametrize(
+    ("path", "user"), [("/claims/me", "mallory"), ("/claims/plain", "mallory"), ("/claims/admin", "alice")]
+)
+async def test_error_handlers_answer_an_invalid_claim(
+    overridden: Harness, path: str, user: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await sign_in(overridden, user)
+    response = await overridden.client.get(path)
+    assert (response.status_code, response.json()) == (403, {"custom": "denied", "ids": ["st-role"]})
+    assert [r.message for r in caplog.records if r.name == "django.request"] == []  # no "Internal Server Error"
+
+
+async def test_error_handlers_keep_a_refetched_token_with_the_override(overridden: Harness) -> None:
+    await sign_in(overridden, "admin")
+    assert (await overridden.client.get("/claims/fresh-admin")).status_code == 200
+    overridden.clock.advance(61)
+    ROLES["admin"] = ["user"]
+    refused = await overridden.client.get("/claims/fresh-admin")
+    assert (refused.status_code, refused.json()) == (403, {"custom": "denied", "ids": ["st-role"]})
+    assert [c.split("=", 1)[0] for c in refused.headers.get_list("set-cookie")] == ["sAccessToken"]
+
+
+async def test_errors_without_a_handler_keep_the_protocol_response() -> None:
+    _, store, manager, _ = build()
+    app = with_handlers(manager, ErrorHandlers(on_invalid_claim=denied))  # nothing for unauthorised
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
+        response = await client.get("/plain")
+        assert (response.status_code, response.json()) == (401, UNAUTHORISED)
+        assert (await client.get("/broken")).status_code == 500  # developer errors stay 500s
+        await sign_in(Harness(FakeClock(), store, manager, client))
+        store.fail_get = True
+        outage = await client.get("/account")
+        assert (outage.status_code, outage.json()) == (503, {"message": "session store unavailable"})
+    await manager.close()
+
+
+# -- Lifecycle hooks through Django: created, refreshed and revoked, each with the request ---------------------------
+
+
+async def test_hooks_fire_through_django() -> None:
+    events: list[SessionEvent] = []
+    clock = FakeClock(start=time.time())
+    manager = SessionManager(
+        TrackingStore(),
+        clock=clock,
+        hooks=SessionHooks(on_created=events.append, on_refreshed=events.append, on_revoked=events.append),
+    )
+    transport = httpx.ASGITransport(app=create_app(manager))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        harness = Harness(clock, TrackingStore(), manager, client)
+        first = await sign_in(harness)
+        assert (await client.post("/auth/session/refresh", headers={"rid": "session"})).status_code == 200
+        assert (await client.post("/signout")).status_code == 200  # a view revoking its own session
+        second = await sign_in(harness)
+        assert (await client.post("/auth/signout", headers={"rid": "session"})).status_code == 200
+    await manager.close()
+    assert [(e.kind, e.handle, e.user_id, e.reason, e.scope["path"] if e.scope else None) for e in events] == [
+        ("created", first, "alice", None, "/signin"),
+        ("refreshed", first, "alice", None, "/auth/session/refresh"),
+        ("revoked", first, "alice", "revoke", "/signout"),
+        ("created", second, "alice", None, "/signin"),
+        ("revoked", second, "alice", "sign-out", "/auth/signout"),
+    ]

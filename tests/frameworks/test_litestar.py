@@ -8,14 +8,30 @@ import time
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+import anyio
 import pytest
 from litestar import Controller, Litestar, Request, Router, WebSocket, get, post, websocket
 from litestar.exceptions import LitestarDeprecationWarning, WebSocketDisconnect
 from litestar.testing import AsyncTestClient
+from starlette.responses import JSONResponse as StarletteJSON
+from starlette.responses import RedirectResponse as StarletteRedirect
 
-from asgi_session import ConfigurationError, Session, SessionConfig, SessionManager, create_new_session
+from asgi_session import (
+    ConfigurationError,
+    ErrorHandlers,
+    InvalidClaimsError,
+    Session,
+    SessionConfig,
+    SessionEvent,
+    SessionHooks,
+    SessionManager,
+    UnauthorisedError,
+    _cleanup,
+    create_new_session,
+)
 from asgi_session.claims import OverrideGlobalClaimValidators, PrimitiveArrayClaim, SessionClaimValidator
 from asgi_session.frameworks.litestar import (
     CLAIM_VALIDATORS_OPT,
@@ -552,3 +568,183 @@ def test_an_override_that_is_not_callable_is_refused_when_the_app_is_built() -> 
 
     with pytest.raises(ConfigurationError, match="must be a callable"):
         Litestar([bad], plugins=[SessionPlugin(SessionManager(TrackingStore()))])
+
+
+# -- ErrorHandlers: the application's own answers, as under Starlette, FastAPI, Quart and Django -------------------
+
+
+async def to_sign_in(scope: Any, error: UnauthorisedError) -> Any:
+    return StarletteRedirect("/sign-in-page", status_code=303)
+
+
+async def please_refresh(scope: Any, error: Exception) -> Any:
+    return StarletteJSON({"custom": "refresh"}, status_code=401)
+
+
+async def denied(scope: Any, error: InvalidClaimsError) -> Any:
+    return StarletteJSON({"custom": "denied", "ids": [e["id"] for e in error.errors]}, status_code=403)
+
+
+OVERRIDES = ErrorHandlers(on_unauthorised=to_sign_in, on_try_refresh_token=please_refresh, on_invalid_claim=denied)
+
+
+@pytest.fixture
+async def overridden() -> AsyncIterator[Harness]:
+    """Every test route (claims as in ``claims``) behind ``SessionPlugin(manager, error_handlers=OVERRIDES)``."""
+    ROLES.clear()
+    ROLES.update({"admin": ["admin"], "mallory": ["banned"]})
+    clock = FakeClock(start=time.time())
+    store = TrackingStore()
+    manager = SessionManager(
+        store, clock=clock, claims=[ROLE], global_claim_validators=[ROLE.validators.excludes("banned")]
+    )
+    handlers = [*HANDLERS, *(handler for handler in CLAIM_HANDLERS if handler is not signin)]
+    app = Litestar(handlers, plugins=[SessionPlugin(manager, error_handlers=OVERRIDES)])
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        yield Harness(clock, store, manager, app, client)
+
+
+@pytest.mark.parametrize("path", [*PROTECTED, "/claims/me", "/claims/guarded-admin"])
+async def test_error_handlers_answer_a_route_without_a_session(overridden: Harness, path: str) -> None:
+    response = await overridden.client.get(path, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/sign-in-page")
+    assert response.headers.get_list("set-cookie") == []
+
+
+async def test_error_handlers_answer_at_the_protocol_endpoints(overridden: Harness) -> None:
+    unknown = {"rid": "session", "cookie": "sRefreshToken=not-a-refresh-token"}
+    response = await overridden.client.post("/auth/session/refresh", headers=unknown, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/sign-in-page")
+
+
+async def test_error_handlers_still_clear_a_revoked_sessions_tokens(overridden: Harness) -> None:
+    handle = await sign_in(overridden)
+    await overridden.manager.revoke_session(handle)
+    response = await overridden.client.get("/account", follow_redirects=False)  # its guard checks the store
+    assert (response.status_code, response.headers["location"]) == (303, "/sign-in-page")
+    assert sorted(response.headers.get_list("set-cookie")) == CLEARING
+    assert response.headers["front-token"] == "remove"
+
+
+async def test_error_handlers_answer_an_expired_access_token(overridden: Harness) -> None:
+    await sign_in(overridden)
+    overridden.clock.advance(TWO_HOURS)
+    response = await overridden.client.get("/me")
+    assert (response.status_code, response.json()) == (401, {"custom": "refresh"})
+    assert response.headers.get_list("set-cookie") == []
+
+
+@pytest.mark.parametrize(
+    ("path", "user"),
+    [("/claims/me", "mallory"), ("/claims/plain", "mallory"), ("/claims/guarded-admin", "alice")],
+)
+async def test_error_handlers_answer_an_invalid_claim(overridden: Harness, path: str, user: str) -> None:
+    await sign_in(overridden, user)
+    response = await overridden.client.get(path)
+    assert (response.status_code, response.json()) == (403, {"custom": "denied", "ids": ["st-role"]})
+
+
+async def test_errors_without_a_handler_keep_the_protocol_response() -> None:
+    _, store, _, app = build(error_handlers=ErrorHandlers(on_invalid_claim=denied))
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        refused = await client.get("/me")
+        assert (refused.status_code, refused.json()) == (401, UNAUTHORISED)
+        assert (await client.get("/broken")).status_code == 500  # developer errors stay 500s
+        await client.post("/signin", json={"user": "alice"})
+        store.fail_get = True
+        outage = await client.get("/account")
+        assert (outage.status_code, outage.json()) == (503, {"message": "session store unavailable"})
+
+
+async def test_a_websocket_refused_with_error_handlers_is_still_closed_with_1008(overridden: Harness) -> None:
+    with pytest.raises(WebSocketDisconnect) as refused, await overridden.client.websocket_connect("/feed") as conn:
+        conn.receive_json()  # pragma: no cover
+    assert refused.value.code == 1008
+
+
+def test_the_plugin_refuses_error_handlers_of_the_wrong_type() -> None:
+    with pytest.raises(ConfigurationError, match="ErrorHandlers"):
+        SessionPlugin(SessionManager(TrackingStore()), error_handlers={})  # type: ignore[arg-type]
+
+
+# -- The scheduled cleanup runs between the app's startup and shutdown ---------------------------------------------
+
+
+async def eventually(condition: Any) -> None:
+    with anyio.fail_after(10):
+        while not condition():  # noqa: ASYNC110 - polls what a background task counts
+            await anyio.sleep(0.005)
+
+
+async def test_the_lifespan_runs_the_scheduled_cleanup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_cleanup, "_TICK", 0.005)  # the schedule looks at the fake clock every 5 ms
+    clock = FakeClock(start=time.time())
+    store = TrackingStore()
+    config = SessionConfig(refresh_token_validity=timedelta(days=1), cleanup_interval=600)
+    manager = SessionManager(store, config, clock=clock)
+    runs: list[int] = []
+    delete_expired_sessions = manager.delete_expired_sessions
+
+    async def counting() -> int:
+        runs.append(await delete_expired_sessions())
+        return runs[-1]
+
+    monkeypatch.setattr(manager, "delete_expired_sessions", counting)
+    plugin = SessionPlugin(manager)
+    app = Litestar(HANDLERS, plugins=[plugin])
+    await manager.create_new_session_without_request_response("alice")
+    clock.advance(86400 + 1)  # alice's session has expired
+    async with AsyncTestClient(app, base_url="https://testserver.local"):
+        schedule = plugin._cleanup
+        assert schedule is not None
+        assert schedule.running
+        await anyio.sleep(0.05)
+        assert runs == []  # the first run comes a minute (of the manager's clock) after startup
+        clock.advance(60)
+        await eventually(lambda: runs == [1])
+        clock.advance(599)
+        await anyio.sleep(0.05)
+        assert runs == [1]  # not before the interval has passed
+        clock.advance(1)
+        await eventually(lambda: runs == [1, 0])
+    assert not schedule.running  # shutdown stopped it
+    assert store.events == ["open", "close"]
+    clock.advance(3600)
+    await anyio.sleep(0.05)
+    assert runs == [1, 0]
+
+
+async def test_no_scheduled_cleanup_when_turned_off() -> None:
+    _, store, _, app = build(SessionConfig(cleanup_interval=None))
+    (plugin,) = [p for p in app.plugins.init if isinstance(p, SessionPlugin)]
+    async with AsyncTestClient(app, base_url="https://testserver.local"):
+        assert plugin._cleanup is None
+        assert store.events == ["open"]
+
+
+# -- Lifecycle hooks through Litestar: created, refreshed and revoked, each with the request -----------------------
+
+
+async def test_hooks_fire_through_litestar() -> None:
+    events: list[SessionEvent] = []
+    clock = FakeClock(start=time.time())
+    manager = SessionManager(
+        TrackingStore(),
+        clock=clock,
+        hooks=SessionHooks(on_created=events.append, on_refreshed=events.append, on_revoked=events.append),
+    )
+    app = Litestar(HANDLERS, plugins=[SessionPlugin(manager)])
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        harness = Harness(clock, TrackingStore(), manager, app, client)
+        first = await sign_in(harness)
+        assert (await client.post("/auth/session/refresh", headers={"rid": "session"})).status_code == 200
+        assert (await client.post("/signout")).status_code == 200  # a handler revoking its own session
+        second = await sign_in(harness)
+        assert (await client.post("/auth/signout", headers={"rid": "session"})).status_code == 200
+    assert [(e.kind, e.handle, e.user_id, e.reason, e.scope["path"] if e.scope else None) for e in events] == [
+        ("created", first, "alice", None, "/signin"),
+        ("refreshed", first, "alice", None, "/auth/session/refresh"),
+        ("revoked", first, "alice", "revoke", "/signout"),
+        ("created", second, "alice", None, "/signin"),
+        ("revoked", second, "alice", "sign-out", "/auth/signout"),
+    ]

@@ -6,6 +6,7 @@ import importlib
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -297,3 +298,43 @@ def test_missing_quart_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delitem(sys.modules, "asgi_session.frameworks.quart")
     with pytest.raises(ConfigurationError, match=r"pip install 'asgi-session\[quart\]'"):
         importlib.import_module("asgi_session.frameworks.quart")
+
+
+# -- "Remember me": create_new_session(remember=..., idle_timeout=...) -----------------------------------------------
+
+
+async def test_create_new_session_takes_remember_and_idle_timeout() -> None:
+    clock = FakeClock(start=time.time())
+    manager = SessionManager(TrackingStore(), clock=clock)
+    app = Quart(__name__)
+    install(app, manager)
+
+    @app.post("/signin")
+    async def signin() -> dict[str, Any]:
+        body = await _json()
+        hours = body.get("idle_hours")
+        session = await create_new_session(
+            body["user"], remember=body["remember"], idle_timeout=None if hours is None else timedelta(hours=hours)
+        )
+        return {"handle": session.handle, "remember": session.remember}
+
+    async with app.test_app():
+        client = app.test_client()
+        kept = await client.post("/signin", json={"user": "alice", "remember": True})
+        assert (await kept.get_json())["remember"] is True
+        assert all("Expires=" in c for c in kept.headers.getlist("set-cookie"))  # persistent cookies
+
+        brief = await client.post("/signin", json={"user": "alice", "remember": False, "idle_hours": 8})
+        body = await brief.get_json()
+        assert body["remember"] is False
+        cookies = brief.headers.getlist("set-cookie")
+        assert sorted(c.split("=", 1)[0] for c in cookies) == ["sAccessToken", "sRefreshToken"]
+        assert not any("Expires=" in c or "Max-Age=" in c for c in cookies)  # browser-session cookies
+        record = await manager.store.get(body["handle"])
+        assert record is not None
+        assert (record.remember, record.idle_timeout) == (False, 8 * 3600)
+        assert record.expires_at == pytest.approx(record.created_at + 8 * 3600)
+
+        too_short = await client.post("/signin", json={"user": "alice", "remember": True, "idle_hours": 0.5})
+        assert too_short.status_code == 500  # ValueError: shorter than an access token's life
+        assert await manager.get_all_session_handles_for_user("alice") == [body["handle"]]  # nothing revoked/stored

@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_session import ConfigurationError, SessionConfig, SessionManager, SessionMiddleware, create_new_session
-from asgi_session.frameworks.starlette import SessionAuthBackend, SessionUser
+from asgi_session.claims import PrimitiveArrayClaim
+from asgi_session.frameworks.starlette import SessionAuthBackend, SessionUser, requires_session
 from asgi_session.testing import FakeClock
 from tests._helpers import TrackingStore
 from tests._servers import serve_in_thread
@@ -81,10 +82,16 @@ ROUTES = [
 
 
 class Harness:
-    def __init__(self, backend: SessionAuthBackend | None = None, config: SessionConfig | None = None) -> None:
+    def __init__(
+        self,
+        backend: SessionAuthBackend | None = None,
+        config: SessionConfig | None = None,
+        routes: list[Route] | None = None,
+        **manager_options: Any,
+    ) -> None:
         self.clock = FakeClock(start=float(int(time.time())))  # cookie jars drop cookies expired in real time
         self.store = TrackingStore()
-        self.manager = SessionManager(self.store, config, clock=self.clock)
+        self.manager = SessionManager(self.store, config, clock=self.clock, **manager_options)
         self.verifications = 0
         verify_now = self.manager.verify_now
 
@@ -94,7 +101,7 @@ class Harness:
 
         self.manager.verify_now = counting_verify_now  # type: ignore[method-assign,assignment]
         self.app = Starlette(
-            routes=ROUTES,
+            routes=routes or ROUTES,
             middleware=[
                 Middleware(SessionMiddleware, manager=self.manager),
                 Middleware(AuthenticationMiddleware, backend=backend or SessionAuthBackend()),
@@ -259,3 +266,67 @@ def test_through_a_real_server() -> None:
     with serve_in_thread(harness.app) as base_url:
         # Without a session, @requires answers with Starlette's own 401 (a plain-text body).
         real_server_story(base_url, harness.clock, harness.store, protocol_401=False)
+
+
+# -- Claims: the backend says who is authenticated; the routes that need claims validate them -----------------------
+
+BANNED = PrimitiveArrayClaim("st-role", lambda user_id, *_: ["banned"] if user_id == "mallory" else ["user"])
+BANNED_BODY = {
+    "message": "invalid claim",
+    "claimValidationErrors": [
+        {
+            "id": "st-role",
+            "reason": {"message": "wrong value", "expectedToNotInclude": "banned", "actualValue": ["banned"]},
+        }
+    ],
+}
+
+
+@requires_session
+async def claims_checked(request: Request) -> JSONResponse:
+    return JSONResponse({"user": request.state.session.user_id})
+
+
+CLAIM_ROUTES = [*ROUTES, Route("/claims-checked", claims_checked)]
+
+
+def claims_harness(backend: SessionAuthBackend | None = None) -> Harness:
+    return Harness(
+        backend,
+        routes=CLAIM_ROUTES,
+        claims=[BANNED],
+        global_claim_validators=[BANNED.validators.excludes("banned")],
+    )
+
+
+def test_the_backend_does_not_run_the_global_claim_validators() -> None:
+    harness = claims_harness()
+    with https_client(harness.app) as client:
+        sign_in(client, "mallory")
+        whoami = client.get("/whoami")  # a public route behind AuthenticationMiddleware
+        assert (whoami.status_code, whoami.json()["identity"]) == (200, "mallory")
+        assert client.get("/me").json() == {"user": "mallory"}  # @requires("authenticated"): who, not which claims
+        refused = client.get("/claims-checked")  # a route that needs the claims validates them
+        assert (refused.status_code, refused.json()) == (403, BANNED_BODY)
+        sign_in(client, "alice")
+        assert client.get("/claims-checked").json() == {"user": "alice"}
+
+
+def test_the_backend_validates_claims_when_asked() -> None:
+    backend = SessionAuthBackend(override_global_claim_validators=lambda validators, session: validators)
+    harness = claims_harness(backend)
+    with https_client(harness.app) as client:
+        sign_in(client, "mallory")
+        for path in ("/whoami", "/me"):
+            refused = client.get(path)
+            assert (refused.status_code, refused.json()) == (403, BANNED_BODY)
+        # Every route behind the backend refuses her now, the sign-in route too: a fresh client signs in.
+        assert client.post("/signin", json={"user": "alice"}).status_code == 403
+        client.cookies.clear()
+        sign_in(client, "alice")
+        assert client.get("/whoami").json()["identity"] == "alice"
+
+
+def test_the_backend_refuses_an_override_that_is_not_callable() -> None:
+    with pytest.raises(ConfigurationError, match="override_global_claim_validators"):
+        SessionAuthBackend(override_global_claim_validators=[BANNED.validators.excludes("banned")])  # type: ignore[arg-type]
