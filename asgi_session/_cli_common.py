@@ -34,6 +34,7 @@ __all__ = [
     "fail",
     "print_json",
     "print_table",
+    "printable",
     "redact_url",
     "run_with_store",
     "timestamp",
@@ -93,9 +94,18 @@ def _scrub(message: str, url: str) -> str:
     return message
 
 
-def fail(status: int, message: str) -> int:
-    """Print ``message`` on stderr after the program name and return ``status``."""
+def fail(
+    status: int, message: str, args: argparse.Namespace | None = None, document: dict[str, Any] | None = None
+) -> int:
+    """Print ``message`` on stderr after the program name and return ``status``.
+
+    With ``--json`` (``args.json``) also print the one JSON document on stdout: ``document`` (what the command
+    found, if anything) with ``"error"`` (the message) and ``"exit_code"`` (``status``), so a script reading
+    stdout always gets a document.
+    """
     print(f"asgi-session: {message}", file=sys.stderr)
+    if args is not None and getattr(args, "json", False):
+        print_json({**(document or {}), "error": message, "exit_code": status})
     return status
 
 
@@ -123,11 +133,11 @@ def run_with_store(args: argparse.Namespace, job: Callable[[SessionStore], Await
     url = store_url(args)
     missing = _missing_sqlite_file(url)
     if missing is not None:
-        return fail(UNREACHABLE, f"store unreachable: no SQLite database at {missing!r} (check --store)")
+        return fail(UNREACHABLE, f"store unreachable: no SQLite database at {missing!r} (check --store)", args)
     try:
         store = store_from_url(url)
     except ConfigurationError as exc:
-        return fail(USAGE, _scrub(str(exc), url))
+        return fail(USAGE, _scrub(str(exc), url), args)
 
     async def main() -> int:
         async with store:
@@ -136,11 +146,11 @@ def run_with_store(args: argparse.Namespace, job: Callable[[SessionStore], Await
     try:
         return anyio.run(main)
     except StoreError as exc:
-        return fail(UNREACHABLE, f"store unreachable ({redact_url(url)}): {_scrub(str(exc), url)}")
+        return fail(UNREACHABLE, f"store unreachable ({redact_url(url)}): {_scrub(str(exc), url)}", args)
     except ConfigurationError as exc:
-        return fail(USAGE, _scrub(str(exc), url))
+        return fail(USAGE, _scrub(str(exc), url), args)
     except SessionError as exc:  # pragma: no cover - no admin job raises another kind
-        return fail(USAGE, _scrub(str(exc), url))
+        return fail(USAGE, _scrub(str(exc), url), args)
 
 
 def timestamp(seconds: float | None) -> str | None:
@@ -156,9 +166,17 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
 
 
+def printable(text: str) -> str:
+    """``text`` with every control or other non-printable character replaced by ``?``.
+
+    Every stored string printed as text goes through here: a user agent or a session-data value written by a
+    client must not move the cursor, recolour the terminal or set its title. (``--json`` escapes them instead.)
+    """
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _cell(value: object, width: int | None) -> str:
-    text = "-" if value is None or value == "" else str(value)
-    text = "".join(c if c.isprintable() else "?" for c in text)  # a user agent must not move the cursor
+    text = printable("-" if value is None or value == "" else str(value))
     if width is not None and len(text) > width:
         text = text[: width - 3] + "..."
     return text

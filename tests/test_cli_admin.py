@@ -251,6 +251,91 @@ def test_rotating_an_encrypted_ring_needs_the_secret(tmp_path: Path) -> None:
     assert done.json()["published"]["encrypted"] is True
 
 
+def test_rotating_refuses_hs256(tmp_path: Path) -> None:
+    """An HS256 deployment keeps no signing key in the store (its key is signing_secret): a key published there
+    would sign nothing, so the command refuses instead of reporting a rotation."""
+    url = f"sqlite:///{tmp_path / 'hs256.db'}"
+
+    async def create() -> None:
+        config = SessionConfig(signing_algorithm="HS256", signing_secret="s" * 32)
+        async with SessionManager(store=store_from_url(url), config=config) as manager:
+            await manager.create_new_session_without_request_response("alice")
+
+    anyio.run(create)
+    refused = run("keys", "rotate", store=url)
+    assert refused.code == 2
+    assert refused.out == ""
+    assert "no signing key to rotate" in refused.err
+    assert "HS256" in refused.err
+    assert "signing_secret" in refused.err
+    as_json = run("keys", "rotate", "--json", store=url)
+    assert as_json.code == 2
+    assert as_json.json()["exit_code"] == 2
+    assert "HS256" in as_json.json()["error"]
+    named = run("keys", "rotate", "--algorithm", "HS256", store=url)
+    assert named.code == 2
+    assert "HS256 signs with the servers' signing_secret" in named.err
+    keys = run("keys", "list", "--json", store=url).json()["keys"]
+    assert [key["state"] for key in keys] == ["refresh-token MAC"]  # nothing was published
+    chosen = run("keys", "rotate", "--algorithm", "EdDSA", "--json", store=url)  # an explicit choice is obeyed
+    assert chosen.code == 0, chosen.err
+    assert chosen.json()["published"]["algorithm"] == "EdDSA"
+
+
+def test_show_prints_no_control_characters(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+
+    async def create() -> str:
+        async with SessionManager(store=store_from_url(url)) as manager:
+            session = await manager.create_new_session_without_request_response(
+                "alice", session_data_in_database={"note": "a\x1b]0;pwned\x07b"}, user_agent="Evil\x1b[31mUA\x07"
+            )
+            return session.handle
+
+    handle = anyio.run(create)
+    for command in (("sessions", "show", handle), ("sessions", "list", "--user", "alice")):
+        result = run(*command, store=url)
+        assert result.code == 0, result.err
+        assert "\x1b" not in result.out
+        assert "\x07" not in result.out
+        assert "Evil?[31mUA?" in result.out
+    shown = run("sessions", "show", handle, "--json", store=url)
+    assert shown.json()["session"]["user_agent"] == "Evil\x1b[31mUA\x07"  # JSON escapes; the value is intact
+    assert "\x1b" not in shown.out
+
+
+def test_json_failures_print_a_document(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    anyio.run(populate, url)
+
+    def failed(expected: int, *args: str, store: str | None = url) -> dict[str, Any]:
+        result = run(*args, "--json", store=store)
+        assert result.code == expected, result.err
+        document: dict[str, Any] = result.json()  # one document on stdout
+        assert document["exit_code"] == expected
+        assert document["error"] in result.err  # and the message on stderr
+        return document
+
+    assert failed(1, "sessions", "show", "no-such-handle")["session"] is None
+    assert failed(1, "sessions", "list", "--user", "nobody")["sessions"] == []
+    both = failed(1, "sessions", "revoke", "no-such-handle", "another")
+    assert both["not_found"] == ["no-such-handle", "another"]
+    assert both["revoked"] == []
+    assert "'no-such-handle', 'another'" in both["error"]
+    assert failed(1, "sessions", "revoke-user", "nobody")["revoked"] == []
+    assert "no SQLite database" in failed(3, "sessions", "cleanup", store=f"sqlite:///{tmp_path / 'none.db'}")["error"]
+    unreachable = run("keys", "list", "--json", store=f"redis://admin:sekr3t-pw@127.0.0.1:{_closed_port()}/0")
+    assert unreachable.code == 3
+    assert unreachable.json()["exit_code"] == 3
+    assert "store unreachable" in unreachable.json()["error"]
+    assert "sekr3t-pw" not in unreachable.out + unreachable.err
+    assert "unsupported store URL scheme" in failed(2, "sessions", "cleanup", store="ftp://127.0.0.1/x")["error"]
+    # argparse's own usage errors stay a usage message on stderr (documented in docs/cli.md)
+    usage = run("sessions", "list", "--json")
+    assert (usage.code, usage.out) == (2, "")
+    assert "--user" in usage.err
+
+
 COMMANDS = [
     ["sessions", "list"],
     ["sessions", "show"],
