@@ -138,6 +138,39 @@ def test_every_command_on_a_store(store_url: str) -> None:
     assert anyio.run(live_handles, store_url, "alice") == [people.alice_public]  # live sessions untouched
 
 
+def test_cleanup_leaves_the_revocation_log_to_the_servers(tmp_path: Path) -> None:
+    """The log holds no times: the command cannot tell an old entry from one a server has not read yet, so it
+    trims nothing, and a server that has not caught up still refuses the revoked session (docs/decisions.md)."""
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    past = time.time() - 2 * DAY  # revoked two days ago: well past any access token's lifetime
+
+    async def revoke_long_ago() -> tuple[str, str]:
+        async with SessionManager(store=store_from_url(url), clock=FakeClock(past)) as manager:
+            session = await manager.create_new_session_without_request_response("alice")
+            await manager.revoke_session(session.handle)
+            return session.handle, session.access_token
+
+    handle, token = anyio.run(revoke_long_ago)
+    cleaned = run("sessions", "cleanup", "--json", store=url)
+    assert cleaned.code == 0, cleaned.err
+
+    async def log_and_verdict() -> tuple[list[str], bool]:
+        store = store_from_url(url)
+        async with store:
+            entries = [h for _, h in await store.revocations_since(0)]  # type: ignore[attr-defined]
+        config = SessionConfig(access_token_blacklisting=True)  # checked from the revocation view
+        async with SessionManager(store=store_from_url(url), config=config, clock=FakeClock(past + 60)) as late:
+            try:
+                await late.get_session_without_request_response(token)
+            except UnauthorisedError:
+                return entries, True
+            return entries, False
+
+    entries, refused = anyio.run(log_and_verdict)
+    assert entries == [handle]
+    assert refused
+
+
 def test_keys_list_and_rotate(store_url: str) -> None:
     anyio.run(populate, store_url)
     before = run("keys", "list", "--json", store=store_url)
