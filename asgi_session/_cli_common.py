@@ -192,7 +192,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], widths
 
 
 class Progress:
-    """A small progress bar on stderr, drawn only when stderr is a terminal (never into a pipe or a log).
+    """A progress bar on stderr, drawn only when stderr is a terminal (never into a pipe or a log).
+
+    Drawn by `rich <https://rich.readthedocs.io>`_ when it is installed (``pip install 'asgi-session[cli]'``),
+    else by a small bar of our own: the command needs no dependency for one bar.
 
     Args:
         total: how many steps make 100 %.
@@ -206,11 +209,19 @@ class Progress:
         self.total, self.label, self.done = max(total, 1), label, 0
         self._stream = stream or sys.stderr
         self.enabled = self._stream.isatty()
+        self._rich: _RichBar | None = None
+        self._rich_tried = False
 
     def step(self, note: str) -> None:
         """Count one step done and redraw with ``note`` (e.g. what the step found)."""
         self.done = min(self.done + 1, self.total)
         if not self.enabled:
+            return
+        if not self._rich_tried:
+            self._rich_tried = True
+            self._rich = _RichBar.start(self._stream, self.label, self.total)
+        if self._rich is not None:
+            self._rich.update(self.done, note)
             return
         filled = self._WIDTH * self.done // self.total
         bar = "#" * filled + "-" * (self._WIDTH - filled)
@@ -220,6 +231,45 @@ class Progress:
 
     def finish(self) -> None:
         """End the bar's line."""
-        if self.enabled:
-            self._stream.write("\n")
-            self._stream.flush()
+        if not self.enabled or not self._rich_tried:
+            return
+        if self._rich is not None:
+            self._rich.stop()
+            return
+        self._stream.write("\n")
+        self._stream.flush()
+
+
+class _RichBar:
+    """The bar drawn by rich: refreshed on each step only (no refresh thread)."""
+
+    def __init__(self, progress: Any, task: Any) -> None:
+        self._progress, self._task = progress, task
+
+    @classmethod
+    def start(cls, stream: TextIO, label: str, total: int) -> _RichBar | None:
+        """Start a bar on ``stream``; ``None`` when rich is not installed."""
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, TaskProgressColumn, TextColumn
+            from rich.progress import Progress as RichProgress
+        except ImportError:
+            return None
+        progress = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=Console(file=stream),
+            auto_refresh=False,
+        )
+        task = progress.add_task(label, total=total, note="")
+        progress.start()
+        return cls(progress, task)
+
+    def update(self, done: int, note: str) -> None:
+        self._progress.update(self._task, completed=done, note=note)
+        self._progress.refresh()
+
+    def stop(self) -> None:
+        self._progress.stop()

@@ -153,10 +153,12 @@ def _cleanup(args: argparse.Namespace) -> int:
         progress = Progress(len(_CLEANUP_WINDOWS), "deleting expired sessions")
         progress.enabled = progress.enabled and not args.json
         deleted = 0
-        for age in _CLEANUP_WINDOWS:
-            deleted += await store.delete_expired(now - age)
-            progress.step(f"{deleted} deleted")
-        progress.finish()
+        try:
+            for age in _CLEANUP_WINDOWS:
+                deleted += await store.delete_expired(now - age)
+                progress.step(f"{deleted} deleted")
+        finally:  # also on a store failure or Ctrl+C: end the line, and give back the cursor rich hid
+            progress.finish()
         if args.json:
             print_json({"deleted": deleted})
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import anyio
 import pytest
 
 from asgi_session import SessionConfig, SessionManager, UnauthorisedError, cli
-from asgi_session._cli_common import Progress, redact_url
+from asgi_session._cli_common import Progress, _RichBar, redact_url
 from asgi_session.stores import store_from_url
 from asgi_session.testing import FakeClock
 from tests._store_urls import STORE_KINDS, shared_store_url
@@ -397,7 +398,8 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_the_progress_bar_draws_on_a_terminal_only() -> None:
+def test_the_progress_bar_draws_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_RichBar, "start", classmethod(lambda cls, *args: None))  # as without rich
     terminal = Terminal()
     bar = Progress(2, "deleting", terminal)
     bar.step("1 deleted")
@@ -417,3 +419,57 @@ def test_redact_url() -> None:
     assert redact_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert redact_url("postgresql://user:p%40ss@127.0.0.1/db") == "postgresql://user:***@127.0.0.1/db"
     assert redact_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def run_on_a_terminal(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the console script with stderr on a pseudo-terminal (stdout a pipe); return code, stdout, terminal."""
+    controller, terminal = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if k != "ASGI_SESSION_STORE_URL"}
+    environment.update({"COLUMNS": "100", "TERM": "xterm", **(env or {})})
+    try:
+        with subprocess.Popen(  # noqa: S603 - our own console script, fixed arguments
+            [str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=terminal, text=True, env=environment
+        ) as process:
+            os.close(terminal)
+            out, _ = process.communicate(timeout=60)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+    return process.returncode, out, drawn.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("with_rich", [True, False], ids=["rich", "own-bar"])
+def test_cleanup_draws_the_bar_on_a_terminal_and_not_into_a_pipe(with_rich: bool, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    anyio.run(populate, url)  # one expired session
+    env: dict[str, str] = {}
+    if with_rich:
+        pytest.importorskip("rich")
+    else:  # a rich that cannot be imported, first on the path
+        (tmp_path / "rich").mkdir()
+        (tmp_path / "rich" / "__init__.py").write_text("raise ImportError('rich is not installed')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    code, out, drawn = run_on_a_terminal("sessions", "cleanup", "--store", url, env=env)
+    assert code == 0, drawn
+    assert out == "deleted 1 expired session\n"  # stdout carries only the result
+    assert "deleting expired sessions" in drawn
+    assert "100%" in drawn
+    assert "1 deleted" in drawn
+    if with_rich:
+        assert "\u2501" in drawn  # rich's bar
+    else:
+        assert "[##############################] 100% 1 deleted" in drawn
+    piped = run("sessions", "cleanup", store=url, env=env)
+    assert piped.code == 0
+    assert piped.err == ""
+    quiet = run_on_a_terminal("sessions", "cleanup", "--json", "--store", url, env=env)
+    assert quiet[:2] == (0, '{\n  "deleted": 0\n}\n')
+    assert "deleting" not in quiet[2]  # --json: no bar even on a terminal
