@@ -34,6 +34,7 @@ __all__ = [
     "fail",
     "print_json",
     "print_table",
+    "printable",
     "redact_url",
     "run_with_store",
     "timestamp",
@@ -93,9 +94,18 @@ def _scrub(message: str, url: str) -> str:
     return message
 
 
-def fail(status: int, message: str) -> int:
-    """Print ``message`` on stderr after the program name and return ``status``."""
+def fail(
+    status: int, message: str, args: argparse.Namespace | None = None, document: dict[str, Any] | None = None
+) -> int:
+    """Print ``message`` on stderr after the program name and return ``status``.
+
+    With ``--json`` (``args.json``) also print the one JSON document on stdout: ``document`` (what the command
+    found, if anything) with ``"error"`` (the message) and ``"exit_code"`` (``status``), so a script reading
+    stdout always gets a document.
+    """
     print(f"asgi-session: {message}", file=sys.stderr)
+    if args is not None and getattr(args, "json", False):
+        print_json({**(document or {}), "error": message, "exit_code": status})
     return status
 
 
@@ -123,11 +133,11 @@ def run_with_store(args: argparse.Namespace, job: Callable[[SessionStore], Await
     url = store_url(args)
     missing = _missing_sqlite_file(url)
     if missing is not None:
-        return fail(UNREACHABLE, f"store unreachable: no SQLite database at {missing!r} (check --store)")
+        return fail(UNREACHABLE, f"store unreachable: no SQLite database at {missing!r} (check --store)", args)
     try:
         store = store_from_url(url)
     except ConfigurationError as exc:
-        return fail(USAGE, _scrub(str(exc), url))
+        return fail(USAGE, _scrub(str(exc), url), args)
 
     async def main() -> int:
         async with store:
@@ -136,11 +146,11 @@ def run_with_store(args: argparse.Namespace, job: Callable[[SessionStore], Await
     try:
         return anyio.run(main)
     except StoreError as exc:
-        return fail(UNREACHABLE, f"store unreachable ({redact_url(url)}): {_scrub(str(exc), url)}")
+        return fail(UNREACHABLE, f"store unreachable ({redact_url(url)}): {_scrub(str(exc), url)}", args)
     except ConfigurationError as exc:
-        return fail(USAGE, _scrub(str(exc), url))
+        return fail(USAGE, _scrub(str(exc), url), args)
     except SessionError as exc:  # pragma: no cover - no admin job raises another kind
-        return fail(USAGE, _scrub(str(exc), url))
+        return fail(USAGE, _scrub(str(exc), url), args)
 
 
 def timestamp(seconds: float | None) -> str | None:
@@ -156,9 +166,17 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
 
 
+def printable(text: str) -> str:
+    """``text`` with every control or other non-printable character replaced by ``?``.
+
+    Every stored string printed as text goes through here: a user agent or a session-data value written by a
+    client must not move the cursor, recolour the terminal or set its title. (``--json`` escapes them instead.)
+    """
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _cell(value: object, width: int | None) -> str:
-    text = "-" if value is None or value == "" else str(value)
-    text = "".join(c if c.isprintable() else "?" for c in text)  # a user agent must not move the cursor
+    text = printable("-" if value is None or value == "" else str(value))
     if width is not None and len(text) > width:
         text = text[: width - 3] + "..."
     return text
@@ -174,7 +192,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], widths
 
 
 class Progress:
-    """A small progress bar on stderr, drawn only when stderr is a terminal (never into a pipe or a log).
+    """A progress bar on stderr, drawn only when stderr is a terminal (never into a pipe or a log).
+
+    Drawn by `rich <https://rich.readthedocs.io>`_ when it is installed (``pip install 'asgi-session[cli]'``),
+    else by a small bar of our own: the command needs no dependency for one bar.
 
     Args:
         total: how many steps make 100 %.
@@ -188,11 +209,19 @@ class Progress:
         self.total, self.label, self.done = max(total, 1), label, 0
         self._stream = stream or sys.stderr
         self.enabled = self._stream.isatty()
+        self._rich: _RichBar | None = None
+        self._rich_tried = False
 
     def step(self, note: str) -> None:
         """Count one step done and redraw with ``note`` (e.g. what the step found)."""
         self.done = min(self.done + 1, self.total)
         if not self.enabled:
+            return
+        if not self._rich_tried:
+            self._rich_tried = True
+            self._rich = _RichBar.start(self._stream, self.label, self.total)
+        if self._rich is not None:
+            self._rich.update(self.done, note)
             return
         filled = self._WIDTH * self.done // self.total
         bar = "#" * filled + "-" * (self._WIDTH - filled)
@@ -202,6 +231,45 @@ class Progress:
 
     def finish(self) -> None:
         """End the bar's line."""
-        if self.enabled:
-            self._stream.write("\n")
-            self._stream.flush()
+        if not self.enabled or not self._rich_tried:
+            return
+        if self._rich is not None:
+            self._rich.stop()
+            return
+        self._stream.write("\n")
+        self._stream.flush()
+
+
+class _RichBar:
+    """The bar drawn by rich: refreshed on each step only (no refresh thread)."""
+
+    def __init__(self, progress: Any, task: Any) -> None:
+        self._progress, self._task = progress, task
+
+    @classmethod
+    def start(cls, stream: TextIO, label: str, total: int) -> _RichBar | None:
+        """Start a bar on ``stream``; ``None`` when rich is not installed."""
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, TaskProgressColumn, TextColumn
+            from rich.progress import Progress as RichProgress
+        except ImportError:
+            return None
+        progress = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=Console(file=stream),
+            auto_refresh=False,
+        )
+        task = progress.add_task(label, total=total, note="")
+        progress.start()
+        return cls(progress, task)
+
+    def update(self, done: int, note: str) -> None:
+        self._progress.update(self._task, completed=done, note=note)
+        self._progress.refresh()
+
+    def stop(self) -> None:
+        self._progress.stop()

@@ -3,7 +3,9 @@
 ``keys list`` reads the stored records only. ``keys rotate`` builds the same key ring the servers use and publishes
 a new signing key through :meth:`KeyRing.rotate_now <asgi_session.keys.KeyRing.rotate_now>`: the algorithm is the
 one the newest stored signing key uses (``--algorithm`` to choose), and when the stored keys are encrypted the new
-one is too, under ``$ASGI_SESSION_KEY_ENCRYPTION_SECRET``.
+one is too, under ``$ASGI_SESSION_KEY_ENCRYPTION_SECRET``. A store without a live signing key is refused unless
+``--algorithm`` names one: its servers sign with HS256 (the key is their ``signing_secret``, never stored), or none
+has opened it yet, and a key published there would sign nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ __all__ = ["add_keys_commands"]
 
 _SIGNING = ("ES256", "RS256", "EdDSA")
 _SECRET_VARIABLE = "ASGI_SESSION_KEY_ENCRYPTION_SECRET"
+_HS256_HAS_NO_KEY = (
+    "HS256 signs with the servers' signing_secret: there is no key in the store to rotate; change signing_secret "
+    "on every server instead (tokens signed with the old secret stop verifying)"
+)
 _HEADERS = ("kid", "algorithm", "state", "created", "signs from", "signs until", "verifies until", "encrypted")
 
 
@@ -74,13 +80,27 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
+    if args.algorithm == "HS256":
+        return fail(USAGE, _HS256_HAS_NO_KEY, args)
+
     async def job(store: SessionStore) -> int:
         records = await store.get_keys()
-        signing = [r for r in records if r.algorithm in _SIGNING]
-        algorithm = cast(SigningAlgorithm, args.algorithm or (signing[-1].algorithm if signing else "ES256"))
+        now = SystemClock().now()
+        signing = [r for r in records if r.algorithm in _SIGNING and (r.expires_at is None or r.expires_at > now)]
+        if args.algorithm is None and not signing:
+            # Servers keep a live signing key in the store unless they sign with HS256: publishing one now would
+            # be used by nobody (or would silently choose the algorithm of a store no server has opened yet).
+            message = (
+                "this store holds no signing key to rotate: its servers sign with HS256 (there is no key in the "
+                "store: change signing_secret instead), or no server has opened it yet; pass --algorithm "
+                f"{', '.join(_SIGNING)} to publish a key anyway"
+            )
+            return fail(USAGE, message, args)
+        algorithm = cast(SigningAlgorithm, args.algorithm or signing[-1].algorithm)
         secret = os.environ.get(_SECRET_VARIABLE) or None
         if secret is None and any(is_sealed(r.private_key) for r in records):
-            return fail(USAGE, f"the stored keys are encrypted: set {_SECRET_VARIABLE} to the key_encryption_secret")
+            message = f"the stored keys are encrypted: set {_SECRET_VARIABLE} to the key_encryption_secret"
+            return fail(USAGE, message, args)
         config = SessionConfig(signing_algorithm=algorithm, key_encryption_secret=secret)
         record = await KeyRing(store, config, SystemClock()).rotate_now()
         published = _describe([*records, record], SystemClock().now())[-1]
@@ -129,9 +149,10 @@ def add_keys_commands(commands: Any) -> None:
     )
     rotate.add_argument(
         "--algorithm",
-        choices=_SIGNING,
+        choices=(*_SIGNING, "HS256"),
         default=None,
-        help="the new key's algorithm (default: the algorithm of the newest stored signing key, else ES256)",
+        help="the new key's algorithm (default: the algorithm of the newest stored signing key; a store without "
+        "one, as under HS256, is refused unless this names one). HS256 is refused: it has no stored key",
     )
     add_common_options(rotate)
     rotate.set_defaults(handler=_rotate)

@@ -20,6 +20,7 @@ from ._cli_common import (
     fail,
     print_json,
     print_table,
+    printable,
     run_with_store,
     timestamp,
 )
@@ -70,12 +71,15 @@ def _list(args: argparse.Namespace) -> int:
             records: list[SessionRecord] = []
         else:
             records = [r for r in await store.list_for_user(args.user, args.tenant) if r.expires_at > now]
+        document = {"user_id": args.user, "tenant_id": args.tenant, "sessions": [_summary(r) for r in records]}
+        where = "" if args.tenant is None else f" in tenant {args.tenant!r}"
         if args.json:
-            print_json({"user_id": args.user, "tenant_id": args.tenant, "sessions": [_summary(r) for r in records]})
+            if not records:
+                return fail(NOTHING_MATCHED, f"no sessions for user {args.user!r}{where}", args, document)
+            print_json(document)
         elif records:
             print_table(_HEADERS, [_row(r) for r in records], _WIDTHS)
         else:
-            where = "" if args.tenant is None else f" in tenant {args.tenant!r}"
             print(f"no sessions for user {args.user!r}{where}")
         return OK if records else NOTHING_MATCHED
 
@@ -86,9 +90,8 @@ def _show(args: argparse.Namespace) -> int:
     async def job(store: SessionStore) -> int:
         record = await _live(store, args.handle)
         if record is None:
-            if args.json:
-                print_json({"session": None})
-            return fail(NOTHING_MATCHED, f"no session with handle {args.handle!r} (revoked, expired or unknown)")
+            message = f"no session with handle {args.handle!r} (revoked, expired or unknown)"
+            return fail(NOTHING_MATCHED, message, args, {"session": None})
         details = {
             **_summary(record),
             "session_data": dict(record.session_data),
@@ -99,7 +102,7 @@ def _show(args: argparse.Namespace) -> int:
         else:
             width = max(len(name) for name in details)
             for name, value in details.items():
-                print(f"{name.replace('_', ' ').ljust(width)}  {'-' if value is None else value}")
+                print(f"{name.replace('_', ' ').ljust(width)}  {printable('-' if value is None else str(value))}")
         return OK
 
     return run_with_store(args, job)
@@ -110,14 +113,18 @@ def _revoke(args: argparse.Namespace) -> int:
         wanted = list(dict.fromkeys(args.handles))
         revoked = await store.delete([handle for handle in wanted if is_possible_id(handle)])
         missing = [handle for handle in wanted if handle not in revoked]
-        if args.json:
-            print_json({"revoked": revoked, "not_found": missing})
-        else:
+        document = {"revoked": revoked, "not_found": missing}
+        if not args.json:
             for handle in revoked:
                 print(f"revoked {handle}")
-        for handle in missing:
-            fail(NOTHING_MATCHED, f"no session with handle {handle!r}")
-        return NOTHING_MATCHED if missing else OK
+        if missing:
+            names = ", ".join(repr(handle) for handle in missing)
+            return fail(
+                NOTHING_MATCHED, f"no session with handle{'s' if len(missing) > 1 else ''} {names}", args, document
+            )
+        if args.json:
+            print_json(document)
+        return OK
 
     return run_with_store(args, job)
 
@@ -126,14 +133,15 @@ def _revoke_user(args: argparse.Namespace) -> int:
     async def job(store: SessionStore) -> int:
         valid = is_possible_id(args.user) and (args.tenant is None or is_possible_id(args.tenant))
         revoked = await store.delete_for_user(args.user, args.tenant) if valid else []
+        document = {"user_id": args.user, "tenant_id": args.tenant, "revoked": revoked}
+        if not revoked:
+            where = "" if args.tenant is None else f" in tenant {args.tenant!r}"
+            return fail(NOTHING_MATCHED, f"no sessions for user {args.user!r}{where}", args, document)
         if args.json:
-            print_json({"user_id": args.user, "tenant_id": args.tenant, "revoked": revoked})
+            print_json(document)
         else:
             for handle in revoked:
                 print(f"revoked {handle}")
-        if not revoked:
-            where = "" if args.tenant is None else f" in tenant {args.tenant!r}"
-            return fail(NOTHING_MATCHED, f"no sessions for user {args.user!r}{where}")
         return OK
 
     return run_with_store(args, job)
@@ -145,10 +153,12 @@ def _cleanup(args: argparse.Namespace) -> int:
         progress = Progress(len(_CLEANUP_WINDOWS), "deleting expired sessions")
         progress.enabled = progress.enabled and not args.json
         deleted = 0
-        for age in _CLEANUP_WINDOWS:
-            deleted += await store.delete_expired(now - age)
-            progress.step(f"{deleted} deleted")
-        progress.finish()
+        try:
+            for age in _CLEANUP_WINDOWS:
+                deleted += await store.delete_expired(now - age)
+                progress.step(f"{deleted} deleted")
+        finally:  # also on a store failure or Ctrl+C: end the line, and give back the cursor rich hid
+            progress.finish()
         if args.json:
             print_json({"deleted": deleted})
         else:

@@ -158,9 +158,16 @@ class SessionMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         failure: SessionError | None = None
+        joined = False  # whether the app took part in the protocol (called receive or send)
+
+        async def receive_wrapper() -> Message:
+            nonlocal joined
+            joined = True
+            return await receive()
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal failure
+            nonlocal failure, joined
+            joined = True
             if failure is not None:
                 return  # startup already failed: swallow what the app sends while it unwinds
             if message["type"] == "lifespan.startup.complete":
@@ -180,13 +187,45 @@ class SessionMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            try:
+                await self.app(scope, receive_wrapper, send_wrapper)
+            except Exception as exc:
+                if joined:
+                    raise
+                logger.debug("asgi_session: the app refused the lifespan scope (%r); the middleware runs it", exc)
+            if not joined:
+                await self._lifespan_without_app(receive, send)
         except BaseException as exc:
             if failure is None or not _caused_by(exc, failure):
                 raise
         finally:
             if self._cleanup is not None:  # the app's lifespan ended without a shutdown: stop the schedule too
                 await self._cleanup.stop()
+
+    async def _lifespan_without_app(self, receive: Receive, send: Send) -> None:
+        """Run the lifespan protocol for an app that does not speak it (Django): open, clean up, close.
+
+        The app refused the scope before receiving or sending anything (ASGI lets an app raise for a scope type it
+        does not support), so no message was consumed and the server still waits for an answer to
+        ``lifespan.startup``: the store opens and the scheduled cleanup starts as for an app that speaks it.
+        """
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.manager.open()
+                except SessionError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": f"asgi-session: {exc}"})
+                    return  # the server exits without a shutdown
+                if self._cleanup is not None:
+                    self._cleanup.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._cleanup is not None:
+                    await self._cleanup.stop()
+                await self.manager.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     def _verify_in_place(self, scope: Scope) -> RequestContext | None:
         """Verify without awaiting (a cached token, or a new one signed by a key we hold); ``None``: needs I/O.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import anyio
 import pytest
 
 from asgi_session import SessionConfig, SessionManager, UnauthorisedError, cli
-from asgi_session._cli_common import Progress, redact_url
+from asgi_session._cli_common import Progress, _RichBar, redact_url
 from asgi_session.stores import store_from_url
 from asgi_session.testing import FakeClock
 from tests._store_urls import STORE_KINDS, shared_store_url
@@ -136,6 +137,39 @@ def test_every_command_on_a_store(store_url: str) -> None:
     assert "[#" not in cleaned.err
     assert run("sessions", "cleanup", "--json", store=store_url).json() == {"deleted": 0}
     assert anyio.run(live_handles, store_url, "alice") == [people.alice_public]  # live sessions untouched
+
+
+def test_cleanup_leaves_the_revocation_log_to_the_servers(tmp_path: Path) -> None:
+    """The log holds no times: the command cannot tell an old entry from one a server has not read yet, so it
+    trims nothing, and a server that has not caught up still refuses the revoked session (docs/decisions.md)."""
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    past = time.time() - 2 * DAY  # revoked two days ago: well past any access token's lifetime
+
+    async def revoke_long_ago() -> tuple[str, str]:
+        async with SessionManager(store=store_from_url(url), clock=FakeClock(past)) as manager:
+            session = await manager.create_new_session_without_request_response("alice")
+            await manager.revoke_session(session.handle)
+            return session.handle, session.access_token
+
+    handle, token = anyio.run(revoke_long_ago)
+    cleaned = run("sessions", "cleanup", "--json", store=url)
+    assert cleaned.code == 0, cleaned.err
+
+    async def log_and_verdict() -> tuple[list[str], bool]:
+        store = store_from_url(url)
+        async with store:
+            entries = [h for _, h in await store.revocations_since(0)]  # type: ignore[attr-defined]
+        config = SessionConfig(access_token_blacklisting=True)  # checked from the revocation view
+        async with SessionManager(store=store_from_url(url), config=config, clock=FakeClock(past + 60)) as late:
+            try:
+                await late.get_session_without_request_response(token)
+            except UnauthorisedError:
+                return entries, True
+            return entries, False
+
+    entries, refused = anyio.run(log_and_verdict)
+    assert entries == [handle]
+    assert refused
 
 
 def test_keys_list_and_rotate(store_url: str) -> None:
@@ -251,6 +285,91 @@ def test_rotating_an_encrypted_ring_needs_the_secret(tmp_path: Path) -> None:
     assert done.json()["published"]["encrypted"] is True
 
 
+def test_rotating_refuses_hs256(tmp_path: Path) -> None:
+    """An HS256 deployment keeps no signing key in the store (its key is signing_secret): a key published there
+    would sign nothing, so the command refuses instead of reporting a rotation."""
+    url = f"sqlite:///{tmp_path / 'hs256.db'}"
+
+    async def create() -> None:
+        config = SessionConfig(signing_algorithm="HS256", signing_secret="s" * 32)
+        async with SessionManager(store=store_from_url(url), config=config) as manager:
+            await manager.create_new_session_without_request_response("alice")
+
+    anyio.run(create)
+    refused = run("keys", "rotate", store=url)
+    assert refused.code == 2
+    assert refused.out == ""
+    assert "no signing key to rotate" in refused.err
+    assert "HS256" in refused.err
+    assert "signing_secret" in refused.err
+    as_json = run("keys", "rotate", "--json", store=url)
+    assert as_json.code == 2
+    assert as_json.json()["exit_code"] == 2
+    assert "HS256" in as_json.json()["error"]
+    named = run("keys", "rotate", "--algorithm", "HS256", store=url)
+    assert named.code == 2
+    assert "HS256 signs with the servers' signing_secret" in named.err
+    keys = run("keys", "list", "--json", store=url).json()["keys"]
+    assert [key["state"] for key in keys] == ["refresh-token MAC"]  # nothing was published
+    chosen = run("keys", "rotate", "--algorithm", "EdDSA", "--json", store=url)  # an explicit choice is obeyed
+    assert chosen.code == 0, chosen.err
+    assert chosen.json()["published"]["algorithm"] == "EdDSA"
+
+
+def test_show_prints_no_control_characters(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+
+    async def create() -> str:
+        async with SessionManager(store=store_from_url(url)) as manager:
+            session = await manager.create_new_session_without_request_response(
+                "alice", session_data_in_database={"note": "a\x1b]0;pwned\x07b"}, user_agent="Evil\x1b[31mUA\x07"
+            )
+            return session.handle
+
+    handle = anyio.run(create)
+    for command in (("sessions", "show", handle), ("sessions", "list", "--user", "alice")):
+        result = run(*command, store=url)
+        assert result.code == 0, result.err
+        assert "\x1b" not in result.out
+        assert "\x07" not in result.out
+        assert "Evil?[31mUA?" in result.out
+    shown = run("sessions", "show", handle, "--json", store=url)
+    assert shown.json()["session"]["user_agent"] == "Evil\x1b[31mUA\x07"  # JSON escapes; the value is intact
+    assert "\x1b" not in shown.out
+
+
+def test_json_failures_print_a_document(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    anyio.run(populate, url)
+
+    def failed(expected: int, *args: str, store: str | None = url) -> dict[str, Any]:
+        result = run(*args, "--json", store=store)
+        assert result.code == expected, result.err
+        document: dict[str, Any] = result.json()  # one document on stdout
+        assert document["exit_code"] == expected
+        assert document["error"] in result.err  # and the message on stderr
+        return document
+
+    assert failed(1, "sessions", "show", "no-such-handle")["session"] is None
+    assert failed(1, "sessions", "list", "--user", "nobody")["sessions"] == []
+    both = failed(1, "sessions", "revoke", "no-such-handle", "another")
+    assert both["not_found"] == ["no-such-handle", "another"]
+    assert both["revoked"] == []
+    assert "'no-such-handle', 'another'" in both["error"]
+    assert failed(1, "sessions", "revoke-user", "nobody")["revoked"] == []
+    assert "no SQLite database" in failed(3, "sessions", "cleanup", store=f"sqlite:///{tmp_path / 'none.db'}")["error"]
+    unreachable = run("keys", "list", "--json", store=f"redis://admin:sekr3t-pw@127.0.0.1:{_closed_port()}/0")
+    assert unreachable.code == 3
+    assert unreachable.json()["exit_code"] == 3
+    assert "store unreachable" in unreachable.json()["error"]
+    assert "sekr3t-pw" not in unreachable.out + unreachable.err
+    assert "unsupported store URL scheme" in failed(2, "sessions", "cleanup", store="ftp://127.0.0.1/x")["error"]
+    # argparse's own usage errors stay a usage message on stderr (documented in docs/cli.md)
+    usage = run("sessions", "list", "--json")
+    assert (usage.code, usage.out) == (2, "")
+    assert "--user" in usage.err
+
+
 COMMANDS = [
     ["sessions", "list"],
     ["sessions", "show"],
@@ -279,7 +398,8 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_the_progress_bar_draws_on_a_terminal_only() -> None:
+def test_the_progress_bar_draws_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_RichBar, "start", classmethod(lambda cls, *args: None))  # as without rich
     terminal = Terminal()
     bar = Progress(2, "deleting", terminal)
     bar.step("1 deleted")
@@ -299,3 +419,57 @@ def test_redact_url() -> None:
     assert redact_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert redact_url("postgresql://user:p%40ss@127.0.0.1/db") == "postgresql://user:***@127.0.0.1/db"
     assert redact_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def run_on_a_terminal(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the console script with stderr on a pseudo-terminal (stdout a pipe); return code, stdout, terminal."""
+    controller, terminal = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if k != "ASGI_SESSION_STORE_URL"}
+    environment.update({"COLUMNS": "100", "TERM": "xterm", **(env or {})})
+    try:
+        with subprocess.Popen(  # noqa: S603 - our own console script, fixed arguments
+            [str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=terminal, text=True, env=environment
+        ) as process:
+            os.close(terminal)
+            out, _ = process.communicate(timeout=60)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+    return process.returncode, out, drawn.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("with_rich", [True, False], ids=["rich", "own-bar"])
+def test_cleanup_draws_the_bar_on_a_terminal_and_not_into_a_pipe(with_rich: bool, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    anyio.run(populate, url)  # one expired session
+    env: dict[str, str] = {}
+    if with_rich:
+        pytest.importorskip("rich")
+    else:  # a rich that cannot be imported, first on the path
+        (tmp_path / "rich").mkdir()
+        (tmp_path / "rich" / "__init__.py").write_text("raise ImportError('rich is not installed')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    code, out, drawn = run_on_a_terminal("sessions", "cleanup", "--store", url, env=env)
+    assert code == 0, drawn
+    assert out == "deleted 1 expired session\n"  # stdout carries only the result
+    assert "deleting expired sessions" in drawn
+    assert "100%" in drawn
+    assert "1 deleted" in drawn
+    if with_rich:
+        assert "\u2501" in drawn  # rich's bar
+    else:
+        assert "[##############################] 100% 1 deleted" in drawn
+    piped = run("sessions", "cleanup", store=url, env=env)
+    assert piped.code == 0
+    assert piped.err == ""
+    quiet = run_on_a_terminal("sessions", "cleanup", "--json", "--store", url, env=env)
+    assert quiet[:2] == (0, '{\n  "deleted": 0\n}\n')
+    assert "deleting" not in quiet[2]  # --json: no bar even on a terminal

@@ -117,6 +117,18 @@ async def test_session_counters(manager: SessionManager, clock: FakeClock) -> No
     assert delta("asgi_session.sessions.revoked", reason="revoke_all_sessions_for_user") == 1
 
 
+async def test_revoke_multiple_sessions_counts_what_it_revoked(manager: SessionManager) -> None:
+    sessions = [await manager.create_new_session_without_request_response(user) for user in ("alice", "bob", "carol")]
+    delta = Delta()
+    revoked = await manager.revoke_multiple_sessions([sessions[0].handle, sessions[2].handle, "no-such-handle"])
+    assert sorted(revoked) == sorted([sessions[0].handle, sessions[2].handle])
+    assert delta("asgi_session.sessions.revoked", reason="revoke_multiple_sessions") == 2  # the unknown one: not
+    assert await manager.revoke_multiple_sessions([sessions[0].handle, "no-such-handle"]) == []
+    assert delta("asgi_session.sessions.revoked", reason="revoke_multiple_sessions") == 2  # nothing revoked: no count
+    for other in ("revoke_session", "revoke_all_sessions_for_user", "token_theft"):
+        assert delta("asgi_session.sessions.revoked", reason=other) == 0
+
+
 async def test_verification_and_anti_csrf_failures(manager: SessionManager, clock: FakeClock) -> None:
     delta = Delta()
     session = await manager.create_new_session_without_request_response("alice")
