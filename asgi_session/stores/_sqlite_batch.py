@@ -176,6 +176,7 @@ class GroupCommit:
             self._run_batch(reads, writes)
             with self._lock:
                 if self._closed and (self._reads or self._writes):
+                    _post(reads + writes)
                     reads, writes = self._take()  # close() waits behind this call: run them now
                     continue
                 self._running = False
