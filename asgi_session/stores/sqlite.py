@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -95,17 +96,24 @@ def _store_error(operation: str, exc: BaseException) -> StoreError:
     return StoreError(f"SQLite store: {operation} failed ({detail})")
 
 
+_FIELD_VALUES = operator.attrgetter(*FIELDS)  # a record's values in column order, in one C call
+_JSON_COLUMNS = tuple((FIELDS.index(name), what) for name, what in JSON_FIELDS.items())
+_REMEMBER_COLUMN = FIELDS.index("remember")
+
+
 def _to_row(record: SessionRecord) -> list[Any]:
-    values = ((name, getattr(record, name)) for name in FIELDS)
-    return [dump_object(value, JSON_FIELDS[name]) if name in JSON_FIELDS else value for name, value in values]
+    row = list(_FIELD_VALUES(record))
+    for index, what in _JSON_COLUMNS:
+        row[index] = dump_object(row[index], what)
+    return row
 
 
-def _to_record(row: sqlite3.Row) -> SessionRecord:
-    values = dict(zip(FIELDS, row, strict=True))
-    for name, what in JSON_FIELDS.items():
-        values[name] = load_object(values[name], what)
-    values["remember"] = bool(values["remember"])  # SQLite keeps a bool as 0 or 1
-    return SessionRecord(**values)
+def _to_record(row: Sequence[Any]) -> SessionRecord:
+    values = list(row)
+    for index, what in _JSON_COLUMNS:
+        values[index] = load_object(values[index], what)
+    values[_REMEMBER_COLUMN] = bool(values[_REMEMBER_COLUMN])  # SQLite keeps a bool as 0 or 1
+    return SessionRecord(**dict(zip(FIELDS, values, strict=True)))
 
 
 def _chunks(items: Sequence[str]) -> list[list[str]]:
