@@ -5,10 +5,11 @@
 The timed figure (``stores.py``) moves 10-30 % with whatever else runs on a shared machine; a callgrind count does
 not. As in ``instructions.py``, the driver re-runs itself under ``valgrind --tool=callgrind`` and runs each case
 for ``N`` then ``2N`` operations between ``getppid`` markers; one operation costs ``(I(2N) - I(N)) / N``, every
-thread counted (aiosqlite's worker included). The "instruction limit" is ``I(signature) / I(create)``: the share of
-the signing limit a single core would reach if an instruction cost the same everywhere. Instructions are not time
-(a thread hand-off, a cache miss or a lock wait costs more than its count), so this judges the Python-side work of
-a change; ``stores.py`` remains the measurement of P5.
+thread counted (aiosqlite's worker included). The cyclic garbage collector is paused during each run (a collection
+would fall at a different point in each, which is noise, not cost). The "instruction limit" is
+``I(signature) / I(operation)``: the share of the signing limit a single core would reach if an instruction cost
+the same everywhere. Instructions are not time (a thread hand-off, a cache miss or a lock wait costs more than its
+count), so this judges the Python-side work of a change; ``stores.py`` remains the measurement of P5.
 
 Needs valgrind (``apt-get install valgrind``); about two minutes.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -88,9 +90,12 @@ async def child(sessions: int, folder: str) -> None:
     runs["one signature"] = sign
     for name in CASES:
         for count in (sessions, 2 * sessions):
+            gc.collect()
+            gc.disable()  # a collection falls at a different point in each run: counted it is noise, not cost
             os.getppid()  # dump: what ran since the last marker is set-up
             await runs[name](count)
             os.getppid()  # dump: this run
+            gc.enable()
     for manager in managers:
         await manager.close()
 
