@@ -43,7 +43,7 @@ def _b64url(data: bytes) -> str:
 
 
 def _tag(mac_key: bytes, handle: str, body: str) -> str:
-    digest = hmac.digest(mac_key, f"rt1|{handle}|{body}".encode("ascii"), "sha256")  # one-shot: no HMAC object
+    digest = hmac.new(mac_key, f"rt1|{handle}|{body}".encode("ascii"), hashlib.sha256).digest()
     return _b64url(digest[:16])
 
 
@@ -85,11 +85,11 @@ def refresh_token_handle(mac_key: bytes, refresh_token: str) -> str | None:
 def child_refresh_token(mac_key: bytes, parent: str) -> str:
     """Return the child of an authentic refresh token: deterministic, so a replayed parent gets the same child."""
     handle, body, _ = parent.split(".")
-    derived = hmac.digest(mac_key, f"rt1-child|{body}".encode("ascii"), "sha256")
+    derived = hmac.new(mac_key, f"rt1-child|{body}".encode("ascii"), hashlib.sha256).digest()
     return _assemble(mac_key, handle, _b64url(derived))
 
 
 def anti_csrf_token_for(mac_key: bytes, refresh_token: str) -> str:
     """Return the anti-CSRF token bound to a refresh token (and so to its session)."""
     body = refresh_token.split(".")[1]
-    return _b64url(hmac.digest(mac_key, f"csrf|{body}".encode("ascii"), "sha256")[:24])
+    return _b64url(hmac.new(mac_key, f"csrf|{body}".encode("ascii"), hashlib.sha256).digest()[:24])
