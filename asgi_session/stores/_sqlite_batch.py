@@ -101,7 +101,9 @@ class GroupCommit:
         self._reads: list[_Op] = []
         self._writes: list[_Op] = []
         self._running = False  # a batch is on (or queued for) aiosqlite's thread
-        self._scheduled = False  # a ``_start`` is scheduled on some event loop
+        # The event loop a ``_start`` is scheduled on, if any: a loop closed before running it (its callbacks
+        # dropped) must not leave the queue waiting, so a caller on another loop then schedules its own.
+        self._scheduled: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.transactions = 0  # batches committed in one explicit transaction (for tests and benchmarks)
 
@@ -120,8 +122,10 @@ class GroupCommit:
             if self._closed:
                 return (False, ValueError("Connection closed"))  # as aiosqlite says it: the store maps it
             (self._writes if write else self._reads).append(_Op(run, future))
-            schedule = not self._running and not self._scheduled
-            self._scheduled = self._scheduled or schedule
+            scheduled = self._scheduled
+            schedule = not self._running and (scheduled is None or scheduled.is_closed())
+            if schedule:
+                self._scheduled = loop
         if schedule:
             # Not a timer: ``_start`` runs once the callbacks already ready on this loop ran, so the tasks woken
             # together (say, by the previous batch's answers) queue their statements into one batch.
@@ -138,7 +142,7 @@ class GroupCommit:
     def _start(self) -> None:
         """On an event loop: hand everything queued to aiosqlite's thread as one batch, unless one is running."""
         with self._lock:
-            self._scheduled = False
+            self._scheduled = None
             if self._running or not (self._reads or self._writes):
                 return
             self._running = True
@@ -181,9 +185,9 @@ class GroupCommit:
                     continue
                 self._running = False
                 kick = None
-                if (self._reads or self._writes) and not self._scheduled:
-                    self._scheduled = True
-                    kick = (self._reads or self._writes)[0].future.get_loop()
+                scheduled = self._scheduled
+                if (self._reads or self._writes) and (scheduled is None or scheduled.is_closed()):
+                    kick = self._scheduled = (self._reads or self._writes)[0].future.get_loop()
             _post(reads + writes)
             if kick is not None:
                 with contextlib.suppress(RuntimeError):  # a closed loop: the next caller's own _start runs it
