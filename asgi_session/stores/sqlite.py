@@ -10,7 +10,7 @@ a group commit (``_sqlite_batch``): the statements queued while one batch runs o
 batch, run there in one call. Its reads run first, then its writes in one ``BEGIN IMMEDIATE ... COMMIT``; a caller
 is answered only after the commit that holds its write returned, and a statement that fails (or a ``COMMIT`` that
 fails) fails only the callers it concerns. A lone statement runs at once, in autocommit, as before; under load, 64
-concurrent creates cost a few thread round trips and commits instead of 64 (``docs/decisions.md``). The rarer
+concurrent creates cost one thread round trip and one commit instead of 64 (``docs/decisions.md``). The rarer
 operations (deletes, listings, keys, leases, the log) run one statement per round trip, as before. A batch always
 ends its transaction before its call returns, so no transaction ever interleaves with another statement on the
 connection and tasks sharing the store need no lock. The schema set-up in :meth:`SQLiteStore.open` is the one other
@@ -18,8 +18,8 @@ explicit transaction; it finishes before the store accepts any operation.
 
 Several processes (or several ``SQLiteStore`` objects) may share one file: WAL lets readers run beside a writer, and
 a writer waits up to ``busy_timeout`` for the write lock before failing with :class:`~asgi_session.StoreError`. A
-single write statement in autocommit mode asks for the write lock as it starts, so the wait never ends in the "busy
-snapshot" error that a read-then-write transaction can hit.
+single write statement in autocommit mode, like a batch's ``BEGIN IMMEDIATE``, asks for the write lock as it starts,
+so the wait never ends in the "busy snapshot" error that a read-then-write transaction can hit.
 
 Cancellation. Cancelling a task that awaits an operation does not stop the statement: it was already queued for
 aiosqlite's thread (alone or in a batch) and completes there with its batch (its result is dropped; the other
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import operator
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -44,24 +43,24 @@ import anyio
 
 from ..exceptions import ConfigurationError, StoreError
 from . import _sqlite_revocations as revocation_log
-from ._json import dump_object, load_object
-from ._sqlite_batch import GroupCommit, Outcome, Statement, supported
+from ._json import dump_object
+from ._sqlite_batch import GroupCommit, Outcome, supported
 from ._sqlite_files import prepare_file
 from ._sqlite_sql import (
     ACQUIRE_LEASE,
     ADD_KEY,
     CHUNK,
-    FIELDS,
     GET,
     GET_KEYS,
     INSERT,
-    JSON_FIELDS,
     KEY_FIELDS,
     LIST_USER,
     LIST_USER_TENANT,
     MIGRATIONS,
     ROTATE,
     SCHEMA_VERSION,
+    to_record,
+    to_row,
 )
 from .base import (
     KeyRecord,
@@ -96,24 +95,14 @@ def _store_error(operation: str, exc: BaseException) -> StoreError:
     return StoreError(f"SQLite store: {operation} failed ({detail})")
 
 
-_FIELD_VALUES = operator.attrgetter(*FIELDS)  # a record's values in column order, in one C call
-_JSON_COLUMNS = tuple((FIELDS.index(name), what) for name, what in JSON_FIELDS.items())
-_REMEMBER_COLUMN = FIELDS.index("remember")
-
-
-def _to_row(record: SessionRecord) -> list[Any]:
-    row = list(_FIELD_VALUES(record))
-    for index, what in _JSON_COLUMNS:
-        row[index] = dump_object(row[index], what)
-    return row
-
-
-def _to_record(row: Sequence[Any]) -> SessionRecord:
-    values = list(row)
-    for index, what in _JSON_COLUMNS:
-        values[index] = load_object(values[index], what)
-    values[_REMEMBER_COLUMN] = bool(values[_REMEMBER_COLUMN])  # SQLite keeps a bool as 0 or 1
-    return SessionRecord(**dict(zip(FIELDS, values, strict=True)))
+def _result(operation: str, outcome: Outcome) -> Any:
+    """A batched statement's result, or its error raised as the caller's own ``StoreError``."""
+    if outcome[0]:
+        return outcome[1]
+    exc = outcome[1]
+    if isinstance(exc, _DRIVER_ERRORS):
+        raise _store_error(operation, exc) from exc
+    raise exc
 
 
 def _chunks(items: Sequence[str]) -> list[list[str]]:
@@ -291,33 +280,21 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
 
         return await self._call(operation, run)
 
-    async def _batched(self, operation: str, run: Statement, *, write: bool) -> Any:
-        """Run one statement with the next batch (``_sqlite_batch``); answered once it ran (a write: committed)."""
-        batch = self._batch
-        if batch is None:
-            raise StoreError(_NOT_OPEN)
-        outcome: Outcome = await (batch.write(run) if write else batch.read(run))
-        if outcome[0]:
-            return outcome[1]
-        exc = outcome[1]
-        if isinstance(exc, _DRIVER_ERRORS):
-            raise _store_error(operation, exc) from exc
-        raise exc
-
     async def _batched_change(self, operation: str, sql: str, params: Sequence[Any]) -> int:
-        """Run one write statement with the next batch; how many rows it changed, once it committed."""
-        if self._batch is None:  # closed, or an aiosqlite without what the batch needs: one statement per trip
+        """Run one write statement with the next batch (``_sqlite_batch``); its row count, once it committed."""
+        batch = self._batch
+        if batch is None:  # closed, or an aiosqlite without what the batch needs: one statement per trip
             return await self._change(operation, sql, params)
-        count: int = await self._batched(operation, lambda conn: conn.execute(sql, params).rowcount, write=True)
+        count: int = _result(operation, await batch.write(lambda conn: conn.execute(sql, params).rowcount))
         return count
 
     async def _batched_fetch(self, operation: str, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         """Run one read statement with the next batch, ahead of its writes."""
-        if self._batch is None:
+        batch = self._batch
+        if batch is None:
             return await self._fetch(operation, sql, params)
-        rows: list[sqlite3.Row] = await self._batched(
-            operation, lambda conn: conn.execute(sql, params).fetchall(), write=False
-        )
+        outcome = await batch.read(lambda conn: conn.execute(sql, params).fetchall())
+        rows: list[sqlite3.Row] = _result(operation, outcome)
         return rows
 
     async def create(self, record: SessionRecord) -> None:
@@ -326,13 +303,13 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
         Raises:
             StoreError: the handle exists, the data is not a JSON object, or the database failed.
         """
-        if await self._batched_change("create", INSERT, _to_row(record)) == 0:
+        if await self._batched_change("create", INSERT, to_row(record)) == 0:
             raise StoreError("a session with this handle already exists")
 
     async def get(self, handle: str) -> SessionRecord | None:
         """Return the session (expired or not) or ``None``."""
         rows = await self._batched_fetch("get", GET, (handle,))
-        return _to_record(rows[0]) if rows else None
+        return to_record(rows[0]) if rows else None
 
     async def rotate(self, rotation: Rotation) -> bool:
         """Compare-and-swap the refresh hash: a conditional ``UPDATE`` checked by its row count."""
@@ -381,7 +358,7 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
             rows = await self._fetch("list_for_user", LIST_USER, (user_id,))
         else:
             rows = await self._fetch("list_for_user", LIST_USER_TENANT, (user_id, tenant_id))
-        return [_to_record(row) for row in rows]
+        return [to_record(row) for row in rows]
 
     async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
         """Delete the user's sessions in one tenant or all; return their handles, oldest first."""
