@@ -28,8 +28,8 @@ Answers are tuples ``(True, value)`` or ``(False, exception)`` (the caller wraps
 not started yet is posted at once, so everything queued runs before aiosqlite's own close.
 
 A batch reaches the connection through two private attributes of ``aiosqlite.Connection`` (``_tx``, its worker's
-queue of ``(future, function)`` pairs, and ``_connection``, the ``sqlite3`` connection), unchanged since aiosqlite
-0.20; :func:`supported` checks them when the store opens.
+queue of ``(future, function)`` pairs, and ``_connection``, the ``sqlite3`` connection, read through its ``_conn``
+property), unchanged since aiosqlite 0.20; :func:`supported` checks them when the store opens.
 """
 
 from __future__ import annotations
