@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
 
@@ -17,6 +18,7 @@ __all__ = [
     "anti_csrf_token_for",
     "child_refresh_token",
     "mint_refresh_token",
+    "new_handle",
     "refresh_token_handle",
     "sha256_hex",
     "stored_refresh_hash",
@@ -47,6 +49,19 @@ def _tag(mac_key: bytes, handle: str, body: str) -> str:
 
 def _assemble(mac_key: bytes, handle: str, body: str) -> str:
     return f"{handle}.{body}.{_tag(mac_key, handle, body)}"
+
+
+def new_handle() -> str:
+    """Return a new session handle: a random (version 4) UUID in its 36-character form.
+
+    What ``str(uuid.uuid4())`` returns, from the same 16 bytes of ``os.urandom``, without building a ``UUID``
+    (a third of the cost, once per created session).
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def mint_refresh_token(mac_key: bytes, handle: str) -> str:

@@ -23,6 +23,9 @@ MAX_ID_LENGTH = 256
 # C0 controls (NUL, CR, LF, ...), DEL, and UTF-16 surrogates (which no UTF-8 text can hold).
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
+# Built once: ``json.dumps`` with any non-default argument builds a new encoder on every call.
+_COMPACT_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 
 def is_possible_id(value: object) -> bool:
     """Whether ``value`` is a valid id: a non-empty string, at most 256 characters, no control or surrogate."""
@@ -56,7 +59,7 @@ def check_session_data(
         InvalidPayloadError: it is not a JSON object with string keys, or it is larger than ``limit`` bytes.
     """
     checked = check_json_object(data, what)
-    size = len(json.dumps(checked, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    size = len(_COMPACT_TEXT(checked).encode("utf-8", "surrogatepass")) if checked else 2
     if size > limit:
         raise InvalidPayloadError(
             f"{what} is {size} bytes of JSON, over the limit of {limit} (SessionConfig.max_session_data_bytes): "

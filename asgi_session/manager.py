@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from . import _metrics
 from ._claim_admin import ClaimAdmin
 from ._clock import Clock
-from ._refresh_token import mint_refresh_token, stored_refresh_hash
+from ._refresh_token import mint_refresh_token, new_handle, stored_refresh_hash
 from ._token_cache import token_key
 from ._validate import check_id, check_session_data
 from .claims import (
@@ -139,7 +138,7 @@ class SessionManager(ClaimAdmin):
                 payload.update(await claim.build(user_id, tenant_id, payload, self._now_ms()))
             payload = check_custom_payload(payload)
         now = self.clock.now()
-        handle = str(uuid.uuid4())
+        handle = new_handle()
         refresh_token = mint_refresh_token(self.keys.refresh_mac_key, handle)
         absolute = None
         if self.config.session_max_lifetime is not None:

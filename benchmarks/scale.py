@@ -13,7 +13,7 @@ Fill. Each store is filled directly, not through the manager: ``size`` sessions 
 (random-looking uuid4 handles, tenant ``public``, empty data and payload, each created at a random moment of the last 29
 days and expiring 30 days after it; session ``i`` belongs to user ``i % users``, so a user's sessions lie far apart in
 insertion order, as sessions created at different times do). SQLite: one ``executemany`` of the store's own ``INSERT``
-in one transaction (rows encoded by the store's own ``_to_row``), then a WAL checkpoint. Redis: the store's own
+in one transaction (rows encoded by the store's own ``to_row``), then a WAL checkpoint. Redis: the store's own
 ``create`` Lua script sent by SHA in pipelines of 2,000 calls, so every key, index entry and TTL is exactly what
 ``RedisStore.create`` writes. PostgreSQL: ``COPY`` into the store's ``sessions`` table, then ``ANALYZE``. The fill time
 is printed; after it a ``store.get`` of the first and last filled session must return them, and the stored count must
@@ -81,8 +81,8 @@ from asgi_session.stores._json import dump_object
 from asgi_session.stores._postgres_sql import FIELDS as PG_FIELDS
 from asgi_session.stores._postgres_sql import JSON_FIELDS as PG_JSON_FIELDS
 from asgi_session.stores._sqlite_sql import GET, INSERT, ROTATE
+from asgi_session.stores._sqlite_sql import to_row as _to_row
 from asgi_session.stores.base import SessionRecord, SessionStore
-from asgi_session.stores.sqlite import _to_row
 
 OPERATIONS = ("verify", "refresh", "revoke", "revoke-all", "get (filled)", "revoke (filled)")
 TARGET = 1.5

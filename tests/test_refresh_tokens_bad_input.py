@@ -29,7 +29,7 @@ from asgi_session import (
     TryRefreshTokenError,
     UnauthorisedError,
 )
-from asgi_session._refresh_token import stored_refresh_hash
+from asgi_session._refresh_token import new_handle, stored_refresh_hash
 from asgi_session.stores.base import SessionRecord
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.testing import FakeClock
@@ -389,3 +389,13 @@ async def test_concurrent_refreshes_of_one_token(caplog: pytest.LogCaptureFixtur
         assert grandchild.refresh_token not in (t0, child)
         assert await c.record() is not None
         assert not any("theft" in r.getMessage() for r in caplog.records)
+
+
+def test_new_handles_are_random_version_4_uuids() -> None:
+    handles = {new_handle() for _ in range(1000)}
+    assert len(handles) == 1000
+    for handle in handles:
+        parsed = uuid.UUID(handle)
+        assert str(parsed) == handle  # lower-case hex, hyphens where str(uuid4()) puts them
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

@@ -1,10 +1,14 @@
-"""The SQLite store's schema steps and statements: the tables, and the SQL every operation runs."""
+"""The SQLite store's schema steps and statements: the tables, the SQL every operation runs, and a record's row."""
 
 from __future__ import annotations
 
 import dataclasses
+import operator
+from collections.abc import Sequence
+from typing import Any
 
 from . import _sqlite_revocations as revocation_log
+from ._json import dump_object, load_object
 from .base import KeyRecord, SessionRecord
 
 __all__ = [
@@ -25,6 +29,8 @@ __all__ = [
     "PLACES",
     "ROTATE",
     "SCHEMA_VERSION",
+    "to_record",
+    "to_row",
 ]
 
 # Schema steps: MIGRATIONS[n] takes a database from version n to n + 1 (kept in ``PRAGMA user_version``). A later
@@ -97,3 +103,25 @@ ACQUIRE_LEASE = (
     "holder = excluded.holder, until = excluded.until WHERE leases.until <= ? OR leases.holder = excluded.holder "
     "RETURNING name"
 )
+
+
+_FIELD_VALUES = operator.attrgetter(*FIELDS)  # a record's values in column order, in one C call
+_JSON_COLUMNS = tuple((FIELDS.index(name), what) for name, what in JSON_FIELDS.items())
+_REMEMBER_COLUMN = FIELDS.index("remember")
+
+
+def to_row(record: SessionRecord) -> list[Any]:
+    """The values of ``record`` in column order, its JSON fields as text."""
+    row = list(_FIELD_VALUES(record))
+    for index, what in _JSON_COLUMNS:
+        row[index] = dump_object(row[index], what)
+    return row
+
+
+def to_record(row: Sequence[Any]) -> SessionRecord:
+    """The record a row of ``GET`` or a listing holds (``FIELDS`` order)."""
+    values = list(row)
+    for index, what in _JSON_COLUMNS:
+        values[index] = load_object(values[index], what)
+    values[_REMEMBER_COLUMN] = bool(values[_REMEMBER_COLUMN])  # SQLite keeps a bool as 0 or 1
+    return SessionRecord(**dict(zip(FIELDS, values, strict=True)))

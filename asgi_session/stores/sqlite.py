@@ -2,20 +2,29 @@
 
 Concurrency model. The store holds one aiosqlite connection in autocommit mode (``isolation_level=None``). aiosqlite
 runs every call on the connection's own worker thread, one at a time, in the order they were queued. Every operation
-of the store is exactly one SQL statement (a read, a conditional ``UPDATE`` checked by its row count, or a
-``... RETURNING`` statement), so it costs one round trip to that thread and SQLite makes it atomic on its own. Because
-no operation spans two statements, no transaction ever interleaves with another on the connection, and tasks sharing
-the store need no lock. The one explicit transaction is the schema set-up in :meth:`SQLiteStore.open`, which
-finishes before the store accepts any operation.
+of the store is exactly one SQL statement per chunk of handles (a read, a conditional ``UPDATE`` checked by its row
+count, or a ``... RETURNING`` statement), which SQLite makes atomic on its own.
+
+The operations of the request path (``create``, ``rotate``, ``get``, ``touch`` and the two ``update_*``) go through
+a group commit (``_sqlite_batch``): the statements queued while one batch runs on aiosqlite's thread form the next
+batch, run there in one call. Its reads run first, then its writes in one ``BEGIN IMMEDIATE ... COMMIT``; a caller
+is answered only after the commit that holds its write returned, and a statement that fails (or a ``COMMIT`` that
+fails) fails only the callers it concerns. A lone statement runs at once, in autocommit, as before; under load, 64
+concurrent creates cost one thread round trip and one commit instead of 64 (``docs/decisions.md``). The rarer
+operations (deletes, listings, keys, leases, the log) run one statement per round trip, as before. A batch always
+ends its transaction before its call returns, so no transaction ever interleaves with another statement on the
+connection and tasks sharing the store need no lock. The schema set-up in :meth:`SQLiteStore.open` is the one other
+explicit transaction; it finishes before the store accepts any operation.
 
 Several processes (or several ``SQLiteStore`` objects) may share one file: WAL lets readers run beside a writer, and
 a writer waits up to ``busy_timeout`` for the write lock before failing with :class:`~asgi_session.StoreError`. A
-single write statement in autocommit mode asks for the write lock as it starts, so the wait never ends in the "busy
-snapshot" error that a read-then-write transaction can hit.
+single write statement in autocommit mode, like a batch's ``BEGIN IMMEDIATE``, asks for the write lock as it starts,
+so the wait never ends in the "busy snapshot" error that a read-then-write transaction can hit.
 
-Cancellation. Cancelling a task that awaits an operation does not stop the statement: it was already handed to
-aiosqlite's thread and completes there (its result is dropped). A cancelled ``create`` may therefore have inserted
-its row, as if the response had been lost after the commit.
+Cancellation. Cancelling a task that awaits an operation does not stop the statement: it was already queued for
+aiosqlite's thread (alone or in a batch) and completes there with its batch (its result is dropped; the other
+callers of the batch are unaffected). A cancelled ``create`` may therefore have inserted its row, as if the response
+had been lost after the commit. ``close`` lets every queued statement and batch finish first.
 
 File permissions: the file holds the signing keys, so it is created ``0600`` (see ``_sqlite_files``).
 """
@@ -34,23 +43,24 @@ import anyio
 
 from ..exceptions import ConfigurationError, StoreError
 from . import _sqlite_revocations as revocation_log
-from ._json import dump_object, load_object
+from ._json import dump_object
+from ._sqlite_batch import GroupCommit, Outcome, supported
 from ._sqlite_files import prepare_file
 from ._sqlite_sql import (
     ACQUIRE_LEASE,
     ADD_KEY,
     CHUNK,
-    FIELDS,
     GET,
     GET_KEYS,
     INSERT,
-    JSON_FIELDS,
     KEY_FIELDS,
     LIST_USER,
     LIST_USER_TENANT,
     MIGRATIONS,
     ROTATE,
     SCHEMA_VERSION,
+    to_record,
+    to_row,
 )
 from .base import (
     KeyRecord,
@@ -85,17 +95,14 @@ def _store_error(operation: str, exc: BaseException) -> StoreError:
     return StoreError(f"SQLite store: {operation} failed ({detail})")
 
 
-def _to_row(record: SessionRecord) -> list[Any]:
-    values = ((name, getattr(record, name)) for name in FIELDS)
-    return [dump_object(value, JSON_FIELDS[name]) if name in JSON_FIELDS else value for name, value in values]
-
-
-def _to_record(row: sqlite3.Row) -> SessionRecord:
-    values = dict(zip(FIELDS, row, strict=True))
-    for name, what in JSON_FIELDS.items():
-        values[name] = load_object(values[name], what)
-    values["remember"] = bool(values["remember"])  # SQLite keeps a bool as 0 or 1
-    return SessionRecord(**values)
+def _result(operation: str, outcome: Outcome) -> Any:
+    """A batched statement's result, or its error raised as the caller's own ``StoreError``."""
+    if outcome[0]:
+        return outcome[1]
+    exc = outcome[1]
+    if isinstance(exc, _DRIVER_ERRORS):
+        raise _store_error(operation, exc) from exc
+    raise exc
 
 
 def _chunks(items: Sequence[str]) -> list[list[str]]:
@@ -110,8 +117,9 @@ def _marks(count: int) -> str:
 class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, LeaseStore):
     """Sessions and keys in one SQLite file, shared safely by every process that opens it.
 
-    Each operation is one SQL statement on one autocommit connection (one round trip to aiosqlite's thread). The
-    file uses WAL; ``":memory:"`` gives a private database that is lost on close. The file holds the signing keys:
+    Each operation is one SQL statement on one autocommit connection; concurrent writes of the request path commit
+    together, each caller answered once its write committed (see the module docstring). The file uses WAL;
+    ``":memory:"`` gives a private database that is lost on close. The file holds the signing keys:
     a new one is created readable by its owner only (``0600``, as are the ``-wal`` and ``-shm`` files SQLite adds),
     and an existing one that other users may read is warned about.
 
@@ -147,6 +155,7 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
         self._busy_ms = min(round(busy_timeout * 1000), 2**31 - 1)  # SQLite takes a 32-bit count of milliseconds
         self._synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
+        self._batch: GroupCommit | None = None
         self._probe: revocation_log.SyncProbe | None = None
         super().__init__()
 
@@ -179,6 +188,7 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
                     await db.close()
             raise
         self._db = db
+        self._batch = GroupCommit(db) if supported(db) else None
         if self._path not in ("", ":memory:"):  # a private database has no second connection to probe with
             try:
                 self._probe = revocation_log.SyncProbe(self._path)
@@ -233,6 +243,9 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
         Operations already queued complete first; later ones raise ``StoreError``.
         """
         db, self._db = self._db, None
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            batch.close()  # what it queued runs before the close queued below; later statements are refused
         probe, self._probe = self._probe, None
         if probe is not None:
             probe.close()
@@ -267,19 +280,36 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
 
         return await self._call(operation, run)
 
+    async def _batched_change(self, operation: str, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement with the next batch (``_sqlite_batch``); its row count, once it committed."""
+        batch = self._batch
+        if batch is None:  # closed, or an aiosqlite without what the batch needs: one statement per trip
+            return await self._change(operation, sql, params)
+        count: int = _result(operation, await batch.write(lambda conn: conn.execute(sql, params).rowcount))
+        return count
+
+    async def _batched_fetch(self, operation: str, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        """Run one read statement with the next batch, ahead of its writes."""
+        batch = self._batch
+        if batch is None:
+            return await self._fetch(operation, sql, params)
+        outcome = await batch.read(lambda conn: conn.execute(sql, params).fetchall())
+        rows: list[sqlite3.Row] = _result(operation, outcome)
+        return rows
+
     async def create(self, record: SessionRecord) -> None:
-        """Insert a new session.
+        """Insert a new session (committed with concurrent writes, before this returns).
 
         Raises:
             StoreError: the handle exists, the data is not a JSON object, or the database failed.
         """
-        if await self._change("create", INSERT, _to_row(record)) == 0:
+        if await self._batched_change("create", INSERT, to_row(record)) == 0:
             raise StoreError("a session with this handle already exists")
 
     async def get(self, handle: str) -> SessionRecord | None:
         """Return the session (expired or not) or ``None``."""
-        rows = await self._fetch("get", GET, (handle,))
-        return _to_record(rows[0]) if rows else None
+        rows = await self._batched_fetch("get", GET, (handle,))
+        return to_record(rows[0]) if rows else None
 
     async def rotate(self, rotation: Rotation) -> bool:
         """Compare-and-swap the refresh hash: a conditional ``UPDATE`` checked by its row count."""
@@ -292,24 +322,24 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
             rotation.handle,
             rotation.expected_refresh_hash,
         )
-        return await self._change("rotate", ROTATE, params) > 0
+        return await self._batched_change("rotate", ROTATE, params) > 0
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""
         sql = "UPDATE sessions SET session_data = ? WHERE handle = ?"
         params = (dump_object(data, "session data"), handle)
-        return await self._change("update_session_data", sql, params) > 0
+        return await self._batched_change("update_session_data", sql, params) > 0
 
     async def update_access_token_payload(self, handle: str, payload: Mapping[str, Any]) -> bool:
         """Replace the stored custom claims; return whether the session exists."""
         sql = "UPDATE sessions SET access_token_payload = ? WHERE handle = ?"
         params = (dump_object(payload, "access-token payload"), handle)
-        return await self._change("update_access_token_payload", sql, params) > 0
+        return await self._batched_change("update_access_token_payload", sql, params) > 0
 
     async def touch(self, handle: str, last_seen: float) -> bool:
         """Set the last-seen time; return whether the session exists."""
         sql = "UPDATE sessions SET last_seen = ? WHERE handle = ?"
-        return await self._change("touch", sql, (last_seen, handle)) > 0
+        return await self._batched_change("touch", sql, (last_seen, handle)) > 0
 
     async def delete(self, handles: Sequence[str]) -> list[str]:
         """Delete sessions; return those that existed, in the order given.
@@ -328,7 +358,7 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
             rows = await self._fetch("list_for_user", LIST_USER, (user_id,))
         else:
             rows = await self._fetch("list_for_user", LIST_USER_TENANT, (user_id, tenant_id))
-        return [_to_record(row) for row in rows]
+        return [to_record(row) for row in rows]
 
     async def delete_for_user(self, user_id: str, tenant_id: str | None = None) -> list[str]:
         """Delete the user's sessions in one tenant or all; return their handles, oldest first."""
