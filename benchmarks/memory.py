@@ -12,10 +12,11 @@ it for reference only (the allocator keeps freed pages, so RSS lags and never sh
    store creates ``--tokens`` real sessions (``create_new_session_without_request_response``), so the verifying
    manager has never seen them; their ``Cookie: sAccessToken=...`` headers are built as bytes first. Then
    ``tracemalloc.clear_traces()``, and each header is sent once through the middleware: the middleware parses the
-   cookie into a new token string (the cache key) and decodes new claims (the cache value), so everything the cache
-   keeps (key string, claims dict with its keys and values, the OrderedDict entry, the per-session index set and its
-   dict slot) is allocated after the clear, and frees of older objects cannot offset it. Bytes per token = traced
-   after the loop / tokens; the token string is counted because the cache holds it. The six largest allocation
+   cookie into a new token string and its SHA-256 (the cache key) and decodes new claims (the cache value), so
+   everything the cache keeps (key, claims dict with its keys and values, the OrderedDict entry, the per-session
+   index and its dict slot) is allocated after the clear, and frees of older objects cannot offset it. Bytes per
+   token = traced after the loop / tokens, everything still alive counted: the header memo's token strings (up to
+   512 headers) are in it too. The six largest allocation
    sites (file:line) of what is still alive are listed. Done for the default claims and for a payload with a few
    custom claims, for each of ``--part1-algorithms`` (ES256 is the default algorithm; RS256 has the longest
    signature).

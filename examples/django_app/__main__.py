@@ -7,5 +7,6 @@ import uvicorn
 from .asgi import application
 
 if __name__ == "__main__":
-    # Django speaks no lifespan protocol: "off" spares the log line saying so; the store opens on first use.
-    uvicorn.run(application, host="127.0.0.1", port=8000, lifespan="off")
+    # Django speaks no lifespan protocol; SessionMiddleware answers it in Django's place (it opens the store and
+    # runs the scheduled cleanup), so the lifespan stays on.
+    uvicorn.run(application, host="127.0.0.1", port=8000, lifespan="on")

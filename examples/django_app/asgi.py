@@ -1,7 +1,8 @@
 """The ASGI entry point: Django's ASGI application wrapped in ``SessionMiddleware``.
 
 ``uvicorn django_app.asgi:application`` (from the ``examples`` folder) serves it. Django does not speak the ASGI
-lifespan protocol, so the middleware opens the store on the first request.
+lifespan protocol; the middleware answers it in Django's place: it opens the store at startup, runs the scheduled
+cleanup, and closes the store at shutdown.
 """
 
 from __future__ import annotations
