@@ -33,7 +33,8 @@ class ErrorHandlers:
     """Overrides of the protocol responses, passed as ``SessionMiddleware(app, manager=..., error_handlers=...)``.
 
     A handler left ``None`` keeps the protocol response. Every integration (Starlette, FastAPI, Quart, Django,
-    Litestar's ``SessionPlugin(error_handlers=...)``) and ``require_session`` honour the same handlers. A handler that raises is logged and the protocol response is sent.
+    Litestar's ``SessionPlugin(error_handlers=...)``) and ``require_session`` honour the same handlers. A handler
+    that raises is logged and the protocol response is sent.
 
     Attributes:
         on_unauthorised: for :class:`~asgi_session.UnauthorisedError` (no session, revoked, expired); the tokens are
