@@ -296,7 +296,7 @@ def test_the_example_main_serves_on_localhost_8000(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append((app, options)))
     runpy.run_module("django_app", run_name="__main__")
     ((app, options),) = served
-    assert options == {"host": "127.0.0.1", "port": 8000, "lifespan": "off"}
+    assert options == {"host": "127.0.0.1", "port": 8000, "lifespan": "on"}
     assert isinstance(app, SessionMiddleware)
 
 
