@@ -95,9 +95,9 @@ class Harness:
         self.verifications = 0
         verify_now = self.manager.verify_now
 
-        def counting_verify_now(token: str) -> Any:
+        def counting_verify_now(token: str, key: bytes | None = None) -> Any:
             self.verifications += 1
-            return verify_now(token)
+            return verify_now(token, key)
 
         self.manager.verify_now = counting_verify_now  # type: ignore[method-assign,assignment]
         self.app = Starlette(

@@ -100,7 +100,7 @@ def test_discarding_a_session_touches_only_its_own_entries() -> None:
     entries = _CountingEntries()
     cache._entries = entries
     for number in range(5_000):
-        cache.put(f"token-{number}", _claims(f"h{number % 1000}", number))
+        cache.put(f"token-{number}".encode(), _claims(f"h{number % 1000}", number))
     _CountingEntries.scans = 0
     for handle in range(1000):
         cache.discard_session(f"h{handle}")
@@ -110,19 +110,19 @@ def test_discarding_a_session_touches_only_its_own_entries() -> None:
 
 def test_the_handle_index_follows_eviction_expiry_and_clear() -> None:
     cache = VerifiedTokenCache(3)
-    cache.put("a1", _claims("a", 1))
-    cache.put("a2", {**_claims("a", 2), "exp": 10})
-    cache.put("b1", _claims("b", 1))
-    assert cache.get("a2", now=20) is None  # expired: dropped, and from the index too
-    cache.put("c1", _claims("c", 1))
-    cache.put("c2", _claims("c", 2))  # full: evicts a1, the least recently used
-    assert cache.get("a1", now=0) is None
+    cache.put(b"a1", _claims("a", 1))
+    cache.put(b"a2", {**_claims("a", 2), "exp": 10})
+    cache.put(b"b1", _claims("b", 1))
+    assert cache.get(b"a2", now=20) is None  # expired: dropped, and from the index too
+    cache.put(b"c1", _claims("c", 1))
+    cache.put(b"c2", _claims("c", 2))  # full: evicts a1, the least recently used
+    assert cache.get(b"a1", now=0) is None
     cache.discard_session("a")  # nothing left of "a": a no-op
     cache.discard_session("c")
-    assert [cache.get(token, now=0) is not None for token in ("b1", "c1", "c2")] == [True, False, False]
+    assert [cache.get(token, now=0) is not None for token in (b"b1", b"c1", b"c2")] == [True, False, False]
     cache.clear()
     assert len(cache) == 0
-    assert cache.get("b1", now=0) is None
+    assert cache.get(b"b1", now=0) is None
 
 
 # -- finding 8: claims handed out are copies ---------------------------------------------------------------------
