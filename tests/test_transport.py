@@ -112,5 +112,7 @@ def test_remembered_bearer_headers_are_bounded() -> None:
     memo: transport.BearerMemo = {}
     for number in range(transport._PARSED_LIMIT * 3):
         header = f"Bearer token-{number}".encode()
-        assert transport._bearer([header], lambda token: True, memo).token == f"token-{number}"
+        found = transport._bearer([header], lambda token: True, memo)
+        assert found is not None
+        assert found.token == f"token-{number}"
         assert len(memo) <= transport._PARSED_LIMIT

@@ -78,7 +78,7 @@ async def test_an_outage_reading_the_keys_during_create_stores_no_session() -> N
 # -- finding 5: dropping one session's cached tokens does not scan the cache ------------------------------------
 
 
-class _CountingEntries(OrderedDict[str, Any]):
+class _CountingEntries(OrderedDict[bytes, Any]):
     scans = 0
 
     def items(self) -> Any:
