@@ -146,6 +146,7 @@ class SessionMiddleware:
         if kind == "http":
             # The per-request path, in this coroutine (no extra await layer, no call of its own): _verify_in_place,
             # inlined; then the endpoint or the app.
+            manager = self.manager
             source = self._read_access_token(scope)
             token = source.token
             session: Session | None = None
@@ -153,7 +154,7 @@ class SessionMiddleware:
             context: RequestContext | None
             if token:
                 try:
-                    session = self.manager.verify_now(token, source.key)
+                    session = manager.verify_now(token, source.key)
                 except (TryRefreshTokenError, UnauthorisedError) as exc:
                     error = exc
             elif source.malformed:
@@ -162,7 +163,7 @@ class SessionMiddleware:
                 # RequestContext(self.manager, source, session, error, False), built without a call: its __init__
                 # sets these slots (the store was not read: verify_now declines when blacklisting needs the store).
                 context = _new_context(RequestContext)
-                context.manager = self.manager
+                context.manager = manager
                 context.source = source
                 context.session = session
                 context.error = error
