@@ -30,6 +30,8 @@ from .tokens import UnknownKeyError, check_custom_payload, check_json_object, si
 
 __all__ = ["SessionManager"]
 
+_new_session = object.__new__  # a Session without __init__ (verify_now sets every slot itself)
+
 logger = logging.getLogger("asgi_session")
 
 
@@ -273,7 +275,22 @@ class SessionManager(ClaimAdmin):
                 return None
             if revoked:
                 raise UnauthorisedError("session revoked or expired", handle=claims["sessionHandle"])
-        return Session._verified(self, access_token, claims)
+        # The session of a verified access token, built in this frame (no __init__, no keyword binding, no call of
+        # its own): this runs on every request. Every slot but ``_scope`` is set here, as ``Session.__init__`` does.
+        session = _new_session(Session)
+        session._manager = self
+        session._claims = claims
+        session.access_token = access_token
+        session.handle = claims["sessionHandle"]
+        session.user_id = claims["sub"]
+        session.tenant_id = claims["tId"]
+        session.refresh_token = None
+        session.refresh_token_expiry = None
+        session.anti_csrf_token = None
+        session.access_and_front_token_updated = False
+        session.revoked = False
+        session.transfer_method = None
+        return session
 
     def _check_idle_timeout(self, idle_timeout: timedelta | None) -> float | None:
         if idle_timeout is None:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SessionMiddleware"]
 
+_new_context = object.__new__  # a RequestContext without __init__ (the request path sets its slots itself)
+
 logger = logging.getLogger("asgi_session")
 
 
@@ -45,6 +47,50 @@ class _Done:
 
 
 _DONE = _Done()
+
+
+class _Responder:
+    """The app's ``send`` for one http request (its bound :meth:`send_wrapper`), and what that send has seen.
+
+    It writes the session's token changes on ``http.response.start`` and holds back a 5xx start (with what follows
+    it) until the app finishes. The middleware sets every slot itself (no ``__init__``): this is per request.
+
+    Attributes:
+        context: the request's context.
+        scope: the request (for the response's token changes).
+        send: the server's ``send``.
+        started: whether a response start other than a held-back 5xx was sent.
+        held: the messages from a held-back 5xx start on, or ``None``.
+    """
+
+    __slots__ = ("context", "held", "scope", "send", "started")
+
+    context: RequestContext
+    scope: Scope
+    send: Send
+    started: bool
+    held: list[Message] | None
+
+    # A plain method returning send's own awaitable: an ASGI ``send`` only has to return an awaitable, and this
+    # saves a coroutine per message.
+    def send_wrapper(self, message: Message) -> Awaitable[None]:
+        held = self.held
+        if held is not None:
+            held.append(message)
+            return _DONE
+        if message["type"] == "http.response.start":
+            if message["status"] >= 500:
+                self.held = [message]
+                return _DONE
+            self.started = True
+            context = self.context
+            session = context.session  # context.changed, inlined: this runs on every response
+            if session is not None and (session.revoked or session.access_and_front_token_updated):
+                context.response_changes(self.scope).apply(message)
+        return self.send(message)
+
+
+_new_responder = object.__new__
 
 
 def _caused_by(exc: BaseException, cause: BaseException) -> bool:
@@ -98,9 +144,37 @@ class SessionMiddleware:
         """Handle one ASGI connection (http, websocket or lifespan; anything else passes through)."""
         kind = scope["type"]
         if kind == "http":
-            # The per-request path, in this coroutine (no extra await layer): verify, then the endpoint or the app.
-            context = self._verify_in_place(scope)
-            if context is None:
+            # The per-request path, in this coroutine (no extra await layer, no call of its own): _verify_in_place,
+            # inlined; then the endpoint or the app.
+            manager = self.manager
+            source = self._read_access_token(scope)
+            token = source.token
+            session: Session | None = None
+            error: SessionError | None = None
+            context: RequestContext | None
+            if token:
+                try:
+                    session = manager.verify_now(token, source.key)
+                except (TryRefreshTokenError, UnauthorisedError) as exc:
+                    error = exc
+            elif source.malformed:
+                error = TryRefreshTokenError("malformed access token")
+            if session is not None or not token or error is not None:  # verified in place (None: needs I/O)
+                # RequestContext(self.manager, source, session, error, False), built without a call: its __init__
+                # sets these slots (the store was not read: verify_now declines when blacklisting needs the store).
+                context = _new_context(RequestContext)
+                context.manager = manager
+                context.source = source
+                context.session = session
+                context.error = error
+                context.db_checked = False
+                if session is not None:
+                    session.transfer_method = source.method
+                if self.error_handlers is not None:
+                    context.error_handlers = self.error_handlers
+                scope[SCOPE_KEY] = session
+                scope[CONTEXT_KEY] = context
+            else:
                 context = await self._verify_or_answer(scope, send)
                 if context is None:
                     return
@@ -111,38 +185,27 @@ class SessionMiddleware:
                     return
             # Run the app; write token changes on its response, and turn a SessionError into the protocol's
             # response (a 5xx start is held back until we know whether a SessionError caused it).
-            started = False
-            held: list[Message] | None = None  # the messages after a held-back 5xx start
-
-            # A plain function returning send's own awaitable: an ASGI ``send`` only has to return an awaitable,
-            # and this saves a coroutine per message.
-            def send_wrapper(message: Message) -> Awaitable[None]:
-                nonlocal started, held
-                if held is not None:
-                    held.append(message)
-                    return _DONE
-                if message["type"] == "http.response.start":
-                    if message["status"] >= 500:
-                        held = [message]
-                        return _DONE
-                    started = True
-                    session = context.session  # context.changed, inlined: this runs on every response
-                    if session is not None and (session.revoked or session.access_and_front_token_updated):
-                        context.response_changes(scope).apply(message)
-                return send(message)
-
+            responder = _new_responder(_Responder)  # _Responder's slots, set here: no __init__ call per request
+            responder.context = context
+            responder.scope = scope
+            responder.send = send
+            responder.started = False
+            responder.held = None
             try:
-                await self.app(scope, receive, send_wrapper)
+                await self.app(scope, receive, responder.send_wrapper)
             except SessionError as exc:
-                if not started and await self._answer(exc, context, scope, receive, send):
+                if not responder.started and await self._answer(exc, context, scope, receive, send):
                     return
-                if held is not None and not started:
+                held = responder.held
+                if held is not None and not responder.started:
                     await self._flush(held, context, scope, send)
                 raise
             except BaseException:
-                if held is not None and not started:
+                held = responder.held
+                if held is not None and not responder.started:
                     await self._flush(held, context, scope, send)
                 raise
+            held = responder.held
             if held is not None:
                 # A framework's exception handler may have left a session error to this middleware's override.
                 deferred = getattr(context, "deferred_error", None)

@@ -94,6 +94,8 @@ class Session:
         revoked: whether :meth:`revoke` was called on this object.
     """
 
+    # ``SessionManager.verify_now`` builds the per-request Session without ``__init__`` and sets every slot but
+    # ``_scope`` itself: a new slot must be set there too.
     __slots__ = (
         "_claims",
         "_manager",
@@ -136,24 +138,6 @@ class Session:
         self.revoked = False
         self.transfer_method: str | None = None
         # ``_scope`` (the request's scope, for lifecycle hooks) is set only where hooks need it: never on the hot path.
-
-    @classmethod
-    def _verified(cls, manager: SessionBackend, access_token: str, claims: dict[str, Any]) -> Session:
-        """The session of a verified access token (the per-request path: positional, no keyword binding)."""
-        self = cls.__new__(cls)
-        self._manager = manager
-        self._claims = claims
-        self.access_token = access_token
-        self.handle = claims["sessionHandle"]
-        self.user_id = claims["sub"]
-        self.tenant_id = claims["tId"]
-        self.refresh_token = None
-        self.refresh_token_expiry = None
-        self.anti_csrf_token = None
-        self.access_and_front_token_updated = False
-        self.revoked = False
-        self.transfer_method = None
-        return self
 
     def __repr__(self) -> str:
         return f"Session(handle={self.handle!r}, user_id={self.user_id!r}, tenant_id={self.tenant_id!r})"

@@ -183,24 +183,26 @@ def _read(
     config: SessionConfig, cookie: str, ours: Callable[[str], bool], memo: BearerMemo | None, scope: Scope
 ) -> TokenSource:
     # One pass over the headers; ASGI servers send lower-case names, but be tolerant of others. The usual request
-    # has at most one of each header, kept without a list; a second one starts the lists.
+    # has at most one of each header, kept without a list; a second one starts the lists. The name's length picks
+    # the one name it can be in any case ("cookie" is 6 bytes, "authorization" 13): one len() skips most headers.
     first_cookie: bytes | None = None
     first_authorization: bytes | None = None
     cookies: list[bytes] | None = None
     authorization: list[bytes] | None = None
     for key, value in scope.get("headers", ()):
-        if key != b"cookie" and key != b"authorization":
-            if key.islower():
+        length = len(key)
+        if length == 6:
+            if key != b"cookie" and (key.islower() or key.lower() != b"cookie"):
                 continue
-            key = key.lower()
-        if key == b"cookie":
             if first_cookie is None:
                 first_cookie = value
             elif cookies is None:
                 cookies = [first_cookie, value]
             else:
                 cookies.append(value)
-        elif key == b"authorization":
+        elif length == 13:
+            if key != b"authorization" and (key.islower() or key.lower() != b"authorization"):
+                continue
             if first_authorization is None:
                 first_authorization = value
             elif authorization is None:
