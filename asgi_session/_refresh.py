@@ -6,13 +6,18 @@ works (children derived from parents, the grace window, the theft verdict) is de
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import logging
 
 from . import _metrics
 from ._admin import SessionAdmin
-from ._refresh_token import anti_csrf_token_for, child_refresh_token, refresh_token_handle, stored_refresh_hash
+from ._refresh_token import (
+    anti_csrf_token_for,
+    child_refresh_token,
+    refresh_token_handle,
+    sha256_hex,
+    stored_hash_of_hash1,
+)
 from .exceptions import StoreError, TokenTheftDetectedError, UnauthorisedError
 from .session import Session
 from .stores.base import Rotation, SessionRecord
@@ -48,7 +53,8 @@ class SessionRefresh(SessionAdmin):
             return await self._refresh(refresh_token, disable_anti_csrf, anti_csrf_token)
 
     async def _refresh(self, refresh_token: str, disable_anti_csrf: bool, anti_csrf_token: str | None) -> Session:
-        await self.open()
+        if not self._opened:
+            await self.open()
         mac_key = self.keys.refresh_mac_key
         handle = refresh_token_handle(mac_key, refresh_token)
         if handle is None:
@@ -60,11 +66,16 @@ class SessionRefresh(SessionAdmin):
                 logger.info("asgi_session: anti-CSRF check failed on refresh of session %r", handle)
                 await self._anti_csrf_failed(handle, "anti-csrf check failed on refresh")
                 raise UnauthorisedError("anti-csrf check failed on refresh", handle=handle)
-        presented = stored_refresh_hash(refresh_token)
+        # Each hash once: sha256_hex(token) goes into the access token, sha256_hex of that into the store.
+        parent_hash1 = sha256_hex(refresh_token)
+        presented = stored_hash_of_hash1(parent_hash1)
         child = child_refresh_token(mac_key, refresh_token)
+        child_hash1 = sha256_hex(child)
+        child_stored = stored_hash_of_hash1(child_hash1)
+        hashes = (child_hash1, parent_hash1)
         # Everything the answer needs that may read the store comes before the swap: once the swap commits, the
         # presented token is superseded, and a failure then would turn the client's retry into a theft verdict.
-        key = await self.keys.signing_key()
+        key = await self._signing_key()
         for _ in range(_ROTATE_ATTEMPTS):
             record = await self.store.get(handle)
             now = self.clock.now()
@@ -76,34 +87,35 @@ class SessionRefresh(SessionAdmin):
                 rotation = Rotation(
                     handle=handle,
                     expected_refresh_hash=presented,
-                    new_refresh_hash=stored_refresh_hash(child),
+                    new_refresh_hash=child_stored,
                     rotated_at=now,
                     last_seen=now,
                     expires_at=self._idle_expiry(now, record.absolute_expires_at, record.idle_timeout),
                 )
                 if await self.store.rotate(rotation):
-                    rotated = dataclasses.replace(
-                        record,
-                        refresh_hash=rotation.new_refresh_hash,
-                        previous_refresh_hash=presented,
-                        rotated_at=now,
-                        last_seen=now,
-                        expires_at=rotation.expires_at,
-                    )
+                    # The record as stored now differs in its hashes and times; the token needs only the new expiry.
                     _metrics.record_refreshed("rotated")
                     logger.info("asgi_session: refreshed session %r (user %r)", handle, record.user_id)
                     session = self._issue(
-                        rotated, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key
+                        record,
+                        child,
+                        parent=refresh_token,
+                        disable_anti_csrf=disable_anti_csrf,
+                        key=key,
+                        hashes=hashes,
+                        expires_at=rotation.expires_at,
                     )
                     if self._hooks is not None:
                         await self._hooks.emit("refreshed", handle, record.user_id, record.tenant_id)
                     return session
                 continue  # somebody rotated first: re-read; we are now the grace-window case
             if self._within_grace(record, presented, now):
-                if not hmac.compare_digest(stored_refresh_hash(child), record.refresh_hash):
+                if not hmac.compare_digest(child_stored, record.refresh_hash):
                     raise UnauthorisedError("refresh token lineage mismatch", handle=handle)
                 _metrics.record_refreshed("grace")
-                return self._issue(record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key)
+                return self._issue(
+                    record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key, hashes=hashes
+                )
             deleted = await self.store.delete([handle])
             self._revoked_here([handle])
             _metrics.record_theft()
