@@ -21,7 +21,7 @@ from .hooks import SessionHooks, revoke_reason
 from .keys import SigningKey
 from .session import Session, SessionInformation
 from .stores.base import SessionRecord
-from .tokens import check_custom_payload, sign_access_token
+from .tokens import check_custom_payload, claims_json, sign_access_token, sign_claims_json
 
 __all__ = ["SessionAdmin"]
 
@@ -101,30 +101,58 @@ class SessionAdmin(ManagerCore):
         parent: str | None,
         disable_anti_csrf: bool,
         key: SigningKey,
+        hashes: tuple[str, str | None] | None = None,
+        expires_at: float | None = None,
     ) -> Session:
         """Sign a new access token for ``record`` and return the session carrying it and ``refresh_token``.
 
         Synchronous work only: the caller fetched ``key`` (which may read the store) before it wrote anything, so
-        nothing can fail between the write and the answer.
+        nothing can fail between the write and the answer. ``hashes``: ``sha256_hex`` of ``refresh_token`` and of
+        ``parent`` when the caller has them already; ``expires_at``: the session's expiry when it is no longer
+        ``record.expires_at`` (a rotation just slid it).
         """
+        if expires_at is None:
+            expires_at = record.expires_at
+        claims = self._new_claims(
+            record,
+            refresh_token,
+            hashes=(sha256_hex(refresh_token), sha256_hex(parent) if parent else None) if hashes is None else hashes,
+            disable_anti_csrf=disable_anti_csrf,
+            expires_at=expires_at,
+        )
+        return self._issued(claims, sign_claims_json(claims_json(claims), key), refresh_token, expires_at)
+
+    def _new_claims(
+        self,
+        record: SessionRecord,
+        refresh_token: str,
+        *,
+        hashes: tuple[str, str | None],
+        disable_anti_csrf: bool,
+        expires_at: float,
+    ) -> dict[str, Any]:
+        """The claims of a new access token for ``record`` and ``refresh_token`` (``hashes``: its and its parent's)."""
         anti_csrf = None
         if self.config.anti_csrf_mode == "VIA_TOKEN" and not disable_anti_csrf:
             anti_csrf = anti_csrf_token_for(self.keys.refresh_mac_key, refresh_token)
-        claims = self._claims(
+        return self._claims(
             record,
-            exp=self._access_expiry(record),
-            refresh_hash1=sha256_hex(refresh_token),
-            parent_hash1=sha256_hex(parent) if parent else None,
+            exp=int(min(self.clock.now() + self.config.access_token_validity.total_seconds(), expires_at)),
+            refresh_hash1=hashes[0],
+            parent_hash1=hashes[1],
             anti_csrf=anti_csrf,
             payload=record.access_token_payload,
         )
+
+    def _issued(self, claims: dict[str, Any], access_token: str, refresh_token: str, expires_at: float) -> Session:
+        """The session carrying a just-signed ``access_token`` (of ``claims``, from :meth:`_new_claims`)."""
         return Session(
             self,
-            access_token=sign_access_token(claims, key),
+            access_token=access_token,
             claims=claims,
             refresh_token=refresh_token,
-            refresh_token_expiry=record.expires_at,
-            anti_csrf_token=anti_csrf,
+            refresh_token_expiry=expires_at,
+            anti_csrf_token=claims["antiCsrfToken"],
             updated=True,
         )
 

@@ -9,6 +9,7 @@ handle), ``_refresh`` (rotation) and ``manager`` (create, verify). It knows noth
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,7 +25,7 @@ from ._revocations import RevocationView
 from ._token_cache import VerifiedTokenCache, token_key
 from .config import SessionConfig
 from .exceptions import ConfigurationError, InvalidPayloadError, StoreError, TryRefreshTokenError
-from .keys import KeyRing
+from .keys import KeyRing, SigningKey
 from .stores.base import (
     RevocationFeed,
     RevocationLog,
@@ -33,7 +34,13 @@ from .stores.base import (
     SessionStore,
     StoreLifecycle,
 )
-from .tokens import REMEMBER_CLAIM, UnknownKeyError, access_token_length_bound, decode_access_token, json_copy
+from .tokens import (
+    REMEMBER_CLAIM,
+    UnknownKeyError,
+    access_token_length_bound,
+    decode_access_token,
+    json_copy,
+)
 from .transport import ACCESS_COOKIE
 
 __all__ = ["DEFAULT_STORE_URL", "ManagerCore"]
@@ -74,6 +81,8 @@ class ManagerCore(StoreLifecycle):
         # The per-request reading of the clock: ``time.time`` itself for the system clock (no Python frame).
         self._now: Callable[[], float] = time.time if type(self.clock) is SystemClock else self.clock.now
         self.keys = KeyRing(self.store, self.config, self.clock)
+        # The ring's last answer to signing_key(): (key, the ring's records it came from, valid from, valid until).
+        self._signer: tuple[SigningKey, object, float, float] | None = None
         self._cache = VerifiedTokenCache(self.config.verified_token_cache_size)
         self._cache_entries = self._cache.entries
         # Revoked handles, kept as long as an access token of theirs could live (plus clock skew).
@@ -231,10 +240,6 @@ class ManagerCore(StoreLifecycle):
         expiry = now + idle
         return expiry if absolute is None else min(expiry, absolute)
 
-    def _access_expiry(self, record: SessionRecord) -> int:
-        now = self.clock.now()
-        return int(min(now + self.config.access_token_validity.total_seconds(), record.expires_at))
-
     def _check_token_size(self, record: SessionRecord, payload: Mapping[str, Any]) -> None:
         """Refuse a payload whose access token could not travel in a cookie, whatever the transfer method.
 
@@ -250,7 +255,29 @@ class ManagerCore(StoreLifecycle):
             anti_csrf="0" * 32 if self.config.anti_csrf_mode == "VIA_TOKEN" else None,
             payload=payload,
         )
-        size = len(ACCESS_COOKIE) + access_token_length_bound(worst, self.config.signing_algorithm)
+        self._refuse_oversized(access_token_length_bound(worst, self.config.signing_algorithm))
+
+    def _check_claims_size(self, claims: Mapping[str, Any], length: int) -> None:
+        """:meth:`_check_token_size` for a new session's own claims, whose compact JSON is ``length`` characters.
+
+        The same bound, without building and encoding a second claim set: the worst case differs from a new
+        session's first claims only in three values, whose JSON lengths are added here. ``exp`` gets the
+        worst case's (eleven digits against ten); ``parentRefreshTokenHash1``, ``null`` in a first token, becomes a
+        quoted 64-character hash (as in every refreshed token); ``antiCsrfToken`` becomes a quoted 32-character
+        string in ``VIA_TOKEN`` mode, else ``null``. The values are ints, ``null`` or base64url / hex strings,
+        which JSON writes without escapes.
+        """
+        worst_exp = int(self.clock.now()) + 10**10
+        worst_csrf = 34 if self.config.anti_csrf_mode == "VIA_TOKEN" else 4
+        csrf = claims["antiCsrfToken"]
+        parent = claims["parentRefreshTokenHash1"]
+        length += len(str(worst_exp)) - len(str(claims["exp"]))
+        length += 66 - (4 if parent is None else len(parent) + 2)
+        length += worst_csrf - (4 if csrf is None else len(csrf) + 2)
+        self._refuse_oversized(access_token_length_bound(length, self.config.signing_algorithm))
+
+    def _refuse_oversized(self, bound: int) -> None:
+        size = len(ACCESS_COOKIE) + bound
         if size > MAX_COOKIE_BYTES:
             raise InvalidPayloadError(
                 f"the access token could take up to {size} bytes with its cookie or header name, over the "
@@ -282,3 +309,47 @@ class ManagerCore(StoreLifecycle):
             **({} if record.remember else {REMEMBER_CLAIM: False}),
             **payload,
         }
+
+    # -- the signing key -------------------------------------------------------------------------------------
+
+    async def _signing_key(self) -> SigningKey:
+        """``keys.signing_key()``, remembered for as long as the ring's answer cannot change.
+
+        The ring picks its signer from its records by the clock, re-reads them every ``key_publish_ahead / 2`` and
+        rotates when due; between those moments (the next re-read, the next pending key's ``signs_from``, a key's
+        last signing moment, the next rotation) and while it holds the same records, it answers with the same key.
+        Asking it costs list scans and a new ``SigningKey`` per create and refresh; this costs a comparison.
+        """
+        cached = self._signer
+        ring = self.keys
+        if cached is not None:
+            now = self._now()
+            if cached[2] <= now < cached[3] and cached[1] is ring._records:
+                return cached[0]
+        key = await ring.signing_key()
+        now = self.clock.now()
+        self._signer = (key, ring._records, now, self._signer_until(key, now))
+        return key
+
+    def _signer_until(self, key: SigningKey, now: float) -> float:
+        """Until when ``keys.signing_key()`` answers ``key`` (if the ring's records stay the same); ``now``: never."""
+        ring = self.keys
+        if key.algorithm == "HS256":
+            return math.inf  # the configured secret: the ring never reloads or rotates for it
+        signer = ring._current_signer(now)
+        if signer is None or signer.kid != key.kid:
+            return now
+        config = self.config
+        until = ring._loaded_at + max(1.0, config.key_publish_ahead.total_seconds() / 2)  # the next re-read
+        validity = config.access_token_validity.total_seconds()
+        pending = False
+        for record in ring._signing_records():
+            if record.signs_from > now:  # a pending key: it may become the signer then
+                pending = True
+                until = min(until, record.signs_from)
+            if record.expires_at is not None:  # a key stops signing then (its tokens would outlive it)
+                until = min(until, record.expires_at - validity)
+        if not pending:  # the rotation comes due then
+            interval = config.key_rotation_interval.total_seconds()
+            until = min(until, signer.signs_from + interval - config.key_publish_ahead.total_seconds())
+        return until

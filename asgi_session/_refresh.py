@@ -6,13 +6,18 @@ works (children derived from parents, the grace window, the theft verdict) is de
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import logging
 
 from . import _metrics
 from ._admin import SessionAdmin
-from ._refresh_token import anti_csrf_token_for, child_refresh_token, refresh_token_handle, stored_refresh_hash
+from ._refresh_token import (
+    anti_csrf_token_for,
+    child_refresh_token,
+    refresh_token_handle,
+    sha256_hex,
+    stored_hash_of_hash1,
+)
 from .exceptions import StoreError, TokenTheftDetectedError, UnauthorisedError
 from .session import Session
 from .stores.base import Rotation, SessionRecord
@@ -44,82 +49,86 @@ class SessionRefresh(SessionAdmin):
             TokenTheftDetectedError: a superseded refresh token was reused; the session is now revoked.
             StoreError: the store failed; the presented token stays valid.
         """
-        with _metrics.refresh_span():
-            return await self._refresh(refresh_token, disable_anti_csrf, anti_csrf_token)
-
-    async def _refresh(self, refresh_token: str, disable_anti_csrf: bool, anti_csrf_token: str | None) -> Session:
-        await self.open()
-        mac_key = self.keys.refresh_mac_key
-        handle = refresh_token_handle(mac_key, refresh_token)
-        if handle is None:
-            raise UnauthorisedError("invalid refresh token")
-        if self.config.anti_csrf_mode == "VIA_TOKEN" and not disable_anti_csrf:
-            expected = anti_csrf_token_for(mac_key, refresh_token)
-            if not anti_csrf_token or not hmac.compare_digest(anti_csrf_token.encode(), expected.encode()):
-                _metrics.record_anti_csrf_failure("VIA_TOKEN")
-                logger.info("asgi_session: anti-CSRF check failed on refresh of session %r", handle)
-                await self._anti_csrf_failed(handle, "anti-csrf check failed on refresh")
-                raise UnauthorisedError("anti-csrf check failed on refresh", handle=handle)
-        presented = stored_refresh_hash(refresh_token)
-        child = child_refresh_token(mac_key, refresh_token)
-        # Everything the answer needs that may read the store comes before the swap: once the swap commits, the
-        # presented token is superseded, and a failure then would turn the client's retry into a theft verdict.
-        key = await self.keys.signing_key()
-        for _ in range(_ROTATE_ATTEMPTS):
-            record = await self.store.get(handle)
-            now = self.clock.now()
-            if record is None or record.expires_at <= now:
-                if record is not None and self._hooks is not None:
-                    await self._hooks.emit("revoked", handle, record.user_id, record.tenant_id, "expired")
-                raise UnauthorisedError("session does not exist or has expired", handle=handle)
-            if hmac.compare_digest(presented, record.refresh_hash):
-                rotation = Rotation(
-                    handle=handle,
-                    expected_refresh_hash=presented,
-                    new_refresh_hash=stored_refresh_hash(child),
-                    rotated_at=now,
-                    last_seen=now,
-                    expires_at=self._idle_expiry(now, record.absolute_expires_at, record.idle_timeout),
-                )
-                if await self.store.rotate(rotation):
-                    rotated = dataclasses.replace(
-                        record,
-                        refresh_hash=rotation.new_refresh_hash,
-                        previous_refresh_hash=presented,
+        with _metrics.refresh_span():  # the whole rotation, in this one coroutine (no inner layer to await)
+            if not self._opened:
+                await self.open()
+            mac_key = self.keys.refresh_mac_key
+            handle = refresh_token_handle(mac_key, refresh_token)
+            if handle is None:
+                raise UnauthorisedError("invalid refresh token")
+            if self.config.anti_csrf_mode == "VIA_TOKEN" and not disable_anti_csrf:
+                expected = anti_csrf_token_for(mac_key, refresh_token)
+                if not anti_csrf_token or not hmac.compare_digest(anti_csrf_token.encode(), expected.encode()):
+                    _metrics.record_anti_csrf_failure("VIA_TOKEN")
+                    logger.info("asgi_session: anti-CSRF check failed on refresh of session %r", handle)
+                    await self._anti_csrf_failed(handle, "anti-csrf check failed on refresh")
+                    raise UnauthorisedError("anti-csrf check failed on refresh", handle=handle)
+            # Each hash once: sha256_hex(token) goes into the access token, sha256_hex of that into the store.
+            parent_hash1 = sha256_hex(refresh_token)
+            presented = stored_hash_of_hash1(parent_hash1)
+            child = child_refresh_token(mac_key, refresh_token)
+            child_hash1 = sha256_hex(child)
+            child_stored = stored_hash_of_hash1(child_hash1)
+            hashes = (child_hash1, parent_hash1)
+            # Everything the answer needs that may read the store comes before the swap: once the swap commits, the
+            # presented token is superseded, and a failure then would turn the client's retry into a theft verdict.
+            key = await self._signing_key()
+            for _ in range(_ROTATE_ATTEMPTS):
+                record = await self.store.get(handle)
+                now = self.clock.now()
+                if record is None or record.expires_at <= now:
+                    if record is not None and self._hooks is not None:
+                        await self._hooks.emit("revoked", handle, record.user_id, record.tenant_id, "expired")
+                    raise UnauthorisedError("session does not exist or has expired", handle=handle)
+                if hmac.compare_digest(presented, record.refresh_hash):
+                    rotation = Rotation(
+                        handle=handle,
+                        expected_refresh_hash=presented,
+                        new_refresh_hash=child_stored,
                         rotated_at=now,
                         last_seen=now,
-                        expires_at=rotation.expires_at,
+                        expires_at=self._idle_expiry(now, record.absolute_expires_at, record.idle_timeout),
                     )
-                    _metrics.record_refreshed("rotated")
-                    logger.info("asgi_session: refreshed session %r (user %r)", handle, record.user_id)
-                    session = self._issue(
-                        rotated, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key
+                    if await self.store.rotate(rotation):
+                        # The record as stored now differs in its hashes and times; the token needs only the new expiry.
+                        _metrics.record_refreshed("rotated")
+                        logger.info("asgi_session: refreshed session %r (user %r)", handle, record.user_id)
+                        session = self._issue(
+                            record,
+                            child,
+                            parent=refresh_token,
+                            disable_anti_csrf=disable_anti_csrf,
+                            key=key,
+                            hashes=hashes,
+                            expires_at=rotation.expires_at,
+                        )
+                        if self._hooks is not None:
+                            await self._hooks.emit("refreshed", handle, record.user_id, record.tenant_id)
+                        return session
+                    continue  # somebody rotated first: re-read; we are now the grace-window case
+                if self._within_grace(record, presented, now):
+                    if not hmac.compare_digest(child_stored, record.refresh_hash):
+                        raise UnauthorisedError("refresh token lineage mismatch", handle=handle)
+                    _metrics.record_refreshed("grace")
+                    return self._issue(
+                        record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key, hashes=hashes
                     )
-                    if self._hooks is not None:
-                        await self._hooks.emit("refreshed", handle, record.user_id, record.tenant_id)
-                    return session
-                continue  # somebody rotated first: re-read; we are now the grace-window case
-            if self._within_grace(record, presented, now):
-                if not hmac.compare_digest(stored_refresh_hash(child), record.refresh_hash):
-                    raise UnauthorisedError("refresh token lineage mismatch", handle=handle)
-                _metrics.record_refreshed("grace")
-                return self._issue(record, child, parent=refresh_token, disable_anti_csrf=disable_anti_csrf, key=key)
-            deleted = await self.store.delete([handle])
-            self._revoked_here([handle])
-            _metrics.record_theft()
-            _metrics.record_revoked("token_theft", len(deleted))
-            logger.warning(
-                "asgi_session: refresh token theft detected; revoked session %r (user %r, tenant %r)",
-                handle,
-                record.user_id,
-                record.tenant_id,
-            )
-            if self._hooks is not None:
-                if deleted:
-                    await self._hooks.emit("revoked", handle, record.user_id, record.tenant_id, "theft")
-                await self._hooks.emit("token_theft_detected", handle, record.user_id, record.tenant_id)
-            raise TokenTheftDetectedError(handle=handle, user_id=record.user_id, tenant_id=record.tenant_id)
-        raise StoreError("refresh did not settle after repeated concurrent rotations; try again")
+                deleted = await self.store.delete([handle])
+                self._revoked_here([handle])
+                _metrics.record_theft()
+                _metrics.record_revoked("token_theft", len(deleted))
+                logger.warning(
+                    "asgi_session: refresh token theft detected; revoked session %r (user %r, tenant %r)",
+                    handle,
+                    record.user_id,
+                    record.tenant_id,
+                )
+                if self._hooks is not None:
+                    if deleted:
+                        await self._hooks.emit("revoked", handle, record.user_id, record.tenant_id, "theft")
+                    await self._hooks.emit("token_theft_detected", handle, record.user_id, record.tenant_id)
+                raise TokenTheftDetectedError(handle=handle, user_id=record.user_id, tenant_id=record.tenant_id)
+            raise StoreError("refresh did not settle after repeated concurrent rotations; try again")
 
     async def _anti_csrf_failed(self, handle: str | None, reason: str) -> None:
         """Report an anti-CSRF failure on refresh to the hook, with the session's owner when it exists."""

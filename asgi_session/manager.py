@@ -11,7 +11,7 @@ from typing import Any
 from . import _metrics
 from ._claim_admin import ClaimAdmin
 from ._clock import Clock
-from ._refresh_token import mint_refresh_token, new_handle, stored_refresh_hash
+from ._refresh_token import mint_refresh_token, new_handle, sha256_hex, stored_hash_of_hash1
 from ._token_cache import token_key
 from ._validate import check_id, check_session_data
 from .claims import (
@@ -26,7 +26,7 @@ from .exceptions import ConfigurationError, InvalidPayloadError, TryRefreshToken
 from .hooks import SessionHooks
 from .session import Session
 from .stores.base import SessionRecord, SessionStore
-from .tokens import UnknownKeyError, check_custom_payload, check_json_object, sign_jwt
+from .tokens import UnknownKeyError, check_custom_payload, check_json_object, claims_json, sign_claims_json, sign_jwt
 
 __all__ = ["SessionManager"]
 
@@ -130,7 +130,8 @@ class SessionManager(ClaimAdmin):
             StoreError: the store failed; no session exists and no token was issued.
         """
         idle = self._check_idle_timeout(idle_timeout)
-        await self.open()
+        if not self._opened:
+            await self.open()
         check_id("user_id", user_id)
         check_id("tenant_id", tenant_id)
         payload = check_custom_payload(access_token_payload)
@@ -142,6 +143,7 @@ class SessionManager(ClaimAdmin):
         now = self.clock.now()
         handle = new_handle()
         refresh_token = mint_refresh_token(self.keys.refresh_mac_key, handle)
+        refresh_hash1 = sha256_hex(refresh_token)
         absolute = None
         if self.config.session_max_lifetime is not None:
             absolute = now + self.config.session_max_lifetime.total_seconds()
@@ -149,7 +151,7 @@ class SessionManager(ClaimAdmin):
             handle=handle,
             user_id=user_id,
             tenant_id=tenant_id,
-            refresh_hash=stored_refresh_hash(refresh_token),
+            refresh_hash=stored_hash_of_hash1(refresh_hash1),  # the store keeps sha256(sha256(token))
             session_data=data,
             access_token_payload=payload,
             created_at=now,
@@ -161,12 +163,22 @@ class SessionManager(ClaimAdmin):
             remember=bool(remember),
             idle_timeout=idle,
         )
-        self._check_token_size(record, payload)
-        key = await self.keys.signing_key()  # before the write: a store failure here leaves no orphan session
+        # The access token's claims, built and encoded once: sized here, before anything is stored, and signed
+        # after the write.
+        claims = self._new_claims(
+            record,
+            refresh_token,
+            hashes=(refresh_hash1, None),
+            disable_anti_csrf=disable_anti_csrf,
+            expires_at=record.expires_at,
+        )
+        encoded = claims_json(claims)
+        self._check_claims_size(claims, len(encoded))
+        key = await self._signing_key()  # before the write: a store failure here leaves no orphan session
         await self.store.create(record)
         _metrics.record_created()
         logger.info("asgi_session: created session %r (user %r, tenant %r)", handle, user_id, tenant_id)
-        session = self._issue(record, refresh_token, parent=None, disable_anti_csrf=disable_anti_csrf, key=key)
+        session = self._issued(claims, sign_claims_json(encoded, key), refresh_token, record.expires_at)
         if self._hooks is not None:
             await self._hooks.emit("created", handle, user_id, tenant_id)
         return session

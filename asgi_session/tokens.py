@@ -22,6 +22,9 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 from .exceptions import InvalidPayloadError, TryRefreshTokenError
@@ -36,11 +39,13 @@ __all__ = [
     "access_token_length_bound",
     "check_custom_payload",
     "check_json_object",
+    "claims_json",
     "decode_access_token",
     "front_token",
     "json_copy",
     "looks_like_access_token",
     "sign_access_token",
+    "sign_claims_json",
     "sign_jwt",
 ]
 
@@ -79,8 +84,12 @@ class UnknownKeyError(TryRefreshTokenError):
         self.kid = kid
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # What ``base64.urlsafe_b64encode(data).rstrip(b"=")`` returns, in two C calls instead of four Python frames.
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE, b"=").decode("ascii")
 
 
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
@@ -172,9 +181,9 @@ _SIGNATURE_CHARS = {"ES256": 86, "EdDSA": 86, "HS256": 43, "RS256": 342}
 _HEADER_CHARS = 160  # base64url of {"alg","typ","kid","version"} with our longest kid, rounded up
 
 
-def access_token_length_bound(claims: Mapping[str, Any], algorithm: str) -> int:
-    """An upper bound on the length of the access token that would carry ``claims``."""
-    payload = len(_compact_json(claims))
+def access_token_length_bound(claims: Mapping[str, Any] | int, algorithm: str) -> int:
+    """An upper bound on the length of the access token that would carry ``claims`` (or claims of that JSON length)."""
+    payload = claims if isinstance(claims, int) else len(_compact_json(claims))
     return _HEADER_CHARS + 1 + (payload * 4 + 2) // 3 + 1 + _SIGNATURE_CHARS[algorithm]
 
 
@@ -182,14 +191,6 @@ def access_token_length_bound(claims: Mapping[str, Any], algorithm: str) -> int:
 # one with s <= n / 2 is canonical ("low S"). We sign low-S and refuse high-S, so one token has one spelling.
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = _P256_ORDER // 2
-
-
-def _low_s(signature: bytes) -> bytes:
-    """The low-S form of a raw ES256 signature ``r || s``."""
-    s = int.from_bytes(signature[32:], "big")
-    if s <= _P256_HALF_ORDER:
-        return signature
-    return signature[:32] + (_P256_ORDER - s).to_bytes(32, "big")
 
 
 # A base64url character's value, for the canonical check below.
@@ -223,7 +224,28 @@ def _check_canonical_signature(segment: str, signature: bytes, alg: str) -> None
 
 def sign_access_token(claims: Mapping[str, Any], key: SigningKey) -> str:
     """Sign the claims as a compact JWT with ``key`` (header: alg, typ, kid, version 5; ES256 in low-S form)."""
-    return _sign({"alg": key.algorithm, "typ": "JWT", "kid": key.kid, "version": "5"}, claims, key)
+    return sign_claims_json(_compact_json(claims), key)
+
+
+def claims_json(claims: Mapping[str, Any]) -> bytes:
+    """The claims as the access token carries them: compact JSON (what :func:`sign_claims_json` takes)."""
+    return _compact_json(claims)
+
+
+# The encoded access-token header of each signing key, by (algorithm, kid). Bounded like _HEADERS.
+_ACCESS_HEADERS: dict[tuple[str, str], str] = {}
+
+
+def sign_claims_json(payload: bytes, key: SigningKey) -> str:
+    """:func:`sign_access_token` for claims already encoded by :func:`claims_json` (a create sizes them first)."""
+    name = (key.algorithm, key.kid)
+    header = _ACCESS_HEADERS.get(name)
+    if header is None:
+        header = _b64url(_compact_json({"alg": key.algorithm, "typ": "JWT", "kid": key.kid, "version": "5"}))
+        if len(_ACCESS_HEADERS) >= _HEADERS_MAX:
+            _ACCESS_HEADERS.clear()
+        _ACCESS_HEADERS[name] = header
+    return _sign_input(header + "." + _b64url(payload), key)
 
 
 # Session claims a service-to-service JWT may not carry: without them it can never pass as an access token,
@@ -263,10 +285,23 @@ def _encoded_header(header: Mapping[str, Any]) -> str:
 
 
 def _sign(header: Mapping[str, Any], claims: Mapping[str, Any], key: SigningKey) -> str:
-    signing_input = _encoded_header(header) + "." + _b64url(_compact_json(claims))
-    signature = _ALGORITHMS[key.algorithm].sign(signing_input.encode("ascii"), key.private_key)
-    if key.algorithm == "ES256":
-        signature = _low_s(signature)
+    return _sign_input(_encoded_header(header) + "." + _b64url(_compact_json(claims)), key)
+
+
+_ECDSA_SHA256 = ec.ECDSA(SHA256())  # stateless: one for every ES256 signature
+
+
+def _sign_input(signing_input: str, key: SigningKey) -> str:
+    private_key = key.private_key
+    if key.algorithm == "ES256" and isinstance(private_key, ec.EllipticCurvePrivateKey):
+        # PyJWT's ES256 signing, without its per-call ECDSA object and its DER -> raw round trip through bytes:
+        # the same raw r || s, in low-S form.
+        r, s = decode_dss_signature(private_key.sign(signing_input.encode("ascii"), _ECDSA_SHA256))
+        if s > _P256_HALF_ORDER:
+            s = _P256_ORDER - s
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        signature = _ALGORITHMS[key.algorithm].sign(signing_input.encode("ascii"), key.private_key)
     return signing_input + "." + _b64url(signature)
 
 

@@ -16,6 +16,8 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # bu
 
 def dump_object(value: Mapping[str, Any], what: str) -> str:
     """Serialise a JSON object compactly; anything else (NaN, sets, lists, objects) is a ``StoreError``."""
+    if type(value) is dict and not value:
+        return "{}"  # most sessions: no data, no custom claims
     try:
         text = _COMPACT(value)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -27,6 +29,8 @@ def dump_object(value: Mapping[str, Any], what: str) -> str:
 
 def load_object(text: str, what: str) -> dict[str, Any]:
     """Parse stored JSON object text; corrupt or non-object text is a ``StoreError`` (never quoting the text)."""
+    if text == "{}":
+        return {}  # most sessions: no data, no custom claims
     try:
         value = json.loads(text)
     except (TypeError, ValueError, RecursionError) as exc:

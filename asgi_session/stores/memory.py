@@ -24,10 +24,15 @@ from .base import (
 __all__ = ["MemoryStore"]
 
 
+_ENCODE = json.JSONEncoder(allow_nan=False).encode  # built once: json.dumps(allow_nan=False) builds one per call
+
+
 def _json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
     """Copy through JSON, as a persistent store would, so callers never share mutable state with us."""
+    if type(value) is dict and not value:
+        return {}  # most sessions: no data, no custom claims
     try:
-        copied = json.loads(json.dumps(value, allow_nan=False))
+        copied = json.loads(_ENCODE(value))
     except (TypeError, ValueError) as exc:
         raise StoreError(f"session data is not JSON-serialisable: {exc}") from exc
     if not isinstance(copied, dict):
