@@ -39,6 +39,9 @@ Creating the session the first three use is not timed. Calls are interleaved: ``
 store and operation: p50 and p90 at each size, p50(largest) / p50(smallest) with the P6 verdict (<= 1.5), and the
 median over rounds of the same ratio taken within each round (less moved by a slow phase of this shared machine).
 
+``--sqlite-pragma NAME=VALUE`` (repeatable) sets a PRAGMA on each measured SQLite store's connection after it
+opened (``cache_size``, ``mmap_size``: what a page cache changes at each size).
+
 Query plans, on the largest store of each kind: SQLite ``EXPLAIN QUERY PLAN`` of every statement the measured
 operations run (including the revocation trigger's ``DELETE``, which ``EXPLAIN QUERY PLAN`` of the ``INSERT`` does
 not show); PostgreSQL ``EXPLAIN`` of the same statements, with the custom plan and with
@@ -252,6 +255,7 @@ class Case:
     fill_seconds: float = 0.0
     samples: dict[str, list[float]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
     created: int = 0
+    sqlite_pragmas: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -286,6 +290,9 @@ class Case:
         config = SessionConfig(access_token_blacklisting=True, revocation_max_lag=0.1)
         self.store = store_from_url(self.target.url)
         self.manager = await stack.enter_async_context(SessionManager(store=self.store, config=config))
+        for pragma in self.sqlite_pragmas if self.kind == "sqlite" else ():
+            # On the measured store's own connection (the same one its group commit uses), after it opened.
+            await self.store._db.execute_fetchall(f"PRAGMA {pragma}")
 
     async def _timed(self, op: str, call: Awaitable[Any]) -> Any:
         started = time.perf_counter_ns()
@@ -556,7 +563,11 @@ async def measure(args: argparse.Namespace, folder: Path, cleanups: list[Callabl
             print(f"  {note}")
         for target in targets:
             filler = Filler(seed=secrets.token_hex(3), per_user=args.per_user, users=size // args.per_user)
-            cases.append(Case(target.name, size, target, services[target.name], filler))
+            case = Case(target.name, size, target, services[target.name], filler)
+            case.sqlite_pragmas = tuple(args.sqlite_pragma)
+            cases.append(case)
+    if args.sqlite_pragma:
+        print(f"SQLite PRAGMAs on the measured connections: {', '.join(args.sqlite_pragma)}")
     print("fill:")
     for case in cases:
         await case.fill()
@@ -632,6 +643,14 @@ if __name__ == "__main__":
     parser.add_argument("--per-user", type=int, default=10, help="filled sessions per user (10)")
     parser.add_argument("--seed", type=int, default=1, help="random choice of filled users and sessions (1)")
     parser.add_argument("--json", metavar="PATH", help="also write every result and plan to this JSON file")
+    parser.add_argument(
+        "--sqlite-pragma",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PRAGMA set on each measured SQLite store's connection once it opened, e.g. cache_size=-65536 "
+        "(repeatable; not on the fill's connection)",
+    )
     arguments = parser.parse_args()
     if min(arguments.ops, arguments.rounds, arguments.per_user) < 1 or arguments.sizes[0] < arguments.per_user:
         parser.error("counts must be >= 1 and every size at least --per-user")
