@@ -24,7 +24,7 @@ from pathlib import Path
 import aiosqlite
 import anyio
 
-from asgi_session import SessionManager
+from asgi_session import SessionConfig, SessionManager
 from asgi_session.stores import SessionStore, SQLiteStore
 
 
@@ -90,10 +90,13 @@ async def naive_cas(folder: Path, count: int, concurrency: int, *, wal: bool = F
 
 
 async def create_then_refresh(
-    store: SessionStore, count: int, concurrency: int, users: str = "user"
+    store: SessionStore, count: int, concurrency: int, users: str = "user", *, config: SessionConfig | None = None
 ) -> tuple[float, float]:
-    """asgi-session on ``store``: create ``count`` sessions (of 97 users), then refresh each; both rates per second."""
-    async with SessionManager(store=store) as manager:
+    """asgi-session on ``store``: create ``count`` sessions (of 97 users), then refresh each; both rates per second.
+
+    ``config``: the manager's configuration (the default one when ``None``; ``algorithms.py`` varies the algorithm).
+    """
+    async with SessionManager(store=store, config=config) as manager:
         refresh_tokens: list[str] = [""] * count
 
         async def create(i: int) -> None:
