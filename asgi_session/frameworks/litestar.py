@@ -73,10 +73,11 @@ except ImportError as exc:
 
 from .._asgi import Receive, Scope, Send
 from .._cleanup import ScheduledCleanup
+from .._context import get_route_session as _get_route_session
 from .._context import get_session as _get_session
 from .._endpoints import Endpoints
 from .._error_handlers import ErrorHandlers
-from ..claims import OverrideGlobalClaimValidators, no_claim_validators
+from ..claims import OverrideGlobalClaimValidators
 from ..manager import SessionManager
 from ..middleware import SessionMiddleware
 from ..session import Session
@@ -109,10 +110,6 @@ ACCESS_TOKEN_BEARER = "AccessTokenBearer"
 CLAIM_VALIDATORS_OPT = "override_global_claim_validators"
 """The ``opt`` key of a route handler, controller or router whose value (``override(global_validators, session)``,
 sync or async) replaces the manager's ``global_claim_validators`` for the ``session`` dependency and the guards."""
-
-# Set in the ASGI scope once a guard or the dependency has validated the request's claims: later helpers without
-# an override of their own then run no validator again (a route's claim policy is decided once).
-_CLAIMS_CHECKED = "asgi_session.litestar.claims_checked"
 
 SECURITY: list[dict[str, list[str]]] = [{ACCESS_TOKEN_COOKIE: []}, {ACCESS_TOKEN_BEARER: []}]
 """The security requirement of a protected route: either scheme (as the FastAPI integration documents it)."""
@@ -157,13 +154,6 @@ def _route_override(handler: BaseRouteHandler | None) -> OverrideGlobalClaimVali
     return override
 
 
-def _effective(scope: Any, override: OverrideGlobalClaimValidators | None) -> OverrideGlobalClaimValidators | None:
-    """No validator again once the request's claims were validated, unless the caller brings an override."""
-    if override is None and scope.get(_CLAIMS_CHECKED):
-        return no_claim_validators
-    return override
-
-
 async def _checked(
     scope: Any,
     session_required: bool,
@@ -177,11 +167,7 @@ async def _checked(
     are validated once per request (``override``, else the global validators); later helpers skip them.
     """
     try:
-        session = await _get_session(
-            scope, session_required, check_database, anti_csrf_check, _effective(scope, override)
-        )
-        scope[_CLAIMS_CHECKED] = True
-        return session
+        return await _get_route_session(scope, session_required, check_database, anti_csrf_check, override)
     except _PROTOCOL_ERRORS as exc:
         if scope.get("type") != "websocket":
             raise
@@ -244,9 +230,9 @@ async def get_session(
         StoreError: the store failed during the database check.
         ConfigurationError: ``SessionPlugin`` (or ``SessionMiddleware``) is not installed.
     """
-    scope = request.scope
+    # On a request a guard or the dependency checked, the scope is marked: no validator again without an override.
     return await _get_session(
-        scope, session_required, check_database, anti_csrf_check, _effective(scope, override_global_claim_validators)
+        request.scope, session_required, check_database, anti_csrf_check, override_global_claim_validators
     )
 
 

@@ -19,6 +19,7 @@ from litestar.testing import AsyncTestClient
 from starlette.responses import JSONResponse as StarletteJSON
 from starlette.responses import RedirectResponse as StarletteRedirect
 
+import asgi_session
 from asgi_session import (
     ConfigurationError,
     ErrorHandlers,
@@ -426,6 +427,14 @@ async def claims_guarded_open(request: Request[Any, Any, Any], session: SessionD
     return {"user": again.user_id}
 
 
+@get("/claims/guarded-open-core", guards=[SessionGuard(override_global_claim_validators=without_globals)])
+async def claims_guarded_open_core(request: Request[Any, Any, Any]) -> dict[str, str]:
+    # The framework-free asgi_session.get_session honours the guard's check too.
+    session = await asgi_session.get_session(request, session_required=True)
+    assert session is not None
+    return {"user": session.user_id}
+
+
 @get("/claims/guarded-admin", guards=[SessionGuard(override_global_claim_validators=also_admin)])
 async def claims_guarded_admin() -> dict[str, str]:
     return {"user": "an admin"}
@@ -460,7 +469,8 @@ staff = Router(
     "/claims/staff", route_handlers=[staff_daily], guards=[session_guard], opt={CLAIM_VALIDATORS_OPT: also_admin}
 )
 CLAIM_HANDLERS: list[Any] = [
-    *(signin, claims_me, claims_open, claims_admin, claims_guarded_open, claims_guarded_admin),
+    *(signin, claims_me, claims_open, claims_admin, claims_guarded_open, claims_guarded_open_core),
+    claims_guarded_admin,
     *(claims_plain, claims_fresh_admin, staff),
 ]
 
@@ -500,7 +510,9 @@ async def test_a_failing_global_validator_is_403_with_supertokens_body(claims: H
     assert (await claims.client.get(path)).json() == {"user": "alice"}
 
 
-@pytest.mark.parametrize("path", ["/claims/open", "/claims/guarded-open", "/claims/plain?override=none"])
+@pytest.mark.parametrize(
+    "path", ["/claims/open", "/claims/guarded-open", "/claims/guarded-open-core", "/claims/plain?override=none"]
+)
 async def test_an_override_removing_the_global_validator_is_200(claims: Harness, path: str) -> None:
     await sign_in(claims, "mallory")
     response = await claims.client.get(path)
