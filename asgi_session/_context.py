@@ -29,12 +29,25 @@ if TYPE_CHECKING:
     from .manager import SessionManager
     from .session import Session
 
-__all__ = ["CONTEXT_KEY", "SCOPE_KEY", "RequestContext", "create_new_session", "get_session"]
+__all__ = [
+    "CLAIMS_CHECKED_KEY",
+    "CONTEXT_KEY",
+    "SCOPE_KEY",
+    "RequestContext",
+    "create_new_session",
+    "get_route_session",
+    "get_session",
+]
 
 logger = logging.getLogger("asgi_session")
 
 SCOPE_KEY = "asgi_session"
 CONTEXT_KEY = "asgi_session.context"
+# Set in the scope by a route helper (``requires_session``, ``verify_session``, ``session_required``,
+# ``require_session``, Litestar's guard and dependency) once it has validated the request's claims with the route's
+# ``override_global_claim_validators``: a later ``get_session`` without an override of its own then runs no validator
+# again, so the route's claim policy is decided once and the route's own ``get_session(request)`` cannot undo it.
+CLAIMS_CHECKED_KEY = "asgi_session.claims_checked"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -191,6 +204,9 @@ async def get_session(
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
         override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
             claim validators to run instead of the manager's ``global_claim_validators`` (add, remove or replace).
+            Without one, on a request whose claims a route helper already validated (``requires_session``,
+            ``verify_session``, ``session_required``, ``require_session``, Litestar's guard or dependency), no
+            validator runs again: the route's check stands.
 
     Raises:
         TryRefreshTokenError: the access token is expired or invalid, or the anti-CSRF check failed.
@@ -227,13 +243,37 @@ async def get_session(
     if check_database and not context.db_checked:
         await manager.check_session_in_store(session)
         context.db_checked = True
-    # Nothing to do, and nothing awaited, when no validator is configured and the route overrides nothing.
-    if override_global_claim_validators is not None or manager.global_claim_validators:
+    # Nothing to do, and nothing awaited, when no validator is configured and the route overrides nothing, or when
+    # a route helper already validated the claims with the route's policy and this call brings no override.
+    if override_global_claim_validators is not None or (
+        manager.global_claim_validators and not scope.get(CLAIMS_CHECKED_KEY)
+    ):
         validators = await resolve_claim_validators(
             manager.global_claim_validators, override_global_claim_validators, session
         )
         if validators:
             await session.assert_claims(validators)
+    return session
+
+
+async def get_route_session(
+    request_or_scope: Any,
+    session_required: bool,
+    check_database: bool | None,
+    anti_csrf_check: bool | None,
+    override_global_claim_validators: OverrideGlobalClaimValidators | None,
+) -> Session | None:
+    """:func:`get_session` for a route helper: validate the claims with the route's policy, once per request.
+
+    After it returns, the request is marked (``CLAIMS_CHECKED_KEY``) so that the route's own ``get_session`` calls
+    without an override run no claim validator again. It takes the same arguments and raises the same errors as
+    :func:`get_session`; a refused request is not marked.
+    """
+    scope = request_or_scope if type(request_or_scope) is dict else _scope_of(request_or_scope)
+    session = await get_session(
+        scope, session_required, check_database, anti_csrf_check, override_global_claim_validators
+    )
+    scope[CLAIMS_CHECKED_KEY] = True
     return session
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._asgi import ASGIApp, Receive, Scope, Send
-from ._context import get_session
+from ._context import get_route_session
 from .claims import OverrideGlobalClaimValidators
 
 __all__ = ["require_session"]
@@ -33,7 +33,9 @@ class _RequireSession:
         if scope["type"] in ("http", "websocket"):
             # A SessionError propagates: the SessionMiddleware outside answers it with the protocol response
             # (http) or closes the handshake with 1008 (websocket), before the wrapped app has run at all.
-            await get_session(scope, self.session_required, self.check_database, self.anti_csrf_check, self.override)
+            await get_route_session(
+                scope, self.session_required, self.check_database, self.anti_csrf_check, self.override
+            )
         await self.app(scope, receive, send)
 
 
@@ -61,7 +63,8 @@ def require_session(
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
         override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
             claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
-            ``invalid claim``).
+            ``invalid claim``). The wrapped app's own ``get_session`` calls without an override then run no
+            validator again.
 
     Returns:
         The protecting ASGI app.

@@ -43,8 +43,9 @@ try:
 except ImportError as exc:
     raise ConfigurationError("asgi_session.frameworks.django needs Django: pip install 'asgi-session[django]'") from exc
 
+from .._context import get_route_session as _get_route_session
 from .._context import get_session as _get_session
-from ..claims import OverrideGlobalClaimValidators, no_claim_validators
+from ..claims import OverrideGlobalClaimValidators
 from ._errors import defer_to_override, protocol_error
 
 if TYPE_CHECKING:
@@ -54,11 +55,6 @@ __all__ = ["SessionErrorMiddleware", "get_session", "protocol_response", "sessio
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-# Set in the ASGI scope by ``session_required`` once it has validated the request's claims: the view's own
-# ``get_session(request)`` calls (without an override) then return the session without running the manager's
-# global validators again, so the decorator's ``override_global_claim_validators`` is the view's claim policy.
-_CLAIMS_CHECKED = "asgi_session.django.claims_checked"
 
 
 def _scope_of(request: HttpRequest) -> Any:
@@ -193,11 +189,9 @@ async def get_session(
         StoreError: the store failed during the database check.
         ConfigurationError: the request did not come through ASGI and ``SessionMiddleware``.
     """
-    scope = _scope_of(request)
-    if override_global_claim_validators is None and scope.get(_CLAIMS_CHECKED):
-        override_global_claim_validators = no_claim_validators
+    # In a view that session_required checked, the scope is marked: no validator runs again without an override.
     return await _get_session(
-        scope, session_required, check_database, anti_csrf_check, override_global_claim_validators
+        _scope_of(request), session_required, check_database, anti_csrf_check, override_global_claim_validators
     )
 
 
@@ -284,11 +278,9 @@ def session_required(
                     f"session_required: the view's first argument must be the HttpRequest, got "
                     f"{type(request).__name__} (decorate methods with django.utils.decorators.method_decorator)"
                 )
-            scope = _scope_of(request)
-            request.asgi_session = await _get_session(  # type: ignore[attr-defined]
-                scope, required, check_database, anti_csrf_check, override_global_claim_validators
+            request.asgi_session = await _get_route_session(  # type: ignore[attr-defined]
+                _scope_of(request), required, check_database, anti_csrf_check, override_global_claim_validators
             )
-            scope[_CLAIMS_CHECKED] = True
             result = await call(request, *args, **kwargs)
             if inspect.isawaitable(result):  # a sync dispatch() of an async class-based view returns a coroutine
                 result = await result

@@ -39,7 +39,7 @@ except ImportError as exc:
         "asgi_session.frameworks.fastapi needs FastAPI: pip install 'asgi-session[fastapi]'"
     ) from exc
 
-from .._context import get_session as _get_session
+from .._context import get_route_session as _get_route_session
 from ..claims import OverrideGlobalClaimValidators
 from ..session import Session
 from ..transport import ACCESS_COOKIE
@@ -99,7 +99,7 @@ def _build(
     if not session_required:
         # An optional session does not protect the route, so the route is not marked with the schemes.
         async def optional_session(request: Request) -> Session | None:
-            return await _get_session(request, False, check_database, anti_csrf_check, override)
+            return await _get_route_session(request, False, check_database, anti_csrf_check, override)
 
         return optional_session
 
@@ -109,7 +109,7 @@ def _build(
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(access_token_bearer)],
     ) -> Session | None:
         # The Security() parameters only document the route: the middleware already read and verified the token.
-        return await _get_session(request, True, check_database, anti_csrf_check, override)
+        return await _get_route_session(request, True, check_database, anti_csrf_check, override)
 
     return required_session
 
@@ -153,7 +153,9 @@ def verify_session(
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
         override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
             claim validators to run instead of the manager's ``global_claim_validators``. A failure answers 403
-            ``invalid claim``; :func:`install_exception_handlers` documents that 403 in OpenAPI.
+            ``invalid claim``; :func:`install_exception_handlers` documents that 403 in OpenAPI. The route's own
+            ``get_session(request)`` calls (without an override) then run no validator again, and neither does a
+            ``verify_session`` dependency without an override that FastAPI resolves after it.
 
     Returns:
         An async dependency returning the :class:`~asgi_session.Session` (or ``None`` when not required).

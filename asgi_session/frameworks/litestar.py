@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 from ..exceptions import (
     ConfigurationError,
@@ -62,7 +62,8 @@ try:
     from litestar.exceptions import WebSocketException
     from litestar.handlers import BaseRouteHandler, HTTPRouteHandler, asgi
     from litestar.middleware import DefineMiddleware
-    from litestar.openapi.spec import Components, SecurityScheme
+    from litestar.openapi.datastructures import ResponseSpec
+    from litestar.openapi.spec import Components, Example, SecurityScheme
     from litestar.plugins import InitPluginProtocol, ReceiveRoutePlugin
     from litestar.routes import BaseRoute, HTTPRoute
     from litestar.types import Scope as LitestarScope
@@ -73,10 +74,11 @@ except ImportError as exc:
 
 from .._asgi import Receive, Scope, Send
 from .._cleanup import ScheduledCleanup
+from .._context import get_route_session as _get_route_session
 from .._context import get_session as _get_session
 from .._endpoints import Endpoints
 from .._error_handlers import ErrorHandlers
-from ..claims import OverrideGlobalClaimValidators, no_claim_validators
+from ..claims import OverrideGlobalClaimValidators
 from ..manager import SessionManager
 from ..middleware import SessionMiddleware
 from ..session import Session
@@ -91,7 +93,9 @@ __all__ = [
     "ACCESS_TOKEN_BEARER",
     "ACCESS_TOKEN_COOKIE",
     "CLAIM_VALIDATORS_OPT",
+    "INVALID_CLAIM_RESPONSE",
     "SECURITY",
+    "UNAUTHORISED_RESPONSE",
     "OptionalSessionDep",
     "SessionDep",
     "SessionGuard",
@@ -110,10 +114,6 @@ CLAIM_VALIDATORS_OPT = "override_global_claim_validators"
 """The ``opt`` key of a route handler, controller or router whose value (``override(global_validators, session)``,
 sync or async) replaces the manager's ``global_claim_validators`` for the ``session`` dependency and the guards."""
 
-# Set in the ASGI scope once a guard or the dependency has validated the request's claims: later helpers without
-# an override of their own then run no validator again (a route's claim policy is decided once).
-_CLAIMS_CHECKED = "asgi_session.litestar.claims_checked"
-
 SECURITY: list[dict[str, list[str]]] = [{ACCESS_TOKEN_COOKIE: []}, {ACCESS_TOKEN_BEARER: []}]
 """The security requirement of a protected route: either scheme (as the FastAPI integration documents it)."""
 
@@ -131,6 +131,62 @@ SECURITY_SCHEMES = {
         description="The access token in an Authorization: Bearer header (header-based token transfer).",
     ),
 }
+
+
+class SessionUnauthorised(TypedDict):
+    """The body of a 401 from asgi-session (the schema in the OpenAPI document)."""
+
+    message: Literal["unauthorised", "try refresh token"]
+
+
+class SessionClaimValidationError(TypedDict):
+    """One failed claim validator in a 403 ``invalid claim`` body: its id, and why (the validator's reason)."""
+
+    id: str
+    reason: Any
+
+
+class SessionInvalidClaim(TypedDict):
+    """The body of a 403 ``invalid claim``, as SuperTokens' frontend SDK reads it (``getInvalidClaimsFromResponse``)."""
+
+    message: Literal["invalid claim"]
+    claimValidationErrors: list[SessionClaimValidationError]
+
+
+UNAUTHORISED_RESPONSE = ResponseSpec(
+    SessionUnauthorised,
+    description=(
+        'No valid session. "unauthorised": none, or a revoked one (sign in again); "try refresh token": the access '
+        "token expired or is invalid (the client refreshes at /auth/session/refresh and retries)"
+    ),
+    generate_examples=False,
+    examples=[
+        Example(summary="No session, or a revoked one", value={"message": "unauthorised"}),
+        Example(summary="The access token expired: refresh, then retry", value={"message": "try refresh token"}),
+    ],
+)
+"""The OpenAPI response of a protected route without a valid session (401), listed by :class:`SessionPlugin`."""
+
+INVALID_CLAIM_RESPONSE = ResponseSpec(
+    SessionInvalidClaim,
+    description="A session claim validator refused the session (SuperTokens' invalid-claim response)",
+    generate_examples=False,
+    examples=[
+        Example(
+            summary="A missing role",
+            value={
+                "message": "invalid claim",
+                "claimValidationErrors": [
+                    {
+                        "id": "st-role",
+                        "reason": {"message": "wrong value", "expectedToInclude": "admin", "actualValue": ["user"]},
+                    }
+                ],
+            },
+        )
+    ],
+)
+"""The OpenAPI response of a protected route whose claims are validated (``invalid_claim_status_code``, 403)."""
 
 SessionDep = NamedDependency[Session]
 """A handler parameter ``session: SessionDep`` receives the verified session; the route requires one.
@@ -157,13 +213,6 @@ def _route_override(handler: BaseRouteHandler | None) -> OverrideGlobalClaimVali
     return override
 
 
-def _effective(scope: Any, override: OverrideGlobalClaimValidators | None) -> OverrideGlobalClaimValidators | None:
-    """No validator again once the request's claims were validated, unless the caller brings an override."""
-    if override is None and scope.get(_CLAIMS_CHECKED):
-        return no_claim_validators
-    return override
-
-
 async def _checked(
     scope: Any,
     session_required: bool,
@@ -177,11 +226,7 @@ async def _checked(
     are validated once per request (``override``, else the global validators); later helpers skip them.
     """
     try:
-        session = await _get_session(
-            scope, session_required, check_database, anti_csrf_check, _effective(scope, override)
-        )
-        scope[_CLAIMS_CHECKED] = True
-        return session
+        return await _get_route_session(scope, session_required, check_database, anti_csrf_check, override)
     except _PROTOCOL_ERRORS as exc:
         if scope.get("type") != "websocket":
             raise
@@ -244,9 +289,9 @@ async def get_session(
         StoreError: the store failed during the database check.
         ConfigurationError: ``SessionPlugin`` (or ``SessionMiddleware``) is not installed.
     """
-    scope = request.scope
+    # On a request a guard or the dependency checked, the scope is marked: no validator again without an override.
     return await _get_session(
-        scope, session_required, check_database, anti_csrf_check, _effective(scope, override_global_claim_validators)
+        request.scope, session_required, check_database, anti_csrf_check, override_global_claim_validators
     )
 
 
@@ -342,8 +387,10 @@ def _field_requires_session(handler: BaseRouteHandler, key: str) -> bool | None:
     return not field.is_optional
 
 
-def _guarded(handler: HTTPRouteHandler) -> bool:
-    return any(isinstance(guard, SessionGuard) for layer in handler.ownership_layers for guard in (layer.guards or ()))
+def _session_guards(handler: HTTPRouteHandler) -> list[SessionGuard]:
+    return [
+        guard for layer in handler.ownership_layers for guard in (layer.guards or ()) if isinstance(guard, SessionGuard)
+    ]
 
 
 class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
@@ -369,7 +416,9 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
       them under ``TYPE_CHECKING``);
     - the ``AccessTokenCookie`` and ``AccessTokenBearer`` security schemes in the OpenAPI components, and
       either one as the security requirement of every route that requires a session (a required ``session``
-      parameter, or a :class:`SessionGuard` on any layer).
+      parameter, or a :class:`SessionGuard` on any layer); those routes also list the 401 response
+      (``unauthorised`` / ``try refresh token``) and, when they validate claims (the manager has
+      ``global_claim_validators``, or the route or its guard an override), the 403 ``invalid claim`` one.
 
     Args:
         manager: the :class:`~asgi_session.SessionManager`.
@@ -444,7 +493,7 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         return app_config
 
     def receive_route(self, route: BaseRoute) -> None:
-        """Mark the route's handlers that require a session with the security requirement.
+        """Mark the route's handlers that require a session with the security requirement and their responses.
 
         Raises:
             ConfigurationError: a handler's ``opt["override_global_claim_validators"]`` is not callable.
@@ -454,9 +503,24 @@ class SessionPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         if not isinstance(route, HTTPRoute):
             return
         for handler in route.route_handlers:
-            if _field_requires_session(handler, self.dependency_key) or _guarded(handler):
+            guards = _session_guards(handler)
+            if _field_requires_session(handler, self.dependency_key) or guards:
                 existing = list(handler.security or ())
                 handler.security = [*existing, *(item for item in SECURITY if item not in existing)]
+                self._document_responses(handler, guards)
+
+    def _document_responses(self, handler: HTTPRouteHandler, guards: list[SessionGuard]) -> None:
+        """List the 401 and, when the route validates claims, the 403 ``invalid claim`` (the handler's own win)."""
+        validates_claims = (
+            bool(self.manager.global_claim_validators)
+            or _route_override(handler) is not None
+            or any(guard.override_global_claim_validators is not None for guard in guards)
+        )
+        responses = dict(handler.responses or {})
+        responses.setdefault(401, UNAUTHORISED_RESPONSE)
+        if validates_claims:
+            responses.setdefault(self.manager.config.invalid_claim_status_code, INVALID_CLAIM_RESPONSE)
+        handler.responses = responses
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: Litestar) -> AsyncIterator[None]:

@@ -37,6 +37,7 @@ except ImportError as exc:
 
 from .._asgi import ASGIApp, Scope
 from .._context import create_new_session as _create_new_session
+from .._context import get_route_session as _get_route_session
 from .._context import get_session as _get_session
 from .._error_handlers import ErrorHandlers
 from ..claims import OverrideGlobalClaimValidators
@@ -141,7 +142,8 @@ async def get_session(
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
         override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
             claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
-            ``invalid claim``).
+            ``invalid claim``). Without one, in a view that :func:`session_required` already checked, no claim
+            validator runs again: the decorator's check stands for the view.
 
     Returns:
         The session, or ``None``.
@@ -254,8 +256,9 @@ def session_required(
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
         override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
-            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
-            ``invalid claim``).
+            claim validators this view runs instead of the manager's ``global_claim_validators`` (add, remove or
+            replace them; a failure: 403 ``invalid claim``). The view's own :func:`get_session` then runs no
+            validator again.
 
     Returns:
         The wrapped (async) view (bare form), or a decorator (called form).
@@ -265,7 +268,9 @@ def session_required(
     def decorator(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            await get_session(required, check_database, anti_csrf_check, override_global_claim_validators)
+            await _get_route_session(
+                _current_scope(), required, check_database, anti_csrf_check, override_global_claim_validators
+            )
             return await current_app.ensure_async(func)(*args, **kwargs)
 
         return wrapper

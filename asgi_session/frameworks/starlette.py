@@ -37,6 +37,7 @@ try:
 except ImportError as exc:  # pragma: no cover - starlette is a core dependency
     raise ConfigurationError("asgi_session.frameworks.starlette needs Starlette: pip install starlette") from exc
 
+from .._context import get_route_session as _get_route_session
 from .._context import get_session as _get_session
 from ..claims import OverrideGlobalClaimValidators, no_claim_validators
 from ._errors import defer_to_override, protocol_error
@@ -97,7 +98,8 @@ async def get_session(
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
         override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
             claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
-            ``invalid claim``).
+            ``invalid claim``). Without one, in an endpoint that :func:`requires_session` already checked, no
+            claim validator runs again: the decorator's check stands for the endpoint.
 
     Returns:
         The session, or ``None``.
@@ -173,8 +175,9 @@ def requires_session(
         anti_csrf_check: force (``True``) or skip (``False``) the anti-CSRF check; by default it runs on
             cookie-authenticated requests other than GET, HEAD, OPTIONS and TRACE.
         override_global_claim_validators: ``override(global_validators, session)``, sync or async, returning the
-            claim validators to run instead of the manager's ``global_claim_validators`` (a failure: 403
-            ``invalid claim``).
+            claim validators this endpoint runs instead of the manager's ``global_claim_validators`` (add, remove
+            or replace them; a failure: 403 ``invalid claim``). The endpoint's own ``get_session(request)`` then
+            runs no validator again.
 
     Returns:
         The wrapped endpoint (bare form), or a decorator (called form).
@@ -191,7 +194,7 @@ def requires_session(
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 connection = _connection(args, kwargs, index)
-                connection.state.session = await _get_session(
+                connection.state.session = await _get_route_session(
                     connection, session_required, check_database, anti_csrf_check, override_global_claim_validators
                 )
                 return await func(*args, **kwargs)
@@ -203,7 +206,7 @@ def requires_session(
             # Starlette runs sync endpoints in an anyio worker thread: hop back to the event loop to verify.
             connection = _connection(args, kwargs, index)
             connection.state.session = anyio.from_thread.run(
-                _get_session,
+                _get_route_session,
                 connection,
                 session_required,
                 check_database,

@@ -23,6 +23,7 @@ from django.urls import include, path
 from starlette.responses import JSONResponse as StarletteJSON
 from starlette.responses import RedirectResponse as StarletteRedirect
 
+import asgi_session
 from asgi_session import (
     ConfigurationError,
     ErrorHandlers,
@@ -398,6 +399,14 @@ async def claims_open(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"user": session.user_id})
 
 
+@session_required(override_global_claim_validators=without_globals)
+async def claims_open_core(request: HttpRequest) -> JsonResponse:
+    # The framework-free asgi_session.get_session honours the decorator's check too.
+    session = await asgi_session.get_session(request, session_required=True)
+    assert session is not None
+    return JsonResponse({"user": session.user_id})
+
+
 @session_required(override_global_claim_validators=also_admin)
 def claims_admin(request: HttpRequest) -> JsonResponse:  # a sync view behind an async override
     return JsonResponse({"admin": request.asgi_session.user_id})  # type: ignore[attr-defined]
@@ -424,6 +433,7 @@ urlpatterns = [
     path("", include(TEST_URLS)),
     path("claims/me", claims_me),
     path("claims/open", claims_open),
+    path("claims/open-core", claims_open_core),
     path("claims/admin", claims_admin),
     path("claims/plain", claims_plain),
     path("claims/fresh-admin", claims_fresh_admin),
@@ -468,7 +478,7 @@ async def test_a_failing_global_validator_is_403_with_supertokens_body(claims: H
     assert (await claims.client.get(path)).json()["user"] == "alice"
 
 
-@pytest.mark.parametrize("path", ["/claims/open", "/claims/plain?override=none"])
+@pytest.mark.parametrize("path", ["/claims/open", "/claims/open-core", "/claims/plain?override=none"])
 async def test_an_override_removing_the_global_validator_is_200(claims: Harness, path: str) -> None:
     await sign_in(claims, "mallory")
     response = await claims.client.get(path)

@@ -3,8 +3,13 @@
 ``SessionManager(..., global_claim_validators=[...])`` must make a route behind Starlette's ``requires_session``,
 FastAPI's ``verify_session()`` / ``SessionDep``, Quart's ``session_required`` and plain ASGI's ``require_session``
 answer 403 with SuperTokens' invalid-claim body; the route's ``override_global_claim_validators`` can remove them
-(200) or add to them. Each app is driven as a server calls it, through ``httpx.ASGITransport``. (Django and
-Litestar have the same tests in their own modules; Starlette's ``SessionAuthBackend`` in ``test_starlette_auth``.)
+(200) or add to them. Each app is driven as a server calls it, through ``httpx.ASGITransport``, and the routes
+whose body reads the session again also through the framework's own test client. (Django and Litestar have the
+same tests in their own modules; Starlette's ``SessionAuthBackend`` in ``test_starlette_auth``.)
+
+The route's override is its claim policy: ``/open-inner`` and ``/admin-inner`` call ``get_session`` in their body
+(without an override), which must not run the global validators again (the override removed them) nor drop the
+added one.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
+import anyio.from_thread
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
@@ -28,6 +34,7 @@ from asgi_session import (
     SessionManager,
     SessionMiddleware,
     create_new_session,
+    get_session,
     require_session,
 )
 from asgi_session._asgi import ASGIApp, Receive, Scope, Send
@@ -35,9 +42,11 @@ from asgi_session.claims import PrimitiveArrayClaim, SessionClaimValidator
 from asgi_session.frameworks import quart as quart_session
 from asgi_session.frameworks.fastapi import SessionDep, verify_session
 from asgi_session.frameworks.fastapi import install_exception_handlers as install_fastapi
+from asgi_session.frameworks.starlette import get_session as starlette_get_session
 from asgi_session.frameworks.starlette import requires_session
 from asgi_session.stores import MemoryStore
 from asgi_session.testing import FakeClock
+from tests._testclient import https_client
 
 pytestmark = pytest.mark.anyio
 
@@ -102,8 +111,29 @@ def starlette_app(manager: SessionManager) -> ASGIApp:
     def admin(request: Request) -> JSONResponse:  # a sync endpoint: verified on the event loop first
         return JSONResponse({"user": request.state.session.user_id})
 
+    @requires_session(override_global_claim_validators=without_globals)
+    async def open_inner(request: Request) -> JSONResponse:
+        session = await starlette_get_session(request, session_required=True)
+        return JSONResponse({"user": session.user_id})
+
+    @requires_session(override_global_claim_validators=also_admin)
+    def admin_inner(request: Request) -> JSONResponse:  # sync: the body reads the session on the event loop
+        session = anyio.from_thread.run(get_session, request, True)  # asgi_session.get_session: the same check
+        assert session is not None
+        return JSONResponse({"user": session.user_id})
+
+    @requires_session(override_global_claim_validators=without_globals)
+    async def open_then_admin(request: Request) -> JSONResponse:  # an override of its own still runs
+        session = await starlette_get_session(request, True, override_global_claim_validators=also_admin)
+        return JSONResponse({"user": session.user_id})
+
     routes = [Route("/signin", signin, methods=["POST"]), Route("/me", me), Route("/open", open_)]
-    return SessionMiddleware(Starlette(routes=[*routes, Route("/admin", admin)]), manager=manager)
+    inner = [
+        Route("/open-inner", open_inner),
+        Route("/admin-inner", admin_inner),
+        Route("/open-admin", open_then_admin),
+    ]
+    return SessionMiddleware(Starlette(routes=[*routes, Route("/admin", admin), *inner]), manager=manager)
 
 
 def fastapi_app(manager: SessionManager) -> ASGIApp:
@@ -133,6 +163,16 @@ def fastapi_app(manager: SessionManager) -> ASGIApp:
         session: Session = Depends(verify_session(override_global_claim_validators=also_admin)),  # noqa: B008
     ) -> dict[str, str]:
         return {"user": session.user_id}
+
+    @api.get("/open-inner", dependencies=[Depends(verify_session(override_global_claim_validators=without_globals))])
+    async def open_inner(request: Request) -> dict[str, str]:
+        session = await get_session(request, True)
+        assert session is not None
+        return {"user": session.user_id}
+
+    @api.get("/admin-inner", dependencies=[Depends(verify_session(override_global_claim_validators=also_admin))])
+    async def admin_inner(request: Request) -> dict[str, str]:
+        return {"user": (await starlette_get_session(request, True)).user_id}
 
     install_fastapi(api, manager)
     return SessionMiddleware(api, manager=manager)
@@ -164,13 +204,27 @@ def quart_app(manager: SessionManager) -> ASGIApp:
     async def admin() -> dict[str, str]:
         return {"user": "admin"}
 
+    @app.get("/open-inner")
+    @quart_session.session_required(override_global_claim_validators=without_globals)
+    async def open_inner() -> dict[str, str]:
+        return {"user": (await quart_session.get_session(True)).user_id}
+
+    @app.get("/admin-inner")
+    @quart_session.session_required(override_global_claim_validators=also_admin)
+    async def admin_inner() -> dict[str, str]:
+        return {"user": (await quart_session.get_session(True)).user_id}
+
     return app  # type: ignore[return-value]  # Quart's ASGI types are narrower
 
 
 def plain_asgi_app(manager: SessionManager) -> ASGIApp:
     async def user(scope: Scope, receive: Receive, send: Send) -> None:
-        # The session require_session checked (a get_session here would run the global validators again).
-        session = scope["asgi_session"]
+        session = scope["asgi_session"]  # the session require_session checked
+        await _send_json(send, {"user": session.user_id})
+
+    async def inner_user(scope: Scope, receive: Receive, send: Send) -> None:
+        session = await get_session(scope, session_required=True)  # the route's override stands: no validator again
+        assert session is not None
         await _send_json(send, {"user": session.user_id})
 
     async def signin(scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,6 +237,8 @@ def plain_asgi_app(manager: SessionManager) -> ASGIApp:
         "/me": require_session(user),
         "/open": require_session(user, override_global_claim_validators=without_globals),
         "/admin": require_session(user, override_global_claim_validators=also_admin),
+        "/open-inner": require_session(inner_user, override_global_claim_validators=without_globals),
+        "/admin-inner": require_session(inner_user, override_global_claim_validators=also_admin),
     }
 
     async def router(scope: Scope, receive: Receive, send: Send) -> None:
@@ -248,3 +304,57 @@ async def test_an_override_adding_a_validator_keeps_the_global_ones(client: http
     await sign_in(client, "mallory")  # both the global validator and the added one fail
     refused = await client.get("/admin")
     assert [error["reason"]["message"] for error in refused.json()["claimValidationErrors"]] == ["wrong value"] * 2
+
+
+# -- the route's override stands for the get_session calls in its body ---------------------------------------------
+
+
+async def test_an_override_removing_the_globals_holds_for_get_session_in_the_route(client: httpx.AsyncClient) -> None:
+    await sign_in(client, "mallory")
+    response = await client.get("/open-inner")
+    assert (response.status_code, response.json()) == (200, {"user": "mallory"})
+
+
+async def test_an_override_adding_a_validator_holds_for_get_session_in_the_route(client: httpx.AsyncClient) -> None:
+    await sign_in(client, "alice")
+    refused = await client.get("/admin-inner")
+    assert (refused.status_code, refused.json()) == (403, NOT_ADMIN_BODY)
+    await sign_in(client, "admin")
+    response = await client.get("/admin-inner")
+    assert (response.status_code, response.json()) == (200, {"user": "admin"})
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+def test_the_route_override_holds_for_get_session_through_starlettes_testclient(framework: str) -> None:
+    manager = manager_with_globals()
+    with https_client(APPS[framework](manager)) as client:
+        assert client.post("/signin", params={"user": "mallory"}).status_code == 200
+        assert (client.get("/open-inner").status_code, client.get("/me").status_code) == (200, 403)
+        client.cookies.clear()
+        assert client.post("/signin", params={"user": "alice"}).status_code == 200
+        refused = client.get("/admin-inner")
+        assert (refused.status_code, refused.json()) == (403, NOT_ADMIN_BODY)
+
+
+async def test_the_route_override_holds_for_get_session_through_quarts_test_client() -> None:
+    manager = manager_with_globals()
+    app = cast(Quart, quart_app(manager))
+    async with app.test_app():
+        client = app.test_client()
+        assert (await client.post("/signin", query_string={"user": "mallory"})).status_code == 200
+        assert ((await client.get("/open-inner")).status_code, (await client.get("/me")).status_code) == (200, 403)
+        client.cookie_jar.clear()  # type: ignore[union-attr]
+        assert (await client.post("/signin", query_string={"user": "alice"})).status_code == 200
+        refused = await client.get("/admin-inner")
+        assert (refused.status_code, await refused.get_json()) == (403, NOT_ADMIN_BODY)
+
+
+def test_get_session_with_an_override_of_its_own_still_runs_it_in_a_checked_route() -> None:
+    manager = manager_with_globals()
+    with https_client(starlette_app(manager)) as client:
+        assert client.post("/signin", params={"user": "alice"}).status_code == 200
+        refused = client.get("/open-admin")
+        assert (refused.status_code, refused.json()) == (403, NOT_ADMIN_BODY)
+        client.cookies.clear()
+        assert client.post("/signin", params={"user": "admin"}).status_code == 200
+        assert client.get("/open-admin").json() == {"user": "admin"}

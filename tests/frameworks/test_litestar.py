@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import time
 import warnings
@@ -15,10 +16,12 @@ import anyio
 import pytest
 from litestar import Controller, Litestar, Request, Router, WebSocket, get, post, websocket
 from litestar.exceptions import LitestarDeprecationWarning, WebSocketDisconnect
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.testing import AsyncTestClient
 from starlette.responses import JSONResponse as StarletteJSON
 from starlette.responses import RedirectResponse as StarletteRedirect
 
+import asgi_session
 from asgi_session import (
     ConfigurationError,
     ErrorHandlers,
@@ -286,6 +289,68 @@ async def test_the_openapi_document_marks_the_protected_routes(harness: Harness)
     }
 
 
+def responses_by_path(schema: dict[str, Any]) -> dict[str, list[str]]:
+    """The documented status codes of every operation, by path (one method per path in these apps)."""
+    return {
+        path: sorted(operation["responses"])
+        for path, methods in schema["paths"].items()
+        for operation in methods.values()
+        if path != "/auth/session/refresh" and not path.startswith(("/auth/signout", "/.well-known", "/auth/jwt"))
+    }
+
+
+async def test_the_openapi_document_lists_the_401_of_the_protected_routes(harness: Harness) -> None:
+    schema = (await harness.client.get("/schema/openapi.json")).json()
+    protected = {"/me", "/account", "/signout", "/revoke-then-fail", "/admin/stats", "/reports/daily"}
+    for path, statuses in responses_by_path(schema).items():
+        # No global validator and no override here: no 403 is documented, only the 401 of a missing session.
+        assert ("401" in statuses, "403" in statuses) == (path in protected, False), path
+    unauthorised = schema["paths"]["/me"]["get"]["responses"]["401"]
+    assert unauthorised["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/SessionUnauthorised"}
+    assert schema["components"]["schemas"]["SessionUnauthorised"]["properties"]["message"] == {
+        "type": "string",
+        "enum": ["unauthorised", "try refresh token"],
+    }
+
+
+async def test_the_openapi_document_lists_the_invalid_claim_response(claims: Harness) -> None:
+    schema = (await claims.client.get("/schema/openapi.json")).json()
+    responses = responses_by_path(schema)
+    for path in ("/claims/me", "/claims/open", "/claims/admin", "/claims/guarded-admin", "/claims/staff/daily"):
+        assert responses[path] == ["200", "401", "403"], path
+    for path in ("/signin", "/claims/plain"):  # no session dependency, no guard: not protected
+        assert not {"401", "403"} & set(responses[path]), path
+    invalid = schema["paths"]["/claims/admin"]["get"]["responses"]["403"]["content"]["application/json"]
+    assert invalid["schema"] == {"$ref": "#/components/schemas/SessionInvalidClaim"}
+    assert next(iter(invalid["examples"].values()))["value"] == json.loads(NOT_ADMIN_BODY)
+    body = schema["components"]["schemas"]["SessionInvalidClaim"]
+    assert body["properties"]["message"] == {"type": "string", "const": "invalid claim"}
+    assert sorted(body["required"]) == ["claimValidationErrors", "message"]
+    error = schema["components"]["schemas"]["SessionClaimValidationError"]
+    assert (sorted(error["properties"]), sorted(error["required"])) == (["id", "reason"], ["id", "reason"])
+
+
+async def test_the_invalid_claim_response_follows_overrides_status_and_the_handlers_own() -> None:
+    @get("/guarded", guards=[SessionGuard(override_global_claim_validators=also_admin)])
+    async def guarded() -> None: ...
+
+    @get("/opted", opt={CLAIM_VALIDATORS_OPT: also_admin})
+    async def opted(session: SessionDep) -> None: ...
+
+    own = ResponseSpec(None, description="our own 401")
+
+    @get("/own", responses={401: own})
+    async def own_401(session: SessionDep) -> None: ...
+
+    manager = SessionManager(TrackingStore(), SessionConfig(invalid_claim_status_code=409))
+    app = Litestar([signin, me, guarded, opted, own_401], plugins=[SessionPlugin(manager)])
+    paths = app.openapi_schema.to_schema()["paths"]
+    statuses = {path: sorted(methods["get"]["responses"]) for path, methods in paths.items() if "get" in methods}
+    assert statuses["/me"] == ["200", "401"]  # no global validator: no claim is checked there
+    assert statuses["/guarded"] == statuses["/opted"] == ["200", "401", "409"]
+    assert paths["/own"]["get"]["responses"]["401"]["description"] == "our own 401"  # the handler's own wins
+
+
 async def test_a_bare_session_annotation_works_too() -> None:
     @get("/bare")
     async def bare(session: Session) -> dict[str, str]:
@@ -426,6 +491,14 @@ async def claims_guarded_open(request: Request[Any, Any, Any], session: SessionD
     return {"user": again.user_id}
 
 
+@get("/claims/guarded-open-core", guards=[SessionGuard(override_global_claim_validators=without_globals)])
+async def claims_guarded_open_core(request: Request[Any, Any, Any]) -> dict[str, str]:
+    # The framework-free asgi_session.get_session honours the guard's check too.
+    session = await asgi_session.get_session(request, session_required=True)
+    assert session is not None
+    return {"user": session.user_id}
+
+
 @get("/claims/guarded-admin", guards=[SessionGuard(override_global_claim_validators=also_admin)])
 async def claims_guarded_admin() -> dict[str, str]:
     return {"user": "an admin"}
@@ -460,7 +533,8 @@ staff = Router(
     "/claims/staff", route_handlers=[staff_daily], guards=[session_guard], opt={CLAIM_VALIDATORS_OPT: also_admin}
 )
 CLAIM_HANDLERS: list[Any] = [
-    *(signin, claims_me, claims_open, claims_admin, claims_guarded_open, claims_guarded_admin),
+    *(signin, claims_me, claims_open, claims_admin, claims_guarded_open, claims_guarded_open_core),
+    claims_guarded_admin,
     *(claims_plain, claims_fresh_admin, staff),
 ]
 
@@ -500,7 +574,9 @@ async def test_a_failing_global_validator_is_403_with_supertokens_body(claims: H
     assert (await claims.client.get(path)).json() == {"user": "alice"}
 
 
-@pytest.mark.parametrize("path", ["/claims/open", "/claims/guarded-open", "/claims/plain?override=none"])
+@pytest.mark.parametrize(
+    "path", ["/claims/open", "/claims/guarded-open", "/claims/guarded-open-core", "/claims/plain?override=none"]
+)
 async def test_an_override_removing_the_global_validator_is_200(claims: Harness, path: str) -> None:
     await sign_in(claims, "mallory")
     response = await claims.client.get(path)
