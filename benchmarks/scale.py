@@ -11,13 +11,15 @@ the Redis keys, the PostgreSQL schemas) is removed at the end, also after an err
 
 Fill. Each store is filled directly, not through the manager: ``size`` sessions of ``--per-user`` sessions per user
 (random-looking uuid4 handles, tenant ``public``, empty data and payload, each created at a random moment of the last 29
-days and expiring 30 days after it; session ``i`` belongs to user ``i % users``, so a user's sessions lie far apart in
-insertion order, as sessions created at different times do). SQLite: one ``executemany`` of the store's own ``INSERT``
-in one transaction (rows encoded by the store's own ``to_row``), then a WAL checkpoint. Redis: the store's own
-``create`` Lua script sent by SHA in pipelines of 2,000 calls, so every key, index entry and TTL is exactly what
-``RedisStore.create`` writes. PostgreSQL: ``COPY`` into the store's ``sessions`` table, then ``ANALYZE``. The fill time
-is printed; after it a ``store.get`` of the first and last filled session must return them, and the stored count must
-equal ``size``.
+days and expiring 30 days after it; session ``i`` belongs to user ``i % users``). The sessions are inserted oldest
+first, as a live system creates them, so the users' sessions interleave in time and a user's lie far apart in
+insertion order; ``--fill-order index`` inserts them by ``i`` instead (the order before 2026-12-03: every user's first
+session, then every user's second, ...; users in the order of their ids). SQLite: one ``executemany`` of the
+store's own ``INSERT`` in one transaction (rows encoded by the store's own ``to_row``), then a WAL checkpoint.
+Redis: the store's own ``create`` Lua script sent by SHA in pipelines of 2,000 calls, so every key, index entry and
+TTL is exactly what ``RedisStore.create`` writes. PostgreSQL: ``COPY`` into the store's ``sessions`` table, then
+``ANALYZE``. The fill time is printed; after it a ``store.get`` of the first and last filled session must return them,
+and the stored count must equal ``size``.
 
 Measured, through a ``SessionManager`` on each store (``access_token_blacklisting=True``, ``revocation_max_lag=0.1``,
 which SQLite ignores), µs per call (p50 and p90 over ``--ops`` calls per operation):
@@ -100,26 +102,33 @@ VALIDITY = 30 * 86_400.0
 class Filler:
     """Makes the ``i``-th filled session of a store, the same every time (so a revoked user can be put back).
 
-    Session ``i`` belongs to user ``i % users``: a user's sessions are spread over the insertion order (and so over
-    the table's pages), as sessions created at different times are.
+    Session ``i`` belongs to user ``i % users``; ``records`` yields them oldest first, so a user's sessions are spread
+    over the insertion order, as sessions created at different times are.
     """
 
     seed: str
     per_user: int
     users: int
     now: float = field(default_factory=time.time)
+    by_time: bool = True  # insert oldest first; else by index
 
     def user(self, index: int) -> str:
         """The user id of the ``index``-th user."""
         return f"fill-{self.seed}-{index}"
 
+    def _digest(self, index: int) -> bytes:
+        return hashlib.blake2b(f"{self.seed}:{index}".encode(), digest_size=16).digest()
+
+    def _created(self, index: int) -> float:
+        # A random moment of the 29 days before the run (so the time indexes are spread as in real use); the session
+        # expires 30 days after it, so every filled session stays live for a day at least (Redis' TTL would otherwise
+        # remove some during the run).
+        return self.now - int.from_bytes(self._digest(index)[:4], "big") % int((VALIDITY - 86_400) * 1000) / 1000
+
     def record(self, index: int) -> SessionRecord:
         """The ``index``-th session: a random-looking uuid4 handle, its user ``index % users``, live."""
-        digest = hashlib.blake2b(f"{self.seed}:{index}".encode(), digest_size=16).digest()
-        # Created at a random moment of the 29 days before the run (so the time indexes are spread as in real use),
-        # expiring 30 days after that: every filled session stays live for a day at least (Redis' TTL would
-        # otherwise remove some during the run).
-        created = self.now - int.from_bytes(digest[:4], "big") % int((VALIDITY - 86_400) * 1000) / 1000
+        digest = self._digest(index)
+        created = self._created(index)
         return SessionRecord(
             handle=str(uuid.UUID(bytes=digest, version=4)),
             user_id=self.user(index % self.users),
@@ -133,8 +142,9 @@ class Filler:
         )
 
     def records(self, size: int) -> Iterator[SessionRecord]:
-        """Every filled session, in insertion order."""
-        return (self.record(index) for index in range(size))
+        """Every filled session, in insertion order: oldest first (or by index, when not ``by_time``)."""
+        order = sorted(range(size), key=self._created) if self.by_time else range(size)
+        return (self.record(index) for index in order)
 
     def of_user(self, user_index: int) -> list[SessionRecord]:
         """The filled sessions of one user."""
@@ -562,7 +572,8 @@ async def measure(args: argparse.Namespace, folder: Path, cleanups: list[Callabl
         for note in skipped:
             print(f"  {note}")
         for target in targets:
-            filler = Filler(seed=secrets.token_hex(3), per_user=args.per_user, users=size // args.per_user)
+            users = size // args.per_user
+            filler = Filler(secrets.token_hex(3), args.per_user, users, by_time=args.fill_order == "time")
             case = Case(target.name, size, target, services[target.name], filler)
             case.sqlite_pragmas = tuple(args.sqlite_pragma)
             cases.append(case)
@@ -642,6 +653,12 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds the calls are split into (10)")
     parser.add_argument("--per-user", type=int, default=10, help="filled sessions per user (10)")
     parser.add_argument("--seed", type=int, default=1, help="random choice of filled users and sessions (1)")
+    parser.add_argument(
+        "--fill-order",
+        choices=("time", "index"),
+        default="time",
+        help="insert the filled sessions oldest first (time, the default) or by index (user 0, 1, ..., then again)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write every result and plan to this JSON file")
     parser.add_argument(
         "--sqlite-pragma",

@@ -31,7 +31,13 @@ from urllib.parse import quote
 
 from .base import Revocation
 
-__all__ = ["MIGRATION", "SINCE", "SyncProbe", "revoke_handles_sql", "revoke_user_sql"]
+__all__ = ["END_SESSION_TRIGGER", "MIGRATION", "SINCE", "SyncProbe", "revoke_handles_sql", "revoke_user_sql"]
+
+# Each entry inserted deletes its session. Schema step 5 drops and makes it again (it rebuilds ``sessions``).
+END_SESSION_TRIGGER = """CREATE TRIGGER revocations_end_session AFTER INSERT ON revocations
+    BEGIN
+        DELETE FROM sessions WHERE handle = new.handle;
+    END"""
 
 MIGRATION: tuple[str, ...] = (
     """CREATE TABLE revocations (
@@ -39,10 +45,7 @@ MIGRATION: tuple[str, ...] = (
         handle TEXT NOT NULL,
         created_at REAL NOT NULL
     )""",
-    """CREATE TRIGGER revocations_end_session AFTER INSERT ON revocations
-    BEGIN
-        DELETE FROM sessions WHERE handle = new.handle;
-    END""",
+    END_SESSION_TRIGGER,
 )
 
 SINCE = "SELECT seq, handle FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?"

@@ -15,6 +15,7 @@ __all__ = [
     "ACQUIRE_LEASE",
     "ADD_KEY",
     "CHUNK",
+    "CLUSTER_BY_USER",
     "COLUMNS",
     "FIELDS",
     "GET",
@@ -32,6 +33,48 @@ __all__ = [
     "to_record",
     "to_row",
 ]
+
+# Version 5 rebuilds ``sessions`` as a ``WITHOUT ROWID`` table keyed by ``(user_id, handle)``: a user's rows sit
+# side by side in the table's b-tree, so revoking all of them rewrites one or two leaves instead of one per session
+# (``docs/decisions.md``, "SQLite sessions clustered by user"). ``sessions_handle`` (unique) serves every lookup by
+# handle and the ``ON CONFLICT(handle)`` of ``INSERT``; the old ``(user_id, tenant_id)`` index is the key's prefix now,
+# and ``sessions_tenant``, which no statement read, is gone. The rows are copied in key order, then the indexes are
+# built. The trigger reads ``sessions``, so it is dropped before the old table and made again after. Column names and
+# every statement stay as they were: a process of version 4 still running on the file keeps working (SQLite prepares
+# its statements again after the schema change); one started later refuses the file (its version is newer).
+_SESSION_COLUMNS = """
+            handle TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            refresh_hash TEXT NOT NULL,
+            previous_refresh_hash TEXT,
+            rotated_at REAL,
+            session_data TEXT NOT NULL,
+            access_token_payload TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            absolute_expires_at REAL,
+            user_agent TEXT,
+            ip TEXT,
+            remember INTEGER NOT NULL DEFAULT 1,
+            idle_timeout REAL,
+            PRIMARY KEY (user_id, handle)"""
+_COPIED = (
+    "handle, user_id, tenant_id, refresh_hash, previous_refresh_hash, rotated_at, session_data, "
+    "access_token_payload, created_at, last_seen, expires_at, absolute_expires_at, user_agent, ip, remember, "
+    "idle_timeout"
+)
+CLUSTER_BY_USER: tuple[str, ...] = (
+    f"CREATE TABLE sessions_by_user ({_SESSION_COLUMNS}\n        ) WITHOUT ROWID",
+    f"INSERT INTO sessions_by_user ({_COPIED}) SELECT {_COPIED} FROM sessions ORDER BY user_id, handle",  # noqa: S608
+    "DROP TRIGGER revocations_end_session",
+    "DROP TABLE sessions",  # and its indexes
+    "ALTER TABLE sessions_by_user RENAME TO sessions",
+    "CREATE UNIQUE INDEX sessions_handle ON sessions (handle)",
+    "CREATE INDEX sessions_expires_at ON sessions (expires_at)",
+    revocation_log.END_SESSION_TRIGGER,
+)
 
 # Schema steps: MIGRATIONS[n] takes a database from version n to n + 1 (kept in ``PRAGMA user_version``). A later
 # version appends a step; ``open`` applies every step past the file's version in one ``BEGIN IMMEDIATE`` transaction.
@@ -73,6 +116,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE sessions ADD COLUMN remember INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE sessions ADD COLUMN idle_timeout REAL",
     ),
+    # Version 5: a user's sessions stored together (``CLUSTER_BY_USER``).
+    CLUSTER_BY_USER,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -134,16 +134,16 @@ async def test_memory_database_works_without_wal() -> None:
         assert await store.get("h1") == make_record()
 
 
-async def test_schema_is_version_4_with_tables_and_indexes(tmp_path: Path) -> None:
+async def test_schema_is_version_5_with_tables_and_indexes(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with SQLiteStore(path):
         pass
     with other_connection(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    assert {"sessions", "keys", "sessions_user_tenant", "sessions_tenant"} <= names
-    assert "sessions_expires_at" in names
+    assert {"sessions", "keys", "sessions_handle", "sessions_expires_at"} <= names
+    assert not {"sessions_user_tenant", "sessions_tenant"} & names  # version 5: the key is (user_id, handle)
     assert {"revocations", "revocations_end_session"} <= names  # version 2: the revocation log
     assert "leases" in names  # version 3: named leases
     assert {"remember", "idle_timeout"} <= columns  # version 4: "remember me"
