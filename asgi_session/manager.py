@@ -11,7 +11,7 @@ from typing import Any
 from . import _metrics
 from ._claim_admin import ClaimAdmin
 from ._clock import Clock
-from ._refresh_token import mint_refresh_token, new_handle, sha256_hex, stored_hash_of_hash1
+from ._refresh_token import handle_prefix, mint_refresh_token, new_handle, sha256_hex, stored_hash_of_hash1
 from ._token_cache import token_key
 from ._validate import check_id, check_session_data
 from .claims import (
@@ -141,8 +141,9 @@ class SessionManager(ClaimAdmin):
                 payload.update(await claim.build(user_id, tenant_id, payload, self._now_ms()))
             payload = check_custom_payload(payload)
         now = self.clock.now()
-        handle = new_handle()
-        refresh_token = mint_refresh_token(self.keys.refresh_mac_key, handle)
+        mac_key = self.keys.refresh_mac_key
+        handle = new_handle(handle_prefix(mac_key, user_id))  # a user's handles side by side in handle indexes
+        refresh_token = mint_refresh_token(mac_key, handle)
         refresh_hash1 = sha256_hex(refresh_token)
         absolute = None
         if self.config.session_max_lifetime is not None:

@@ -10,16 +10,17 @@ size, so the small and the large store of a kind are open side by side. Everythi
 the Redis keys, the PostgreSQL schemas) is removed at the end, also after an error or Ctrl-C.
 
 Fill. Each store is filled directly, not through the manager: ``size`` sessions of ``--per-user`` sessions per user
-(random-looking uuid4 handles, tenant ``public``, empty data and payload, each created at a random moment of the last 29
-days and expiring 30 days after it; session ``i`` belongs to user ``i % users``). The sessions are inserted oldest
-first, as a live system creates them, so the users' sessions interleave in time and a user's lie far apart in
+(uuid4 handles led by their user's ``handle_prefix`` as the manager makes them, or random throughout with ``--handles
+random``, the layout before 2026-12-03; tenant ``public``, empty data and payload, each created at a random moment of
+the last 29 days and expiring 30 days after it; session ``i`` belongs to user ``i % users``). The sessions are inserted
+oldest first, as a live system creates them, so the users' sessions interleave in time and a user's lie far apart in
 insertion order; ``--fill-order index`` inserts them by ``i`` instead (the order before 2026-12-03: every user's first
-session, then every user's second, ...; users in the order of their ids). SQLite: one ``executemany`` of the
-store's own ``INSERT`` in one transaction (rows encoded by the store's own ``to_row``), then a WAL checkpoint.
-Redis: the store's own ``create`` Lua script sent by SHA in pipelines of 2,000 calls, so every key, index entry and
-TTL is exactly what ``RedisStore.create`` writes. PostgreSQL: ``COPY`` into the store's ``sessions`` table, then
-``ANALYZE``. The fill time is printed; after it a ``store.get`` of the first and last filled session must return them,
-and the stored count must equal ``size``.
+session, then every user's second, ...; users in the order of their ids). SQLite: one ``executemany`` of the store's own
+``INSERT`` in one transaction (rows encoded by the store's own ``to_row``), then a WAL checkpoint. Redis: the store's
+own ``create`` Lua script sent by SHA in pipelines of 2,000 calls, so every key, index entry and TTL is exactly what
+``RedisStore.create`` writes. PostgreSQL: ``COPY`` into the store's ``sessions`` table, then ``ANALYZE``. The fill time
+is printed; after it a ``store.get`` of the first and last filled session must return them, and the stored count must
+equal ``size``.
 
 Measured, through a ``SessionManager`` on each store (``access_token_blacklisting=True``, ``revocation_max_lag=0.1``,
 which SQLite ignores), µs per call (p50 and p90 over ``--ops`` calls per operation):
@@ -80,6 +81,7 @@ from typing import Any
 from stores import StoreUnderTest, prepare_stores
 
 from asgi_session import SessionConfig, SessionManager
+from asgi_session._refresh_token import handle_prefix
 from asgi_session.stores import _sqlite_revocations as sqlite_log
 from asgi_session.stores import store_from_url
 from asgi_session.stores._json import dump_object
@@ -111,6 +113,8 @@ class Filler:
     users: int
     now: float = field(default_factory=time.time)
     by_time: bool = True  # insert oldest first; else by index
+    by_user: bool = True  # handles lead with the user's prefix, as the manager makes them; else uuid4 throughout
+    mac_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def user(self, index: int) -> str:
         """The user id of the ``index``-th user."""
@@ -126,11 +130,11 @@ class Filler:
         return self.now - int.from_bytes(self._digest(index)[:4], "big") % int((VALIDITY - 86_400) * 1000) / 1000
 
     def record(self, index: int) -> SessionRecord:
-        """The ``index``-th session: a random-looking uuid4 handle, its user ``index % users``, live."""
+        """The ``index``-th session: a uuid4 handle (see ``handle``), its user ``index % users``, live."""
         digest = self._digest(index)
         created = self._created(index)
         return SessionRecord(
-            handle=str(uuid.UUID(bytes=digest, version=4)),
+            handle=self.handle(index, digest),
             user_id=self.user(index % self.users),
             tenant_id="public",
             refresh_hash=digest.hex() * 2,
@@ -140,6 +144,12 @@ class Filler:
             last_seen=created,
             expires_at=created + VALIDITY,
         )
+
+    def handle(self, index: int, digest: bytes) -> str:
+        """The ``index``-th handle: from ``digest``, led by its user's ``handle_prefix`` unless ``by_user`` is off."""
+        if self.by_user:
+            digest = handle_prefix(self.mac_key, self.user(index % self.users)) + digest[4:]
+        return str(uuid.UUID(bytes=digest, version=4))
 
     def records(self, size: int) -> Iterator[SessionRecord]:
         """Every filled session, in insertion order: oldest first (or by index, when not ``by_time``)."""
@@ -573,7 +583,13 @@ async def measure(args: argparse.Namespace, folder: Path, cleanups: list[Callabl
             print(f"  {note}")
         for target in targets:
             users = size // args.per_user
-            filler = Filler(secrets.token_hex(3), args.per_user, users, by_time=args.fill_order == "time")
+            filler = Filler(
+                secrets.token_hex(3),
+                args.per_user,
+                users,
+                by_time=args.fill_order == "time",
+                by_user=args.handles == "user",
+            )
             case = Case(target.name, size, target, services[target.name], filler)
             case.sqlite_pragmas = tuple(args.sqlite_pragma)
             cases.append(case)
@@ -658,6 +674,13 @@ if __name__ == "__main__":
         choices=("time", "index"),
         default="time",
         help="insert the filled sessions oldest first (time, the default) or by index (user 0, 1, ..., then again)",
+    )
+    parser.add_argument(
+        "--handles",
+        choices=("user", "random"),
+        default="user",
+        help="filled handles led by their user's keyed prefix, as the manager makes them (user, the default), or "
+        "random uuid4 throughout (random: handles before 2026-12-03)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write every result and plan to this JSON file")
     parser.add_argument(
