@@ -43,6 +43,7 @@ STORE_OPERATIONS = (
     "create",
     "get",
     "rotate",
+    "rotate_sliding",
     "update_session_data",
     "update_access_token_payload",
     "touch",

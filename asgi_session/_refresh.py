@@ -11,6 +11,7 @@ import logging
 
 from . import _metrics
 from ._admin import SessionAdmin
+from ._key_material import SigningKey
 from ._refresh_token import (
     anti_csrf_token_for,
     child_refresh_token,
@@ -20,7 +21,7 @@ from ._refresh_token import (
 )
 from .exceptions import StoreError, TokenTheftDetectedError, UnauthorisedError
 from .session import Session
-from .stores.base import Rotation, SessionRecord
+from .stores.base import Rotation, SessionRecord, SlidingRotation
 
 __all__ = ["SessionRefresh"]
 
@@ -73,6 +74,25 @@ class SessionRefresh(SessionAdmin):
             # Everything the answer needs that may read the store comes before the swap: once the swap commits, the
             # presented token is superseded, and a failure then would turn the client's retry into a theft verdict.
             key = await self._signing_key()
+            sliding = getattr(self.store, "rotate_sliding", None)
+            if callable(sliding):
+                # The usual refresh in one store step: read and swap together, the expiry slid by the store as
+                # below. ``None`` (missing, expired, another hash, or a store that cannot) takes the full path,
+                # which tells those cases apart.
+                default_idle = self.config.refresh_token_validity.total_seconds()
+                swapped: SessionRecord | None = await sliding(
+                    SlidingRotation(
+                        handle=handle,
+                        expected_refresh_hash=presented,
+                        new_refresh_hash=child_stored,
+                        now=self.clock.now(),
+                        default_idle_timeout=default_idle,
+                    )
+                )
+                if swapped is not None:
+                    return await self._rotated(
+                        swapped, swapped.expires_at, child, refresh_token, disable_anti_csrf, key, hashes
+                    )
             for _ in range(_ROTATE_ATTEMPTS):
                 record = await self.store.get(handle)
                 now = self.clock.now()
@@ -91,20 +111,9 @@ class SessionRefresh(SessionAdmin):
                     )
                     if await self.store.rotate(rotation):
                         # The record as stored now differs in its hashes and times; the token needs only the new expiry.
-                        _metrics.record_refreshed("rotated")
-                        logger.info("asgi_session: refreshed session %r (user %r)", handle, record.user_id)
-                        session = self._issue(
-                            record,
-                            child,
-                            parent=refresh_token,
-                            disable_anti_csrf=disable_anti_csrf,
-                            key=key,
-                            hashes=hashes,
-                            expires_at=rotation.expires_at,
+                        return await self._rotated(
+                            record, rotation.expires_at, child, refresh_token, disable_anti_csrf, key, hashes
                         )
-                        if self._hooks is not None:
-                            await self._hooks.emit("refreshed", handle, record.user_id, record.tenant_id)
-                        return session
                     continue  # somebody rotated first: re-read; we are now the grace-window case
                 if self._within_grace(record, presented, now):
                     if not hmac.compare_digest(child_stored, record.refresh_hash):
@@ -129,6 +138,36 @@ class SessionRefresh(SessionAdmin):
                     await self._hooks.emit("token_theft_detected", handle, record.user_id, record.tenant_id)
                 raise TokenTheftDetectedError(handle=handle, user_id=record.user_id, tenant_id=record.tenant_id)
             raise StoreError("refresh did not settle after repeated concurrent rotations; try again")
+
+    async def _rotated(
+        self,
+        record: SessionRecord,
+        expires_at: float,
+        child: str,
+        parent: str,
+        disable_anti_csrf: bool,
+        key: SigningKey,
+        hashes: tuple[str, str | None],
+    ) -> Session:
+        """The answer to a refresh whose swap committed: the child's tokens for ``record``, expiring at ``expires_at``.
+
+        ``record`` may be the one read before the swap: the token needs only its user, tenant, handle and payload,
+        which a swap does not change, and the new expiry.
+        """
+        _metrics.record_refreshed("rotated")
+        logger.info("asgi_session: refreshed session %r (user %r)", record.handle, record.user_id)
+        session = self._issue(
+            record,
+            child,
+            parent=parent,
+            disable_anti_csrf=disable_anti_csrf,
+            key=key,
+            hashes=hashes,
+            expires_at=expires_at,
+        )
+        if self._hooks is not None:
+            await self._hooks.emit("refreshed", record.handle, record.user_id, record.tenant_id)
+        return session
 
     async def _anti_csrf_failed(self, handle: str | None, reason: str) -> None:
         """Report an anti-CSRF failure on refresh to the hook, with the session's owner when it exists."""

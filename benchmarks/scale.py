@@ -28,8 +28,9 @@ which SQLite ignores), µs per call (p50 and p90 over ``--ops`` calls per operat
 - verify: ``get_session_without_request_response(token, check_database=True)`` on a session just created by the
   manager whose signature was verified once before (untimed), so the timed call is the cache hit plus the store's
   primary-key read;
-- refresh: ``refresh_session_without_request_response`` of that session's refresh token (read, compare-and-swap,
-  one ES256 signature);
+- refresh: ``refresh_session_without_request_response`` of that session's refresh token (on SQLite and PostgreSQL
+  the store's ``rotate_sliding``, a read and compare-and-swap in one statement; on Redis a read, then the
+  compare-and-swap; one ES256 signature);
 - revoke: ``revoke_session`` of that session (the store's logged delete);
 - revoke-all: ``revoke_all_sessions_for_user`` of a random filled user holding ``--per-user`` sessions (the call must
   return that many); the user's sessions are then put back with ``store.create`` (untimed), so the store keeps its
@@ -87,7 +88,7 @@ from asgi_session.stores import store_from_url
 from asgi_session.stores._json import dump_object
 from asgi_session.stores._postgres_sql import FIELDS as PG_FIELDS
 from asgi_session.stores._postgres_sql import JSON_FIELDS as PG_JSON_FIELDS
-from asgi_session.stores._sqlite_sql import GET, INSERT, ROTATE
+from asgi_session.stores._sqlite_sql import GET, INSERT, ROTATE, ROTATE_SLIDING
 from asgi_session.stores._sqlite_sql import to_row as _to_row
 from asgi_session.stores.base import SessionRecord, SessionStore
 
@@ -367,9 +368,11 @@ def sqlite_plans(case: Case) -> list[dict[str, Any]]:
     """``EXPLAIN QUERY PLAN`` of every SQLite statement the measured operations run."""
     record = case.filler.record(0)
     rotate_params = ("h2", record.refresh_hash, 1.0, 1.0, 2.0, record.handle, record.refresh_hash)
-    statements: list[tuple[str, str, tuple[Any, ...]]] = [
-        ("get (verify, refresh, get)", GET, (record.handle,)),
-        ("rotate (refresh)", ROTATE, rotate_params),
+    sliding = {"new": "h2", "old": record.refresh_hash, "now": 1.0, "idle": 2.0, "handle": record.handle}
+    statements: list[tuple[str, str, Any]] = [
+        ("get (verify, refresh's full path, get)", GET, (record.handle,)),
+        ("rotate_sliding (refresh)", ROTATE_SLIDING, sliding),
+        ("rotate (refresh's full path)", ROTATE, rotate_params),
         ("delete (revoke)", sqlite_log.revoke_handles_sql(1), (record.handle,)),
         ("trigger revocations_end_session", "DELETE FROM sessions WHERE handle = ?", (record.handle,)),
         ("delete_for_user (revoke-all)", sqlite_log.revoke_user_sql(False), (record.user_id,)),
@@ -391,9 +394,11 @@ def postgres_plan_inputs(case: Case) -> list[tuple[str, str, tuple[Any, ...]]]:
     sql, channel = store._sql, store.revocation_channel
     values = pg_values(record)
     rotation = (record.handle, record.refresh_hash, "h2", 1.0, 1.0, 2.0)
+    sliding = (record.handle, record.refresh_hash, "h2", 1.0, 2.0)
     return [
-        ("get (verify, refresh, get)", sql["get"], (record.handle,)),
-        ("rotate (refresh)", sql["rotate"], rotation),
+        ("get (verify, refresh's full path, get)", sql["get"], (record.handle,)),
+        ("rotate_sliding (refresh)", sql["rotate_sliding"], sliding),
+        ("rotate (refresh's full path)", sql["rotate"], rotation),
         ("delete (revoke)", sql["delete"], ([record.handle], channel)),
         ("delete_for_user (revoke-all)", sql["delete_for_user"], (record.user_id, channel)),
         ("create (new sessions, restore)", sql["create"], values),

@@ -17,7 +17,7 @@ import anyio.lowlevel
 import pytest
 
 from asgi_session import SessionManager, StoreError
-from asgi_session.stores.base import Revocation, Rotation, SessionRecord
+from asgi_session.stores.base import Revocation, Rotation, SessionRecord, SlidingRotation
 from asgi_session.stores.memory import MemoryStore
 
 # -- a store that counts calls -----------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ class CountingStore(MemoryStore):
 
     With ``interleave``, every operation also yields to other tasks around its work, so concurrent refreshes really
     overlap (MemoryStore itself never suspends). ``rotations_applied`` counts the rotations that won their
-    compare-and-swap.
+    compare-and-swap (``rotate`` or ``rotate_sliding``).
     """
 
     def __init__(self, *, interleave: bool = False) -> None:
@@ -52,13 +52,19 @@ class CountingStore(MemoryStore):
         self.interleave = interleave
         self.calls: Counter[str] = Counter()
         self.rotations_applied = 0
+        self.sliding_swaps = 0
 
     def reset(self) -> None:
         self.calls.clear()
         self.rotations_applied = 0
+        self.sliding_swaps = 0
 
     def writes(self) -> dict[str, int]:
-        return {name: count for name, count in self.calls.items() if name in WRITE_METHODS}
+        """Write calls by name; ``rotate_sliding`` only when it swapped (a refused one read and changed nothing)."""
+        writes = {name: count for name, count in self.calls.items() if name in WRITE_METHODS}
+        if self.sliding_swaps:
+            writes["rotate_sliding"] = self.sliding_swaps
+        return writes
 
     async def rotate(self, rotation: Rotation) -> bool:
         self.calls["rotate"] += 1
@@ -67,6 +73,15 @@ class CountingStore(MemoryStore):
         applied = await MemoryStore.rotate(self, rotation)
         self.rotations_applied += applied
         return applied
+
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        self.calls["rotate_sliding"] += 1
+        if self.interleave:  # as ``rotate``: the racing refreshes meet at the swap itself
+            await anyio.lowlevel.checkpoint()
+        swapped = await MemoryStore.rotate_sliding(self, rotation)
+        self.rotations_applied += swapped is not None
+        self.sliding_swaps += swapped is not None
+        return swapped
 
 
 def _counted(name: str) -> Callable[..., Awaitable[Any]]:
@@ -83,7 +98,7 @@ def _counted(name: str) -> Callable[..., Awaitable[Any]]:
     return method
 
 
-for _name in (WRITE_METHODS | READ_METHODS) - {"rotate"}:
+for _name in (WRITE_METHODS | READ_METHODS) - {"rotate", "rotate_sliding"}:
     setattr(CountingStore, _name, _counted(_name))
 
 

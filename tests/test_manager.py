@@ -444,6 +444,11 @@ async def test_store_failure_propagates_as_store_error(clock: FakeClock) -> None
                 raise StoreError("simulated outage")
             return await super().get(handle)
 
+        async def rotate_sliding(self, rotation: Any) -> Any:
+            if self.fail:
+                raise StoreError("simulated outage")
+            return await super().rotate_sliding(rotation)
+
     store = Broken()
     async with SessionManager(store=store, clock=clock) as manager:
         session = await manager.create_new_session_without_request_response("alice")

@@ -376,7 +376,7 @@ async def test_concurrent_refreshes_of_one_token(caplog: pytest.LogCaptureFixtur
         assert c.store.rotations_applied == 1  # exactly one chain
         assert c.store.writes().get("delete", 0) == 0
         if interleave:
-            assert c.store.calls["rotate"] > 1  # the tasks really raced for the compare-and-swap
+            assert c.store.calls["rotate_sliding"] > 1  # the tasks really raced for the swap
         record = await c.record()
         assert record is not None
         assert record.refresh_hash == stored_refresh_hash(child)

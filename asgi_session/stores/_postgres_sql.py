@@ -104,6 +104,12 @@ _STATEMENTS = {
     "get": "SELECT {columns} FROM {s}.sessions WHERE handle = $1",
     "rotate": "UPDATE {s}.sessions SET refresh_hash = $3, previous_refresh_hash = $2, rotated_at = $4, "
     "last_seen = $5, expires_at = $6 WHERE handle = $1 AND refresh_hash = $2 RETURNING handle",
+    # A refresh's read and swap in one statement (SlidingRotation): the expiry slides as the manager slides it,
+    # min(now + idle, absolute_expires_at); no row comes back unless the session was live and the hash current.
+    "rotate_sliding": "UPDATE {s}.sessions SET refresh_hash = $3, previous_refresh_hash = $2, rotated_at = $4, "
+    "last_seen = $4, expires_at = CASE WHEN absolute_expires_at < $4 + COALESCE(idle_timeout, $5) "
+    "THEN absolute_expires_at ELSE $4 + COALESCE(idle_timeout, $5) END "
+    "WHERE handle = $1 AND refresh_hash = $2 AND expires_at > $4 RETURNING {columns}",
     "update_session_data": "UPDATE {s}.sessions SET session_data = $2 WHERE handle = $1",
     "update_access_token_payload": "UPDATE {s}.sessions SET access_token_payload = $2 WHERE handle = $1",
     "touch": "UPDATE {s}.sessions SET last_seen = $2 WHERE handle = $1",

@@ -21,6 +21,7 @@ __all__ = [
     "LEASE",
     "LOG",
     "ROTATE",
+    "ROTATE_SLIDING",
     "SET_FIELD",
     "TRIM",
     "UNINDEX",
@@ -74,6 +75,25 @@ redis.call('HSET', KEYS[1], 'refresh_hash', ARGV[2], 'previous_refresh_hash', AR
   'rotated_at', ARGV[3], 'last_seen', ARGV[4], 'expires_at', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ttl_ms(ARGV[5], ARGV[6]))
 return 1
+"""
+# KEYS: session. ARGV: expected hash, new hash, now, default idle timeout, leeway ms. A refresh's read and swap in one
+# script (SlidingRotation): swaps only a live session holding the expected hash, slides expires_at to
+# min(now + idle, absolute_expires_at) with the same double additions as Python (written with 17 significant digits,
+# so it reads back as exactly that float), and returns the session's fields; nil otherwise, changing nothing.
+_ROTATE_SLIDING_SOURCE = """
+local f = redis.call('HMGET', KEYS[1], 'refresh_hash', 'expires_at', 'idle_timeout', 'absolute_expires_at')
+if f[1] ~= ARGV[1] then return false end
+local now = tonumber(ARGV[3])
+local expires = tonumber(f[2])
+if not expires or not (expires > now) then return false end
+local slid = now + (tonumber(f[3]) or tonumber(ARGV[4]))
+local absolute = tonumber(f[4])
+if absolute and absolute < slid then slid = absolute end
+local text = string.format('%.17g', slid)
+redis.call('HSET', KEYS[1], 'refresh_hash', ARGV[2], 'previous_refresh_hash', ARGV[1],
+  'rotated_at', ARGV[3], 'last_seen', ARGV[3], 'expires_at', text)
+redis.call('PEXPIRE', KEYS[1], ttl_ms(text, ARGV[5]))
+return redis.call('HGETALL', KEYS[1])
 """
 # KEYS: session. ARGV: field, value.
 _SET_FIELD_SOURCE = """
@@ -185,5 +205,6 @@ class Script:
 
 
 INDEX, CREATE, ROTATE = Script(_INDEX_SOURCE), Script(_CREATE_SOURCE), Script(_ROTATE_SOURCE)
+ROTATE_SLIDING = Script(_ROTATE_SLIDING_SOURCE)
 SET_FIELD, EXPIRE, UNINDEX = Script(_SET_FIELD_SOURCE), Script(_EXPIRE_SOURCE), Script(_UNINDEX_SOURCE)
 LOG, TRIM, LEASE = Script(_LOG_SOURCE), Script(_TRIM_SOURCE), Script(_LEASE_SOURCE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -138,6 +139,16 @@ ROTATE = (
     "UPDATE sessions SET refresh_hash = ?, previous_refresh_hash = ?, rotated_at = ?, last_seen = ?, expires_at = ? "
     "WHERE handle = ? AND refresh_hash = ?"
 )
+# A refresh's read and swap in one statement (``SlidingRotation``): the expiry slides as the manager slides it,
+# ``min(now + idle, absolute_expires_at)``; no row comes back unless the session was live and the hash current.
+# RETURNING needs SQLite 3.35 (``ROTATE_SLIDING_SUPPORTED``).
+_SLID = "(:now + COALESCE(idle_timeout, :idle))"
+ROTATE_SLIDING = (
+    "UPDATE sessions SET refresh_hash = :new, previous_refresh_hash = :old, rotated_at = :now, last_seen = :now, "  # noqa: S608
+    f"expires_at = CASE WHEN absolute_expires_at < {_SLID} THEN absolute_expires_at ELSE {_SLID} END "
+    f"WHERE handle = :handle AND refresh_hash = :old AND expires_at > :now RETURNING {COLUMNS}"
+)
+ROTATE_SLIDING_SUPPORTED = sqlite3.sqlite_version_info >= (3, 35, 0)
 LIST_USER = f"SELECT {COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at, handle"  # noqa: S608
 LIST_USER_TENANT = f"SELECT {COLUMNS} FROM sessions WHERE user_id = ? AND tenant_id = ? ORDER BY created_at, handle"  # noqa: S608
 GET_KEYS = f"SELECT {KEY_COLUMNS} FROM keys ORDER BY signs_from, kid"  # noqa: S608

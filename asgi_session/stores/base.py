@@ -30,6 +30,8 @@ __all__ = [
     "Rotation",
     "SessionRecord",
     "SessionStore",
+    "SlidingRotation",
+    "SlidingRotationStore",
     "StoreLifecycle",
 ]
 
@@ -100,6 +102,31 @@ class Rotation:
     rotated_at: float
     last_seen: float
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlidingRotation:
+    """A rotation for a caller that has not read the session: the store slides the expiry itself.
+
+    Applied only if the session exists, has not expired (``expires_at > now``) and its ``refresh_hash`` still equals
+    ``expected_refresh_hash``; then, as :class:`Rotation` does, ``refresh_hash = new_refresh_hash``,
+    ``previous_refresh_hash = expected_refresh_hash``, ``rotated_at = last_seen = now``, and ``expires_at`` slides
+    to ``now + idle``, where ``idle`` is the session's own ``idle_timeout`` or, without one, ``default_idle_timeout``,
+    capped by ``absolute_expires_at`` (the same value as ``min(now + idle, absolute_expires_at)`` in Python).
+
+    Attributes:
+        handle: the session to rotate.
+        expected_refresh_hash: the stored hash of the presented refresh token.
+        new_refresh_hash: the stored hash of the new refresh token.
+        now: the rotation time.
+        default_idle_timeout: the idle timeout of a session without its own, in seconds.
+    """
+
+    handle: str
+    expected_refresh_hash: str
+    new_refresh_hash: str
+    now: float
+    default_idle_timeout: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -324,6 +351,25 @@ class RevocationProbe(Protocol):
 
     def probe_revocations(self, after: int) -> list[Revocation] | None:
         """Every entry above ``after`` committed so far, or ``None`` when that cannot be known right now."""
+        ...
+
+
+@runtime_checkable
+class SlidingRotationStore(Protocol):
+    """Optional: a refresh's read and compare-and-swap in one step (SQLite and memory; one round trip, not two).
+
+    The manager tries it first on every refresh; ``None`` sends it down the full path (read, then
+    :meth:`SessionStore.rotate`), which tells an expired session, a grace-window repeat and a theft apart. So a
+    store may also answer ``None`` whenever it cannot do the step, and a subclass may opt out with
+    ``rotate_sliding = None``.
+    """
+
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        """Apply ``rotation`` if its conditions hold and return the session as now stored; else ``None``.
+
+        Raises:
+            StoreError: the backend failed (whether the rotation happened is then unknown, as for ``rotate``).
+        """
         ...
 
 

@@ -18,6 +18,7 @@ from .base import (
     Rotation,
     SessionRecord,
     SessionStore,
+    SlidingRotation,
     StoreLifecycle,
 )
 
@@ -90,6 +91,27 @@ class MemoryStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
             expires_at=rotation.expires_at,
         )
         return True
+
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        """A refresh's read and compare-and-swap in one step; ``None`` unless the session is live and current."""
+        record = self._sessions.get(rotation.handle)
+        now = rotation.now
+        if record is None or record.expires_at <= now or record.refresh_hash != rotation.expected_refresh_hash:
+            return None
+        idle = rotation.default_idle_timeout if record.idle_timeout is None else record.idle_timeout
+        expires_at = now + idle
+        if record.absolute_expires_at is not None and record.absolute_expires_at < expires_at:
+            expires_at = record.absolute_expires_at
+        record = dataclasses.replace(
+            record,
+            refresh_hash=rotation.new_refresh_hash,
+            previous_refresh_hash=rotation.expected_refresh_hash,
+            rotated_at=now,
+            last_seen=now,
+            expires_at=expires_at,
+        )
+        self._sessions[rotation.handle] = record
+        return _copy(record)
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data."""

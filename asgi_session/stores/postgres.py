@@ -61,6 +61,7 @@ from .base import (
     Rotation,
     SessionRecord,
     SessionStore,
+    SlidingRotation,
     StoreLifecycle,
 )
 
@@ -292,6 +293,31 @@ class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed,
             if record is not None and record.refresh_hash == rotation.new_refresh_hash:
                 return True
             raise
+
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        """A refresh's read and compare-and-swap as one ``UPDATE ... RETURNING`` (one round trip, not two).
+
+        ``None`` when the session is missing, expired or holds another hash. A connection lost mid-statement is
+        settled as in :meth:`rotate`: the session is re-read, and returned only if it holds the new hash.
+        """
+        args = (
+            rotation.handle,
+            rotation.expected_refresh_hash,
+            rotation.new_refresh_hash,
+            rotation.now,
+            rotation.default_idle_timeout,
+        )
+        try:
+            rows = await self._fetch("rotate_sliding", *args)
+        except OutcomeUnknown as unknown:
+            try:
+                record = await self.get(rotation.handle)
+            except StoreError as exc:
+                raise unknown from exc
+            if record is not None and record.refresh_hash == rotation.new_refresh_hash:
+                return record
+            raise
+        return to_record(rows[0]) if rows else None
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""

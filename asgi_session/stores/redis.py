@@ -89,6 +89,7 @@ from .base import (
     Rotation,
     SessionRecord,
     SessionStore,
+    SlidingRotation,
     StoreLifecycle,
 )
 
@@ -104,7 +105,20 @@ from ._json import dump_object, load_object
 from ._redis_feed import follow
 from ._redis_keys import BUCKETS, as_text, bucket, escape, seconds, to_fields, to_record, to_revocation
 from ._redis_pool import RedisPool
-from ._redis_scripts import CHUNK, CREATE, EXPIRE, INDEX, LEASE, LOG, ROTATE, SET_FIELD, TRIM, UNINDEX, Client
+from ._redis_scripts import (
+    CHUNK,
+    CREATE,
+    EXPIRE,
+    INDEX,
+    LEASE,
+    LOG,
+    ROTATE,
+    ROTATE_SLIDING,
+    SET_FIELD,
+    TRIM,
+    UNINDEX,
+    Client,
+)
 
 __all__ = ["RedisStore"]
 
@@ -272,6 +286,22 @@ class RedisStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed, Le
         args = [rotation.expected_refresh_hash, rotation.new_refresh_hash, *times, self._leeway_ms]
         async with self._pool.using("rotate") as client:
             return bool(await ROTATE(client, [self._session(rotation.handle)], args))
+
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        """A refresh's read and compare-and-swap in one Lua script on the session (one round trip, not two).
+
+        ``None`` when the session is missing, expired or holds another hash; the TTL is extended as by ``rotate``.
+        """
+        now = seconds(rotation.now, "now")
+        idle = seconds(rotation.default_idle_timeout, "default_idle_timeout")
+        args = [rotation.expected_refresh_hash, rotation.new_refresh_hash, now, idle, self._leeway_ms]
+        async with self._pool.using("rotate_sliding") as client:
+            reply = await ROTATE_SLIDING(client, [self._session(rotation.handle)], args)
+        if not reply:
+            return None
+        if isinstance(reply, Mapping):
+            return to_record(reply)
+        return to_record(dict(zip(reply[::2], reply[1::2], strict=True)))
 
     async def _set_field(self, operation: str, handle: str, field: str, value: str) -> bool:
         async with self._pool.using(operation) as client:

@@ -58,6 +58,8 @@ from ._sqlite_sql import (
     LIST_USER_TENANT,
     MIGRATIONS,
     ROTATE,
+    ROTATE_SLIDING,
+    ROTATE_SLIDING_SUPPORTED,
     SCHEMA_VERSION,
     to_record,
     to_row,
@@ -71,6 +73,7 @@ from .base import (
     Rotation,
     SessionRecord,
     SessionStore,
+    SlidingRotation,
     StoreLifecycle,
 )
 
@@ -266,7 +269,9 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
         except _DRIVER_ERRORS as exc:
             raise _store_error(operation, exc) from exc
 
-    async def _fetch(self, operation: str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async def _fetch(
+        self, operation: str, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[sqlite3.Row]:
         """Run one ``SELECT`` or ``... RETURNING`` statement: one round trip."""
         rows = await self._call(operation, lambda db: db.execute_fetchall(sql, params))
         return list(rows)
@@ -323,6 +328,29 @@ class SQLiteStore(StoreLifecycle, SessionStore, RevocationLog, RevocationProbe, 
             rotation.expected_refresh_hash,
         )
         return await self._batched_change("rotate", ROTATE, params) > 0
+
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        """A refresh's read and compare-and-swap as one ``UPDATE ... RETURNING`` (committed with concurrent writes).
+
+        ``None`` when the session is missing, expired or holds another hash, and on SQLite before 3.35 (no
+        ``RETURNING``): the manager then reads and swaps in two steps.
+        """
+        if not ROTATE_SLIDING_SUPPORTED:
+            return None
+        params = {
+            "new": rotation.new_refresh_hash,
+            "old": rotation.expected_refresh_hash,
+            "now": rotation.now,
+            "idle": rotation.default_idle_timeout,
+            "handle": rotation.handle,
+        }
+        batch = self._batch
+        if batch is None:
+            rows: list[Any] = await self._fetch("rotate_sliding", ROTATE_SLIDING, params)
+        else:
+            outcome = await batch.write(lambda conn: conn.execute(ROTATE_SLIDING, params).fetchall())
+            rows = _result("rotate_sliding", outcome)
+        return to_record(rows[0]) if rows else None
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""

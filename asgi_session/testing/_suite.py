@@ -11,6 +11,7 @@ from . import (
     _revocation_checks,
     _rotation_checks,
     _session_checks,
+    _sliding_checks,
     _token_checks,
 )
 from ._check import ConformanceCheck, ConformanceError, PersistedReader, StoreFactory
@@ -27,6 +28,9 @@ _RUNNING_ORDER = (
     _rotation_checks.rotate_stale_hash,
     _rotation_checks.rotate_missing_handle,
     _rotation_checks.rotate_concurrent,
+    _sliding_checks.rotate_sliding_success,
+    _sliding_checks.rotate_sliding_refusals,
+    _sliding_checks.rotate_sliding_concurrent,
     _session_checks.update_session_data,
     _session_checks.update_access_token_payload,
     _session_checks.touch,

@@ -31,7 +31,7 @@ from asgi_session import (
     get_session,
 )
 from asgi_session.stores import MemoryStore
-from asgi_session.stores.base import Revocation, Rotation, SessionRecord
+from asgi_session.stores.base import Revocation, Rotation, SessionRecord, SlidingRotation
 from asgi_session.testing import FakeClock
 from tests._helpers import b64u_json, cookieless_jar
 
@@ -78,6 +78,12 @@ class FlakyStore(MemoryStore):
     async def rotate(self, rotation: Rotation) -> bool:
         self._check("rotate")
         return await super().rotate(rotation)
+
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        # Both a read and a swap: failing either fails it.
+        self._check("get")
+        self._check("rotate")
+        return await super().rotate_sliding(rotation)
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         self._check("update_session_data")

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from asgi_session import SessionConfig, SessionManager, StoreError
 from asgi_session.keys import SigningKey, VerificationKey
 from asgi_session.stores import KeyRecord, MemoryStore, Rotation, SQLiteStore
+from asgi_session.stores.base import SessionRecord, SlidingRotation
 from asgi_session.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -132,6 +133,9 @@ class FailingSigningKeyStore(MemoryStore):
 
 class FailingRotationStore(MemoryStore):
     async def rotate(self, rotation: Rotation) -> bool:
+        raise StoreError("connection lost")
+
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
         raise StoreError("connection lost")
 
 

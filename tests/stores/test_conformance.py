@@ -11,7 +11,7 @@ import pytest
 import asgi_session._refresh
 import asgi_session.manager
 from asgi_session._refresh_token import mint_refresh_token
-from asgi_session.stores.base import KeyRecord, Rotation, SessionRecord, SessionStore
+from asgi_session.stores.base import KeyRecord, Rotation, SessionRecord, SessionStore, SlidingRotation
 from asgi_session.stores.memory import MemoryStore
 from asgi_session.testing import (
     CONFORMANCE_CHECKS,
@@ -40,6 +40,22 @@ class RotateIgnoresExpectedHash(MemoryStore):
         if current is None:
             return False
         return await super().rotate(dataclasses.replace(rotation, expected_refresh_hash=current.refresh_hash))
+
+
+class SlidingIgnoresTheAbsoluteExpiry(MemoryStore):
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        record = await self.get(rotation.handle)
+        if record is not None:
+            self._sessions[record.handle] = dataclasses.replace(record, absolute_expires_at=None)
+        return await super().rotate_sliding(rotation)
+
+
+class SlidingRevivesExpiredSessions(MemoryStore):
+    async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
+        record = await self.get(rotation.handle)
+        if record is not None and record.expires_at <= rotation.now:
+            self._sessions[record.handle] = dataclasses.replace(record, expires_at=rotation.now + 1)
+        return await super().rotate_sliding(rotation)
 
 
 class DeleteForUserIgnoresTenant(MemoryStore):
@@ -92,6 +108,8 @@ class DeleteReturnsEverythingAsked(MemoryStore):
     ("broken", "failed"),
     [
         (RotateIgnoresExpectedHash, {"rotate_stale_hash", "rotate_concurrent"}),
+        (SlidingIgnoresTheAbsoluteExpiry, {"rotate_sliding_success", "rotate_sliding_refusals"}),
+        (SlidingRevivesExpiredSessions, {"rotate_sliding_refusals"}),
         (DeleteForUserIgnoresTenant, {"delete_for_user", "many_sessions"}),
         (DeleteExpiredSparesTheBoundary, {"delete_expired"}),
         (ListForUserUnordered, {"list_for_user", "many_sessions"}),

@@ -218,12 +218,13 @@ async def test_large_session_data_overflows_and_every_operation_works(tmp_path: 
 # --- query plans ------------------------------------------------------------------------------------------------
 
 
-def _statements() -> list[tuple[str, str, list[Any]]]:
+def _statements() -> list[tuple[str, str, Any]]:
     row = sql.to_row(record("h", "u"))
     return [
         ("insert", sql.INSERT, row),
         ("get", sql.GET, ["h"]),
         ("rotate", sql.ROTATE, ["n", "p", 1.0, 1.0, 2.0, "h", "p"]),
+        ("rotate sliding", sql.ROTATE_SLIDING, {"new": "n", "old": "p", "now": 1.0, "idle": 9.0, "handle": "h"}),
         ("touch", "UPDATE sessions SET last_seen = ? WHERE handle = ?", [1.0, "h"]),
         ("update data", "UPDATE sessions SET session_data = ? WHERE handle = ?", ["{}", "h"]),
         ("update payload", "UPDATE sessions SET access_token_payload = ? WHERE handle = ?", ["{}", "h"]),
@@ -241,7 +242,7 @@ def _statements() -> list[tuple[str, str, list[Any]]]:
     ]
 
 
-def _plan(conn: sqlite3.Connection, statement: str, params: list[Any]) -> list[str]:
+def _plan(conn: sqlite3.Connection, statement: str, params: Any) -> list[str]:
     return [str(line[3]) for line in conn.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
 
 
@@ -259,7 +260,7 @@ async def test_no_statement_scans_sessions_or_sorts_where_it_did_not(tmp_path: P
             assert not line.startswith("SCAN"), f"{name}: {line}"
         sorts = [line for line in lines if "TEMP B-TREE" in line]
         assert sorts == (["USE TEMP B-TREE FOR ORDER BY"] if name.startswith("list") else []), f"{name}: {lines}"
-    by_handle = ("get", "rotate", "touch", "update data", "update payload", "revoke", "revoke many")
+    by_handle = ("get", "rotate", "rotate sliding", "touch", "update data", "update payload", "revoke", "revoke many")
     for name in (*by_handle, "the trigger's delete"):
         assert "sessions_handle (handle=?)" in plans[name][0], f"{name}: {plans[name]}"
     for name in ("revoke all", "revoke all in a tenant", "list", "list in a tenant"):
