@@ -21,6 +21,8 @@ No manager, no checks of ids or payloads, no metrics, no hooks, no aiosqlite wor
 - ``floor, no store``: the essential steps, the record kept in a dict;
 - ``floor, SQLite, one thread``: the same, rows inserted ``--concurrency`` at a time (``executemany``), one
   ``BEGIN IMMEDIATE ... COMMIT`` each, on the calling thread;
+- ``floor, SQLite, one thread, table only``: the same on a file whose two secondary indexes (by handle, by expiry)
+  were dropped: what they cost (no store could run without them);
 - ``floor, SQLite, asyncio``: ``--concurrency`` tasks, each create awaiting a future answered after its group's
   commit, the group committed synchronously on the event loop thread (the cheapest way an asyncio server could do
   it: no thread hop at all);
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import platform
@@ -59,10 +62,11 @@ from asgi_session import SessionManager
 from asgi_session._key_material import SigningKey
 from asgi_session._refresh_token import mint_refresh_token, new_handle, sha256_hex, stored_hash_of_hash1
 from asgi_session.stores import MemoryStore, SessionRecord, SQLiteStore
-from asgi_session.stores._sqlite_sql import INSERT, to_row
+from asgi_session.stores._sqlite_sql import COLUMNS, INSERT, PLACES, to_row
 from asgi_session.tokens import claims_json, sign_access_token, sign_claims_json
 
 VALIDITY = 3600
+PLAIN_INSERT = f"INSERT INTO sessions ({COLUMNS}) VALUES ({PLACES})"  # noqa: S608 (no unique index to conflict on)
 IDLE = 100 * 86400
 
 
@@ -136,18 +140,19 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def _commit_group(connection: sqlite3.Connection, rows: list[list[Any]]) -> None:
+def _commit_group(connection: sqlite3.Connection, rows: list[list[Any]], sql: str = INSERT) -> None:
     connection.execute("BEGIN IMMEDIATE")
-    connection.executemany(INSERT, rows)
+    connection.executemany(sql, rows)
     connection.execute("COMMIT")
 
 
-def floor_sqlite_sync(floor: Floor, path: Path, count: int, group: int) -> float:
+def floor_sqlite_sync(floor: Floor, path: Path, count: int, group: int, sql: str = INSERT) -> float:
     connection = _connect(path)
 
     def run() -> None:
         for start in range(0, count, group):
-            _commit_group(connection, [floor.create(index)[2] for index in range(start, min(count, start + group))])
+            rows = [floor.create(index)[2] for index in range(start, min(count, start + group))]
+            _commit_group(connection, rows, sql)
 
     try:
         return _rate(count, run)
@@ -291,6 +296,15 @@ async def main(count: int, concurrency: int, rounds: int) -> dict[str, Any]:
             async def one_thread(path: Path) -> float:
                 return floor_sqlite_sync(floor, path, count, concurrency)
 
+            async def table_only(path: Path) -> float:
+                # What the two secondary indexes cost: the same without them (not a schema anyone could run: the
+                # handle index serves every lookup, the expiry index the cleanup).
+                with contextlib.closing(sqlite3.connect(path)) as connection:
+                    connection.execute("DROP INDEX sessions_handle")
+                    connection.execute("DROP INDEX sessions_expires_at")
+                    connection.commit()
+                return floor_sqlite_sync(floor, path, count, concurrency, PLAIN_INSERT)
+
             async def on_loop(path: Path) -> float:
                 return await floor_sqlite_asyncio(floor, path, count, concurrency)
 
@@ -302,6 +316,7 @@ async def main(count: int, concurrency: int, rounds: int) -> dict[str, Any]:
                 add("sign, key only", median_us(1000, lambda: private_key.sign(signing_input, ecdsa)))
                 add("floor, no store", floor_memory(floor, count))
                 await floor_file("floor, SQLite, one thread", one_thread)
+                await floor_file("floor, SQLite, one thread, table only", table_only)
                 await floor_file("floor, SQLite, asyncio", on_loop)
                 await floor_file("floor, SQLite, asyncio + signing thread", with_thread)
                 created, refreshed = await ours(SQLiteStore(await new_file()), count, concurrency)
