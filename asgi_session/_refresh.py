@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 
 from . import _metrics
 from ._admin import SessionAdmin
@@ -28,6 +29,35 @@ __all__ = ["SessionRefresh"]
 logger = logging.getLogger("asgi_session")
 
 _ROTATE_ATTEMPTS = 4
+
+
+# Per store class: whether its ``rotate_sliding`` may stand for its ``get`` and ``rotate`` (see ``_one_step``).
+_ONE_STEP_CLASSES: dict[type, bool] = {}
+
+
+def _owner(cls: type, name: str) -> type | None:
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+
+
+def _one_step(store: object) -> Callable[[SlidingRotation], Awaitable[SessionRecord | None]] | None:
+    """The store's ``rotate_sliding``, unless it has none or its class customised the two-step path without it.
+
+    A subclass of a built-in store that overrides ``get`` or ``rotate`` (to audit, count or fail them) but not
+    ``rotate_sliding`` keeps the two steps, so its overrides still see every refresh.
+    """
+    method = getattr(store, "rotate_sliding", None)
+    if not callable(method):
+        return None
+    cls = type(store)
+    allowed = _ONE_STEP_CLASSES.get(cls)
+    if allowed is None:
+        owner = _owner(cls, "rotate_sliding")
+        mro = cls.__mro__
+        allowed = owner is None or all(
+            (other := _owner(cls, name)) is None or mro.index(other) >= mro.index(owner) for name in ("get", "rotate")
+        )
+        _ONE_STEP_CLASSES[cls] = allowed
+    return method if allowed else None
 
 
 class SessionRefresh(SessionAdmin):
@@ -74,8 +104,8 @@ class SessionRefresh(SessionAdmin):
             # Everything the answer needs that may read the store comes before the swap: once the swap commits, the
             # presented token is superseded, and a failure then would turn the client's retry into a theft verdict.
             key = await self._signing_key()
-            sliding = getattr(self.store, "rotate_sliding", None)
-            if callable(sliding):
+            sliding = _one_step(self.store)
+            if sliding is not None:
                 # The usual refresh in one store step: read and swap together, the expiry slid by the store as
                 # below. ``None`` (missing, expired, another hash, or a store that cannot) takes the full path,
                 # which tells those cases apart.

@@ -14,7 +14,7 @@ import pytest
 
 from asgi_session import SessionConfig, SessionManager, TokenTheftDetectedError
 from asgi_session.stores import MemoryStore, SQLiteStore
-from asgi_session.stores.base import SessionStore
+from asgi_session.stores.base import Rotation, SessionRecord, SessionStore
 from asgi_session.testing import FakeClock
 from tests._helpers import CountingStore
 
@@ -101,3 +101,41 @@ async def test_an_expired_session_is_refused_by_both_steps() -> None:
         record = await store.get(session.handle)
         assert record is not None
         assert record.expires_at == START + 3600  # not slid
+
+
+class AuditedRotations(MemoryStore):
+    """A subclass that customises the two-step path only: it must keep seeing every refresh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rotations: list[str] = []
+
+    async def rotate(self, rotation: Rotation) -> bool:
+        self.rotations.append(rotation.handle)
+        return await super().rotate(rotation)
+
+
+class AuditedReads(MemoryStore):
+    async def get(self, handle: str) -> SessionRecord | None:
+        self.reads = getattr(self, "reads", 0) + 1
+        return await super().get(handle)
+
+
+async def test_a_subclass_overriding_get_or_rotate_only_keeps_the_two_steps() -> None:
+    for store in (AuditedRotations(), AuditedReads()):
+        async with SessionManager(store=store, clock=FakeClock(START)) as manager:
+            session = await manager.create_new_session_without_request_response("alice")
+            await manager.refresh_session_without_request_response(session.refresh_token)  # type: ignore[arg-type]
+        if isinstance(store, AuditedRotations):
+            assert store.rotations == [session.handle]
+        else:
+            assert store.reads == 1
+
+
+async def test_a_subclass_overriding_all_three_keeps_the_one_step() -> None:
+    store = CountingStore()  # overrides get, rotate and rotate_sliding
+    async with SessionManager(store=store, clock=FakeClock(START)) as manager:
+        session = await manager.create_new_session_without_request_response("alice")
+        store.reset()
+        await manager.refresh_session_without_request_response(session.refresh_token)  # type: ignore[arg-type]
+    assert dict(store.calls) == {"rotate_sliding": 1}
