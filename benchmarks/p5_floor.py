@@ -56,7 +56,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.hashes import SHA256
-from store_throughput import create_then_refresh
+from store_throughput import _run_concurrently, create_then_refresh
 
 from asgi_session import SessionManager
 from asgi_session._key_material import SigningKey
@@ -200,9 +200,9 @@ async def floor_sqlite_asyncio(
 
         done.add_done_callback(answer)
 
-    async def create(index: int) -> str:
+    async def create(index: int) -> None:
         if signer is None:
-            token, _, row = floor.create(index)
+            _, _, row = floor.create(index)
         else:
             payload, _, row = floor.unsigned(index)
             signed: asyncio.Future[str] = loop.create_future()
@@ -214,21 +214,11 @@ async def floor_sqlite_asyncio(
             state["commit"] = True
             loop.call_soon(commit)
         await committed
-        return token if signer is None else await signed
-
-    next_index = 0
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < count:
-            index = next_index
-            next_index += 1
-            await create(index)
+        if signer is not None:
+            await signed
 
     try:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return count / (time.perf_counter() - started)
+        return await _run_concurrently(count, concurrency, create)
     finally:
         connection.close()
 

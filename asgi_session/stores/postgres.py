@@ -285,14 +285,8 @@ class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed,
         try:
             return len(await self._fetch("rotate", *(getattr(rotation, name) for name in names))) == 1
         except OutcomeUnknown as unknown:
-            try:
-                record = await self.get(rotation.handle)
-            except StoreError as exc:
-                raise unknown from exc
-            # The new hash is fresh randomness: finding it means this very rotation committed.
-            if record is not None and record.refresh_hash == rotation.new_refresh_hash:
-                return True
-            raise
+            await self._settle(unknown, rotation.handle, rotation.new_refresh_hash)
+            return True
 
     async def rotate_sliding(self, rotation: SlidingRotation) -> SessionRecord | None:
         """A refresh's read and compare-and-swap as one ``UPDATE ... RETURNING`` (one round trip, not two).
@@ -310,14 +304,22 @@ class PostgresStore(StoreLifecycle, SessionStore, RevocationLog, RevocationFeed,
         try:
             rows = await self._fetch("rotate_sliding", *args)
         except OutcomeUnknown as unknown:
-            try:
-                record = await self.get(rotation.handle)
-            except StoreError as exc:
-                raise unknown from exc
-            if record is not None and record.refresh_hash == rotation.new_refresh_hash:
-                return record
-            raise
+            return await self._settle(unknown, rotation.handle, rotation.new_refresh_hash)
         return to_record(rows[0]) if rows else None
+
+    async def _settle(self, unknown: OutcomeUnknown, handle: str, new_refresh_hash: str) -> SessionRecord:
+        """After a rotation lost its connection: the session if it holds the new hash, else ``unknown`` raised.
+
+        The new hash is fresh randomness: finding it means this very rotation committed. Not finding it leaves the
+        outcome unknown (the server may yet commit it), and so does a failing re-read.
+        """
+        try:
+            record = await self.get(handle)
+        except StoreError as exc:
+            raise unknown from exc
+        if record is not None and record.refresh_hash == new_refresh_hash:
+            return record
+        raise unknown
 
     async def update_session_data(self, handle: str, data: Mapping[str, Any]) -> bool:
         """Replace the session data; return whether the session exists."""

@@ -17,10 +17,18 @@ import pytest
 
 from asgi_session.exceptions import ConfigurationError, StoreError
 from asgi_session.stores import store_from_url
-from asgi_session.stores.base import SessionStore
+from asgi_session.stores.base import SessionRecord, SessionStore, SlidingRotation
 from asgi_session.stores.postgres import SCHEMA_VERSION, PostgresStore
 from asgi_session.testing import CONFORMANCE_CHECKS, PersistedReader
-from asgi_session.testing._records import T0, handle_of, make_record, make_rich_record, make_rotation, rotated
+from asgi_session.testing._records import (
+    T0,
+    handle_of,
+    hash_of,
+    make_record,
+    make_rich_record,
+    make_rotation,
+    rotated,
+)
 from tests.stores.conftest import race_rotations
 
 pytestmark = pytest.mark.anyio
@@ -320,6 +328,44 @@ async def test_response_lost_after_commit_is_reread(factory: Factory, monkeypatc
         monkeypatch.undo()
         assert await store.get(record.handle) == rotated(record, first)
         assert await store.rotate(second) is True
+
+
+async def test_sliding_rotation_response_lost_after_commit_is_reread(
+    factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = make_record(1)
+    real_fetch = asyncpg.connection.Connection.fetch
+    state = {"commit_first": True}
+
+    async def lose_the_response(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if query.startswith("UPDATE"):
+            if state["commit_first"]:
+                await real_fetch(self, query, *args, **kwargs)
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        return await real_fetch(self, query, *args, **kwargs)
+
+    def sliding(current: SessionRecord, label: str, now: float) -> SlidingRotation:
+        return SlidingRotation(
+            handle=current.handle,
+            expected_refresh_hash=current.refresh_hash,
+            new_refresh_hash=hash_of(label),
+            now=now,
+            default_idle_timeout=3600.0,
+        )
+
+    async with factory() as store:
+        await store.create(record)
+        monkeypatch.setattr(asyncpg.connection.Connection, "fetch", lose_the_response)
+        applied = await store.rotate_sliding(sliding(record, "child", T0 + 60))
+        assert applied is not None  # applied: the re-read finds the new hash and returns the session
+        assert applied.refresh_hash == hash_of("child")
+        assert applied.expires_at == T0 + 60 + 3600.0
+        state["commit_first"] = False
+        with pytest.raises(StoreError, match="whether it was applied is unknown"):
+            await store.rotate_sliding(sliding(applied, "grandchild", T0 + 120))  # never reported as None
+        monkeypatch.undo()
+        assert await store.get(record.handle) == applied
+        assert await store.rotate_sliding(sliding(applied, "grandchild", T0 + 120)) is not None
 
 
 async def test_pool_exhausted_raises_quickly_then_recovers(factory: Factory, admin: Any, postgres_dsn: str) -> None:
