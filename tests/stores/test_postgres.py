@@ -304,10 +304,9 @@ async def test_backend_terminated_mid_rotation_raises_then_recovers(
         assert await store.get(record.handle) == rotated(record, rotation)
 
 
-async def test_response_lost_after_commit_is_reread(factory: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
-    record = make_record(1)
+def lose_update_responses(monkeypatch: pytest.MonkeyPatch, state: dict[str, bool]) -> None:
+    """Every ``UPDATE`` loses its connection, after committing while ``state["commit_first"]``, before it if not."""
     real_fetch = asyncpg.connection.Connection.fetch
-    state = {"commit_first": True}
 
     async def lose_the_response(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
         if query.startswith("UPDATE"):
@@ -316,9 +315,15 @@ async def test_response_lost_after_commit_is_reread(factory: Factory, monkeypatc
             raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
         return await real_fetch(self, query, *args, **kwargs)
 
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetch", lose_the_response)
+
+
+async def test_response_lost_after_commit_is_reread(factory: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = make_record(1)
+    state = {"commit_first": True}
     async with factory() as store:
         await store.create(record)
-        monkeypatch.setattr(asyncpg.connection.Connection, "fetch", lose_the_response)
+        lose_update_responses(monkeypatch, state)
         first = make_rotation(record, "child", T0 + 60)
         assert await store.rotate(first) is True  # applied: the re-read finds the new hash
         state["commit_first"] = False
@@ -334,15 +339,7 @@ async def test_sliding_rotation_response_lost_after_commit_is_reread(
     factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record = make_record(1)
-    real_fetch = asyncpg.connection.Connection.fetch
     state = {"commit_first": True}
-
-    async def lose_the_response(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        if query.startswith("UPDATE"):
-            if state["commit_first"]:
-                await real_fetch(self, query, *args, **kwargs)
-            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
-        return await real_fetch(self, query, *args, **kwargs)
 
     def sliding(current: SessionRecord, label: str, now: float) -> SlidingRotation:
         return SlidingRotation(
@@ -355,7 +352,7 @@ async def test_sliding_rotation_response_lost_after_commit_is_reread(
 
     async with factory() as store:
         await store.create(record)
-        monkeypatch.setattr(asyncpg.connection.Connection, "fetch", lose_the_response)
+        lose_update_responses(monkeypatch, state)
         applied = await store.rotate_sliding(sliding(record, "child", T0 + 60))
         assert applied is not None  # applied: the re-read finds the new hash and returns the session
         assert applied.refresh_hash == hash_of("child")
