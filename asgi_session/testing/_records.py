@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from typing import Any
 
-from ..stores.base import KeyRecord, Rotation, SessionRecord
+from ..stores.base import KeyRecord, Rotation, SessionRecord, SlidingRotation
 
 # The wall clock's future (October 2096): see the docstring of asgi_session.testing.
 T0 = 4_000_000_000.0
@@ -97,6 +97,19 @@ def make_rotation(record: SessionRecord, new_label: str, at: float) -> Rotation:
         rotated_at=at,
         last_seen=at + 0.5,
         expires_at=at + DAY,
+    )
+
+
+def make_sliding_rotation(
+    record: SessionRecord, new_label: str, now: float, default_idle: float = DAY
+) -> SlidingRotation:
+    """A one-step rotation of ``record`` from its current hash to ``hash_of(new_label)`` at time ``now``."""
+    return SlidingRotation(
+        handle=record.handle,
+        expected_refresh_hash=record.refresh_hash,
+        new_refresh_hash=hash_of(new_label),
+        now=now,
+        default_idle_timeout=default_idle,
     )
 
 

@@ -15,22 +15,12 @@ import anyio
 from ..stores.base import SessionRecord, SlidingRotation
 from ._check import StoreFactory, store_check
 from ._expect import expect, expect_equal, expect_record
-from ._records import DAY, T0, hash_of, make_record, make_rich_record
+from ._records import DAY, T0, hash_of, make_record, make_rich_record, make_sliding_rotation
 
 
 def _sliding(store: Any) -> Any:
     method = getattr(store, "rotate_sliding", None)
     return method if callable(method) else None
-
-
-def _rotation(record: SessionRecord, new_label: str, now: float, default_idle: float = DAY) -> SlidingRotation:
-    return SlidingRotation(
-        handle=record.handle,
-        expected_refresh_hash=record.refresh_hash,
-        new_refresh_hash=hash_of(new_label),
-        now=now,
-        default_idle_timeout=default_idle,
-    )
 
 
 def _slid(record: SessionRecord, rotation: SlidingRotation) -> SessionRecord:
@@ -66,11 +56,11 @@ async def rotate_sliding_success(factory: StoreFactory) -> None:
         for record in (own_idle, default_idle, capped, bystander):
             await store.create(record)
         for record, label in ((own_idle, "own"), (default_idle, "default"), (capped, "capped")):
-            rotation = _rotation(record, f"{label}-child", T0 + 60, default_idle=5 * DAY)
+            rotation = make_sliding_rotation(record, f"{label}-child", T0 + 60, default_idle=5 * DAY)
             expected = _slid(record, rotation)
             expect_record(await sliding(rotation), expected, f"rotate_sliding's answer ({label} idle timeout)")
             expect_record(await store.get(record.handle), expected, f"the session after rotate_sliding ({label})")
-            again = _rotation(expected, f"{label}-grandchild", T0 + 120, default_idle=5 * DAY)
+            again = make_sliding_rotation(expected, f"{label}-grandchild", T0 + 120, default_idle=5 * DAY)
             expect_record(await sliding(again), _slid(expected, again), f"a second rotate_sliding chains ({label})")
         expect_equal(own_idle.idle_timeout, 2 * 3600.0, "the rich record's own idle timeout")
         expect_record(await store.get(bystander.handle), bystander, "another session after rotate_sliding")
@@ -88,15 +78,17 @@ async def rotate_sliding_refusals(factory: StoreFactory) -> None:
         await store.create(record)
         await store.create(other)
         ghost = make_record(99)
-        expect_equal(await sliding(_rotation(ghost, "x", T0 + 60)), None, "rotate_sliding of an unknown handle")
-        wrong = dataclasses.replace(_rotation(record, "y", T0 + 60), expected_refresh_hash=hash_of("never"))
+        unknown = make_sliding_rotation(ghost, "x", T0 + 60)
+        expect_equal(await sliding(unknown), None, "rotate_sliding of an unknown handle")
+        to_y = make_sliding_rotation(record, "y", T0 + 60)
+        wrong = dataclasses.replace(to_y, expected_refresh_hash=hash_of("never"))
         expect_equal(await sliding(wrong), None, "rotate_sliding with a hash never stored")
-        crossed = dataclasses.replace(_rotation(record, "y", T0 + 60), expected_refresh_hash=other.refresh_hash)
+        crossed = dataclasses.replace(to_y, expected_refresh_hash=other.refresh_hash)
         expect_equal(await sliding(crossed), None, "rotate_sliding with another session's hash")
-        at_expiry = _rotation(record, "y", record.expires_at)
+        at_expiry = make_sliding_rotation(record, "y", record.expires_at)
         expect_equal(await sliding(at_expiry), None, "rotate_sliding at the session's expiry (expired)")
         expect_record(await store.get(record.handle), record, "the session after refused rotate_sliding calls")
-        good = _rotation(record, "child", T0 + 60)
+        good = make_sliding_rotation(record, "child", T0 + 60)
         expect(await sliding(good) is not None, "rotate_sliding with the current hash")
         expect_equal(await sliding(good), None, "rotate_sliding from the superseded hash")
         expect_record(await store.get(other.handle), other, "another session after rotate_sliding calls")
@@ -114,7 +106,7 @@ async def rotate_sliding_concurrent(factory: StoreFactory) -> None:
         answers: list[SessionRecord | None] = [None] * 20
 
         async def race(index: int) -> None:
-            answers[index] = await sliding(_rotation(record, f"racer-{index}", T0 + 60 + index))
+            answers[index] = await sliding(make_sliding_rotation(record, f"racer-{index}", T0 + 60 + index))
 
         async with anyio.create_task_group() as tg:
             for index in range(len(answers)):

@@ -27,6 +27,7 @@ from asgi_session.testing._records import (
     make_record,
     make_rich_record,
     make_rotation,
+    make_sliding_rotation,
     rotated,
 )
 from tests.stores.conftest import race_rotations
@@ -342,13 +343,7 @@ async def test_sliding_rotation_response_lost_after_commit_is_reread(
     state = {"commit_first": True}
 
     def sliding(current: SessionRecord, label: str, now: float) -> SlidingRotation:
-        return SlidingRotation(
-            handle=current.handle,
-            expected_refresh_hash=current.refresh_hash,
-            new_refresh_hash=hash_of(label),
-            now=now,
-            default_idle_timeout=3600.0,
-        )
+        return make_sliding_rotation(current, label, now, default_idle=3600.0)
 
     async with factory() as store:
         await store.create(record)
